@@ -1,0 +1,181 @@
+//! One error type for the binaries: every module's typed error converts into
+//! [`Error`], which keeps the cause chain, a hint of what to do, and an exit
+//! code that means something.
+//!
+//! A module makes its error usable here by implementing [`Diagnostic`]; the
+//! `?` operator then converts it. No central list of modules to edit.
+
+use std::fmt;
+
+/// Process exit codes, shared by both binaries and documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// The work was done, or there was nothing to do.
+    Success = 0,
+    /// The operation failed (network, engine, database, I/O).
+    Failure = 1,
+    /// The input was wrong: arguments, catalog files, names, configuration.
+    Usage = 2,
+    /// Something did not verify: a digest mismatch, a tampered export, a
+    /// database that does not meet the contract.
+    Verification = 3,
+    /// A prerequisite is missing: no container engine, an extension not
+    /// installed, a source not in the cache while offline.
+    Prerequisite = 4,
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(c: ExitCode) -> Self {
+        std::process::ExitCode::from(c as u8)
+    }
+}
+
+/// What a module error tells the user beyond its message.
+pub trait Diagnostic: std::error::Error + Send + Sync + 'static {
+    /// What to do about it, in one or two sentences.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Failure
+    }
+}
+
+/// Any error of this crate, for the binaries to print.
+pub struct Error(Box<dyn Diagnostic>);
+
+impl Error {
+    pub fn hint(&self) -> Option<String> {
+        self.0.hint()
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        self.0.exit_code()
+    }
+
+    /// The error and its causes, outermost first.
+    pub fn chain(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        let first: &(dyn std::error::Error + 'static) = &*self.0;
+        std::iter::successors(Some(first), |e| e.source())
+    }
+
+    /// The full report a binary prints: message, causes, hint.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        let mut chain = self.chain();
+        if let Some(top) = chain.next() {
+            out.push_str(&format!("error: {top}\n"));
+        }
+        let mut last = String::new();
+        for cause in chain {
+            let msg = cause.to_string();
+            // thiserror messages often embed their source; don't repeat it.
+            if msg != last && !out.contains(&msg) {
+                out.push_str(&format!("  caused by: {msg}\n"));
+            }
+            last = msg;
+        }
+        if let Some(h) = self.hint() {
+            out.push_str(&format!("  hint: {h}\n"));
+        }
+        out
+    }
+
+    /// The inner error, for tests that want to match on the typed error.
+    pub fn downcast_ref<T: Diagnostic>(&self) -> Option<&T> {
+        let any: &dyn std::error::Error = &*self.0;
+        any.downcast_ref::<T>()
+    }
+}
+
+impl<E: Diagnostic> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error(Box::new(e))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.report().trim_end())
+    }
+}
+
+/// An error made on the spot by a binary (e.g. conflicting flags).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl Diagnostic for UsageError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Usage
+    }
+}
+
+/// Print an error report to stderr and turn it into the process exit code.
+pub fn exit_with(err: &Error) -> std::process::ExitCode {
+    eprint!("{}", err.report());
+    err.exit_code().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading {path}")]
+    struct Outer {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    }
+    impl Diagnostic for Outer {
+        fn hint(&self) -> Option<String> {
+            Some("check the path".into())
+        }
+        fn exit_code(&self) -> ExitCode {
+            ExitCode::Prerequisite
+        }
+    }
+
+    #[test]
+    fn report_has_message_cause_and_hint() {
+        let e: Error = Outer {
+            path: "/x".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        }
+        .into();
+        let r = e.report();
+        assert!(r.starts_with("error: reading /x\n"), "{r}");
+        assert!(r.contains("caused by: no such file"), "{r}");
+        assert!(r.contains("hint: check the path"), "{r}");
+        assert_eq!(e.exit_code(), ExitCode::Prerequisite);
+        assert!(e.downcast_ref::<Outer>().is_some());
+    }
+}
