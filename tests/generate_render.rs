@@ -200,7 +200,7 @@ fn selection_errors_are_usage_errors_with_hints() {
     })
     .unwrap_err();
     assert!(
-        matches!(e, ContextError::Catalog(CatalogError::Unknown { .. })),
+        matches!(&e, ContextError::Catalog(c) if matches!(**c, CatalogError::Unknown { .. })),
         "{e}"
     );
     assert!(e.to_string().contains("did you mean \"pg_cron\""), "{e}");
@@ -223,10 +223,7 @@ fn selection_errors_are_usage_errors_with_hints() {
     })
     .unwrap_err();
     assert!(
-        matches!(
-            e,
-            ContextError::Catalog(CatalogError::UnsupportedMajor { major: 13, .. })
-        ),
+        matches!(&e, ContextError::Catalog(c) if matches!(**c, CatalogError::UnsupportedMajor { major: 13, .. })),
         "{e}"
     );
     assert!(e.hint().unwrap().contains("--pg"));

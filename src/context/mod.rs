@@ -62,13 +62,11 @@ pub enum ContextError {
     },
     #[error("--from-source {name}: {reason}")]
     FromSource { name: String, reason: String },
-    #[error("server setting {setting} is wanted as {first:?} by {first_by} and as {second:?} by {second_by}")]
+    #[error("server setting {setting} is wanted {wanted}")]
     SettingConflict {
         setting: String,
-        first: String,
-        first_by: String,
-        second: String,
-        second_by: String,
+        /// e.g. `as "a" by pg_cron and as "b" by wal2json`.
+        wanted: String,
     },
     #[error("no source was given for {extension} {version}{}", looked_for.as_ref().map(|p| format!(" (looked for {})", p.display())).unwrap_or_default())]
     MissingSource {
@@ -76,12 +74,10 @@ pub enum ContextError {
         version: String,
         looked_for: Option<PathBuf>,
     },
-    #[error(
-        "the source of {extension} {version} at {path} has sha256 {actual}, but the catalog pins {expected}"
-    )]
+    #[error("the source of {source_of} at {path} has sha256 {actual}, but the catalog pins {expected}")]
     SourceMismatch {
-        extension: String,
-        version: String,
+        /// `<extension> <version>`.
+        source_of: String,
         path: PathBuf,
         /// Hex digests (strings keep the error small).
         expected: String,
@@ -111,7 +107,7 @@ pub enum ContextError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Catalog(#[from] CatalogError),
+    Catalog(Box<CatalogError>),
 }
 
 impl Diagnostic for ContextError {
@@ -174,6 +170,12 @@ impl Diagnostic for ContextError {
             ContextError::Catalog(e) => e.exit_code(),
             _ => ExitCode::Usage,
         }
+    }
+}
+
+impl From<CatalogError> for ContextError {
+    fn from(e: CatalogError) -> Self {
+        ContextError::Catalog(Box::new(e))
     }
 }
 

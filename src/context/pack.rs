@@ -158,8 +158,7 @@ pub fn pack(
             })?;
         if given.sha256 != src.sha256 {
             return Err(ContextError::SourceMismatch {
-                extension: ext.name.clone(),
-                version: ext.version.clone(),
+                source_of: format!("{} {}", ext.name, ext.version),
                 path: given.path.clone(),
                 expected: src.sha256.to_hex(),
                 actual: given.sha256.to_hex(),
@@ -213,8 +212,7 @@ pub fn pack(
                 let (actual, size) = copy_hashing(from, &dest)?;
                 if actual != *expected {
                     return Err(ContextError::SourceMismatch {
-                        extension: ext.name.clone(),
-                        version: ext.version.clone(),
+                        source_of: format!("{} {}", ext.name, ext.version),
                         path: from.to_path_buf(),
                         expected: expected.to_hex(),
                         actual: actual.to_hex(),

@@ -242,10 +242,7 @@ impl BuildPlan {
             match settings.get(k) {
                 Some((have, first_by)) if have != v => Err(ContextError::SettingConflict {
                     setting: k.to_string(),
-                    first: have.clone(),
-                    first_by: first_by.clone(),
-                    second: v.to_string(),
-                    second_by: by.to_string(),
+                    wanted: format!("as {have:?} by {first_by} and as {v:?} by {by}"),
                 }),
                 Some(_) => Ok(()),
                 None => {

@@ -146,8 +146,7 @@ fn sources_from_dir(plan: &BuildPlan, dir: Option<&Path>) -> Result<Vec<SourceFi
         })?;
         if actual != src.sha256 {
             return Err(context::ContextError::SourceMismatch {
-                extension: ext.name.clone(),
-                version: ext.version.clone(),
+                source_of: format!("{} {}", ext.name, ext.version),
                 path,
                 expected: src.sha256.to_hex(),
                 actual: actual.to_hex(),
