@@ -11,12 +11,14 @@
 //! [`generate`] runs render and pack for a plan and the verified sources.
 
 pub mod base;
+pub mod failure;
 pub mod glibc;
 pub mod pack;
 pub mod plan;
 pub mod render;
 
 pub use base::{BaseImage, BaseOverrides, DEFAULT_BASE_IMAGE};
+pub use failure::failed_extension;
 pub use pack::{Generated, Manifest};
 pub use plan::{BuildPlan, PlanRequest, PlannedExtension};
 
