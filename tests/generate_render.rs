@@ -322,3 +322,31 @@ fn spilo_configuration_is_valid_json_holding_the_preload_list() {
         .replace("\\$", "$");
     assert_eq!(unquoted, p.spilo_configuration());
 }
+
+#[test]
+fn conflicting_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, level) in [("one", "logical"), ("two", "replica")] {
+        std::fs::write(
+            dir.path().join(format!("{name}.toml")),
+            format!(
+                "name = \"{name}\"\ndescription = \"x\"\nlicense = \"MIT\"\nset = \"default\"\nversion = \"1.0\"\n\
+                 pg_majors = {{ min = 10 }}\nsettings = {{ \"wal_level\" = \"{level}\" }}\n\n[build]\nkind = \"sql\"\n\n\
+                 [[versions]]\nversion = \"1.0\"\ntag = \"v1.0\"\nurl = \"http://127.0.0.1/{name}.tar.gz\"\n\
+                 sha256 = \"{}\"\nprovenance = \"reproduced-only\"\n",
+                "a".repeat(64)
+            ),
+        )
+        .unwrap();
+    }
+    let catalog = Catalog::from_dir(dir.path()).unwrap();
+    let e = BuildPlan::new(&catalog, &PlanRequest::default()).unwrap_err();
+    match &e {
+        ContextError::SettingConflict { setting, wanted } => {
+            assert_eq!(setting, "wal_level");
+            assert!(wanted.contains("\"replica\" by two"), "{wanted}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(e.exit_code(), ExitCode::Usage);
+}

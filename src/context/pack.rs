@@ -21,7 +21,6 @@ use super::glibc::ElfNeeds;
 use super::plan::{BuildPlan, PlannedExtension};
 use super::render::{self, RenderedFile};
 use super::{ContextError, Inputs};
-use crate::catalog::BuildKind;
 use crate::hash::{HashingWriter, Sha256Digest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -404,12 +403,4 @@ fn write_tar(
     buf.flush().map_err(io_err(dest))?;
     buf.get_ref().sync_all().map_err(io_err(dest))?;
     Ok((digest, size))
-}
-
-/// Whether a plan extension is built in a stage of its own (for callers that
-/// map a failed stage back to an extension).
-pub fn stage_extension<'a>(plan: &'a BuildPlan, stage: &str) -> Option<&'a PlannedExtension> {
-    plan.extensions
-        .iter()
-        .find(|e| e.stage.as_deref() == Some(stage) && e.recipe != BuildKind::Base)
 }

@@ -38,8 +38,10 @@ const CONTRIB: &[&str] = &["uuid-ossp", "pgcrypto", "pg_stat_statements"];
 const CONTRACT_SETTINGS: &[(&str, &str)] = &[
     // Realtime reads logical replication.
     ("wal_level", "logical"),
-    // A stuck slot must not fill the volume.
-    ("max_slot_wal_keep_size", "1GB"),
+    // Bounded slots and senders (Spilo's own values), and a stuck slot must not fill the volume.
+    ("max_replication_slots", "10"),
+    ("max_wal_senders", "10"),
+    ("max_slot_wal_keep_size", "4GB"),
     ("password_encryption", "scram-sha-256"),
 ];
 
@@ -373,7 +375,7 @@ impl BuildPlan {
         })
     }
 
-    /// The sources the plan needs, for the fetch step: (extension, version, url, sha256).
+    /// The sources the plan needs (every extension that is built), for the fetch step.
     pub fn sources_needed(&self) -> impl Iterator<Item = (&PlannedExtension, &PlannedSource)> {
         self.extensions
             .iter()
