@@ -350,3 +350,57 @@ fn conflicting_settings_are_refused() {
     }
     assert_eq!(e.exit_code(), ExitCode::Usage);
 }
+
+#[test]
+fn pgrx_features_and_prebuilt_packages_render() {
+    // wrappers: pgrx with a cargo feature besides the major's.
+    let p = plan(PlanRequest {
+        extensions: Some(vec!["wrappers".into()]),
+        ..Default::default()
+    })
+    .unwrap();
+    let files = render::render(&p).unwrap();
+    let df = file(&files, "Dockerfile");
+    assert!(
+        df.contains("cargo install cargo-pgrx --version =0.16.1 --locked"),
+        "{df}"
+    );
+    assert!(df.contains("--features \"pg$v all_fdws\""), "{df}");
+    assert!(df.contains("libssl-dev") && df.contains("libssl3"), "{df}");
+
+    // A prebuilt package pinned by digest: unpacked with dpkg -x in a stage from the base.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pg_graphql.toml"),
+        format!(
+            "name = \"pg_graphql\"\ndescription = \"x\"\nlicense = \"Apache-2.0\"\nset = \"default\"\n\
+             version = \"1.5.11\"\npg_majors = {{ min = 14, max = 17 }}\n\n[build]\nkind = \"prebuilt\"\n\n\
+             [[versions]]\nversion = \"1.5.11\"\ntag = \"v1.5.11\"\n\
+             url = \"https://github.com/supabase/pg_graphql/releases/download/v1.5.11/pg_graphql-v1.5.11-pg16-amd64-linux-gnu.deb\"\n\
+             sha256 = \"{}\"\nprovenance = \"reproduced-only\"\n",
+            "d".repeat(64)
+        ),
+    )
+    .unwrap();
+    let catalog = Catalog::from_dir(dir.path()).unwrap();
+    let p = BuildPlan::new(&catalog, &PlanRequest::default()).unwrap();
+    assert_eq!(
+        p.extensions[0].source.as_ref().unwrap().file_name,
+        "pg_graphql-1.5.11.deb"
+    );
+    let files = render::render(&p).unwrap();
+    let df = file(&files, "Dockerfile");
+    assert!(
+        df.contains("FROM ghcr.io/zalando/spilo-16:3.2-p2 AS ext-pg_graphql"),
+        "{df}"
+    );
+    assert!(
+        df.contains("dpkg -x /pgha/src/pg_graphql-1.5.11.deb /pgha/root"),
+        "{df}"
+    );
+    assert!(df.contains("COPY --from=ext-pg_graphql /pgha/root/ /"), "{df}");
+    assert!(
+        !df.contains("AS pgha-toolchain") && !df.contains("AS pgha-pgxs"),
+        "no build tools for a prebuilt package: {df}"
+    );
+}
