@@ -305,6 +305,10 @@ pub fn pack(
     let tmp_path = tmp.keep();
     if out.exists() {
         let old = parent.join(format!(".{stem}.pgha-old-{}", std::process::id()));
+        if old.exists() {
+            // Left by an earlier run that died between the two renames.
+            fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        }
         fs::rename(out, &old).map_err(io_err(out))?;
         if let Err(e) = fs::rename(&tmp_path, out) {
             let _ = fs::rename(&old, out);
