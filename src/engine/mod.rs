@@ -260,7 +260,7 @@ impl Engine {
         let stderr = collect_in_thread(child.stderr.take().expect("piped"));
         Ok(SaveStream {
             child,
-            stdout,
+            stdout: Some(stdout),
             stderr: Some(stderr),
             what,
         })
@@ -370,20 +370,25 @@ impl Engine {
 /// bytes, and only the exit status tells.
 pub struct SaveStream {
     child: Child,
-    stdout: ChildStdout,
+    stdout: Option<ChildStdout>,
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
     what: String,
 }
 
 impl Read for SaveStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stdout.read(buf)
+        match &mut self.stdout {
+            Some(s) => s.read(buf),
+            None => Ok(0),
+        }
     }
 }
 
 impl SaveStream {
     /// Wait for the engine and check that the save succeeded.
     pub fn finish(mut self) -> Result<(), EngineError> {
+        // Unread output would block the engine forever; closing makes it fail instead.
+        self.stdout.take();
         let status = self.child.wait().map_err(|e| EngineError::Io {
             what: format!("waiting for `{}`", self.what),
             source: e,

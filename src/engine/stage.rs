@@ -124,17 +124,16 @@ impl StageTracker {
                 if let Some(stage) = buildkit_bracket_stage(rest) {
                     self.buildkit.insert(num, stage);
                 }
-            } else if rest.starts_with("ERROR") {
-                if let Some(Some(stage)) = self.buildkit.get(&num) {
-                    self.failed = Some(stage.clone());
-                }
+            } else if rest.starts_with("ERROR")
+                && let Some(Some(stage)) = self.buildkit.get(&num)
+            {
+                self.failed = Some(stage.clone());
             }
-        } else if let Some(rest) = line.strip_prefix(" > [") {
-            if self.failed.is_none() {
-                if let Some(Some(stage)) = buildkit_bracket_stage(&format!("[{rest}")) {
-                    self.failed = Some(stage);
-                }
-            }
+        } else if let Some(rest) = line.strip_prefix(" > [")
+            && self.failed.is_none()
+            && let Some(Some(stage)) = buildkit_bracket_stage(&format!("[{rest}"))
+        {
+            self.failed = Some(stage);
         }
     }
 }
