@@ -108,10 +108,10 @@ fn lock_is_stale(path: &Path) -> bool {
     let pid = std::fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
-    if let Some(pid) = pid {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return true;
-        }
+    if let Some(pid) = pid
+        && !Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return true;
     }
     std::fs::metadata(path)
         .and_then(|m| m.modified())
