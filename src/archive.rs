@@ -127,13 +127,28 @@ fn normalize(raw: &Path) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Resolve a link target lexically against `base` (components of the
-/// directory it is relative to). None: it leaves the tree.
-fn resolve(base: &[String], target: &Path) -> Result<Vec<String>, &'static str> {
+/// A link target resolved lexically against `base` (components of the
+/// directory it is relative to).
+struct Resolved {
+    /// The target's components from the tree's root.
+    target: Vec<String>,
+    /// Every directory the resolution walked through (to be checked against
+    /// symbolic links: `d/..` where `d` is a link does not lead to `.`).
+    walked: Vec<Vec<String>>,
+}
+
+fn resolve(base: &[String], target: &Path) -> Result<Resolved, &'static str> {
     let mut cur: Vec<String> = base.to_vec();
-    for c in target.components() {
+    let mut walked = Vec::new();
+    let comps: Vec<Component> = target.components().collect();
+    for (i, c) in comps.iter().enumerate() {
         match c {
-            Component::Normal(s) => cur.push(s.to_string_lossy().into_owned()),
+            Component::Normal(s) => {
+                cur.push(s.to_string_lossy().into_owned());
+                if i + 1 < comps.len() {
+                    walked.push(cur.clone());
+                }
+            }
             Component::CurDir => {}
             Component::ParentDir => {
                 if cur.pop().is_none() {
@@ -143,14 +158,14 @@ fn resolve(base: &[String], target: &Path) -> Result<Vec<String>, &'static str> 
             Component::RootDir | Component::Prefix(_) => return Err("is an absolute link"),
         }
     }
-    Ok(cur)
+    Ok(Resolved { target: cur, walked })
 }
 
 struct Link {
     entry: String,
     path: Vec<String>,
     /// The target, resolved against the tree's root.
-    target: Vec<String>,
+    target: Resolved,
     hard: bool,
 }
 
@@ -214,7 +229,7 @@ pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
                         &format!("is a link to {:?} that {r}", target.display().to_string()),
                     )
                 })?;
-                if hard && resolved.is_empty() {
+                if hard && resolved.target.is_empty() {
                     return Err(unsafe_entry(&shown, "is a hard link to the tree's root"));
                 }
                 if !hard {
@@ -254,8 +269,9 @@ pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
         }
     }
     for l in &links {
-        let t = &l.target;
-        if through(t) || (l.hard && symlinks.contains(t)) {
+        let t = &l.target.target;
+        let via_link = l.target.walked.iter().any(|w| symlinks.contains(w));
+        if via_link || through(t) || (l.hard && symlinks.contains(t)) {
             return Err(unsafe_entry(
                 &l.entry,
                 &format!(
@@ -347,7 +363,9 @@ mod tests {
     #[test]
     fn resolve_stays_inside() {
         let base = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(resolve(&base, Path::new("../c")).unwrap(), ["a", "c"]);
+        let r = resolve(&base, Path::new("../c/d")).unwrap();
+        assert_eq!(r.target, ["a", "c", "d"]);
+        assert_eq!(r.walked, [vec!["a".to_string(), "c".to_string()]]);
         assert!(resolve(&base, Path::new("../../..")).is_err());
         assert!(resolve(&base, Path::new("/etc")).is_err());
         assert!(normalize(Path::new("a/../b")).is_err());
