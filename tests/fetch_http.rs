@@ -259,7 +259,7 @@ fn a_digest_mismatch_names_everything_and_caches_nothing() {
             assert_eq!(name, "a");
             assert_eq!(url, &f.server.url("/a.tar.gz"));
             assert_eq!(*expected, Sha256Digest::of(&good));
-            assert_eq!(*actual, Sha256Digest::of(&tampered));
+            assert_eq!(**actual, Sha256Digest::of(&tampered));
         }
         other => panic!("expected a digest mismatch, got {other:?}"),
     }

@@ -17,7 +17,8 @@ pub enum FetchError {
         version: String,
         url: String,
         expected: Sha256Digest,
-        actual: Sha256Digest,
+        /// Boxed to keep the error small.
+        actual: Box<Sha256Digest>,
         size: u64,
     },
     #[error("{name} {version}: {url} answered HTTP {status}")]

@@ -115,7 +115,7 @@ pub fn write_mirror(fetched: &[Fetched], dir: &Path) -> Result<MirrorSummary, Fe
                 version: f.version.clone(),
                 url: f.path.display().to_string(),
                 expected: f.sha256,
-                actual,
+                actual: Box::new(actual),
                 size,
             });
         }

@@ -13,10 +13,6 @@
 //! fetched like any other when selected, so that `--from-source` and
 //! `pgha-image mirror` work without a second fetch.
 
-// FetchError carries both digests of a mismatch; it is returned rarely and
-// boxing would only make matching on it clumsier.
-#![allow(clippy::result_large_err)]
-
 pub mod cache;
 mod error;
 mod http;
@@ -345,7 +341,7 @@ fn verify_and_commit(
             version: job.version.clone(),
             url: from,
             expected: job.source.sha256,
-            actual,
+            actual: Box::new(actual),
             size,
         });
     }
