@@ -1,1 +1,390 @@
-//! (written by its owner area)
+//! Container engine and stand-in images for the tests. Nothing is pulled:
+//! the Debian base comes from debootstrap (`tests/support/build-debian-base.sh`),
+//! the Spilo stand-in is built on it from `tests/support/spilo-standin/`.
+//! Images are built once per machine and reused; a lock file keeps
+//! concurrent test processes from building the same image twice at once.
+
+use super::prereq::{INSTALL, require_program, require_root};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const DEBIAN_BASE: &str = "localhost/pgha-test/debian:bookworm";
+pub const SPILO_STANDIN: &str = "localhost/pgha-test/spilo-standin:15";
+/// Label on the stand-in with the digest of its support files: a changed
+/// Containerfile or script makes the next test rebuild it.
+const SUPPORT_DIGEST_LABEL: &str = "io.pgha.test-support-digest";
+const LOCK: &str = "/tmp/pgha-test-images.lock";
+/// A lock older than this is taken to be left over by a killed test.
+const LOCK_STALE: Duration = Duration::from_secs(20 * 60);
+
+pub fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support")
+}
+
+/// The podman program; the test fails with an install hint when absent.
+pub fn podman() -> PathBuf {
+    require_root();
+    require_program("podman", "podman runc", &[])
+}
+
+/// The docker client (used against Podman's Docker-compatible API).
+pub fn docker() -> PathBuf {
+    require_program(
+        "docker",
+        "docker.io (only the client is needed)",
+        &["/usr/local/bin"],
+    )
+}
+
+/// Run a command, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn podman_cmd() -> Command {
+    Command::new(podman())
+}
+
+pub fn image_exists(reference: &str) -> bool {
+    podman_cmd()
+        .args(["image", "exists", reference])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn image_id(reference: &str) -> String {
+    run(podman_cmd().args(["image", "inspect", "--format", "{{.Id}}", reference]))
+        .trim()
+        .to_string()
+}
+
+/// A cross-process lock: a file made with create_new, removed on drop.
+pub struct ImageLock(PathBuf);
+
+impl ImageLock {
+    pub fn acquire() -> Self {
+        let path = PathBuf::from(LOCK);
+        let start = Instant::now();
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return ImageLock(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if lock_is_stale(&path) {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    assert!(
+                        start.elapsed() < LOCK_STALE,
+                        "waited {:?} for {LOCK}; remove it if no test is building images",
+                        start.elapsed()
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("cannot create {LOCK}: {e}"),
+            }
+        }
+    }
+}
+
+fn lock_is_stale(path: &Path) -> bool {
+    let pid = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if let Some(pid) = pid
+        && !Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return true;
+    }
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > LOCK_STALE)
+}
+
+impl Drop for ImageLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `localhost/pgha-test/debian:bookworm`, made by debootstrap --variant=minbase
+/// and `podman import` when absent (~30 s).
+pub fn debian_base() -> String {
+    podman();
+    if image_exists(DEBIAN_BASE) {
+        return DEBIAN_BASE.to_string();
+    }
+    let _lock = ImageLock::acquire();
+    if !image_exists(DEBIAN_BASE) {
+        require_program("debootstrap", "debootstrap", &["/usr/sbin"]);
+        let out = Command::new("sh")
+            .arg(support_dir().join("build-debian-base.sh"))
+            .arg(DEBIAN_BASE)
+            .output()
+            .expect("run build-debian-base.sh");
+        assert!(
+            out.status.success(),
+            "building {DEBIAN_BASE} failed (it needs debootstrap, podman and the Debian mirror; {INSTALL}):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    DEBIAN_BASE.to_string()
+}
+
+fn support_digest() -> String {
+    use pgha_image::hash::Hasher;
+    let dir = support_dir().join("spilo-standin");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/support/spilo-standin")
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    let mut h = Hasher::new();
+    for n in names {
+        h.update(n.as_encoded_bytes());
+        h.update(&std::fs::read(dir.join(&n)).unwrap());
+    }
+    h.finish().to_hex()[..16].to_string()
+}
+
+/// `localhost/pgha-test/spilo-standin:15`: Debian bookworm + PostgreSQL 15,
+/// pg_cron, Patroni, etcd and a Spilo-like launch script (see
+/// tests/support/spilo-standin/Containerfile). Built when absent or when its
+/// support files changed (~1 min).
+pub fn spilo_standin() -> String {
+    let base = debian_base();
+    let digest = support_digest();
+    let current = || {
+        image_exists(SPILO_STANDIN)
+            && run(podman_cmd().args([
+                "image",
+                "inspect",
+                "--format",
+                &format!("{{{{index .Config.Labels \"{SUPPORT_DIGEST_LABEL}\"}}}}"),
+                SPILO_STANDIN,
+            ]))
+            .trim()
+                == digest
+    };
+    if current() {
+        return SPILO_STANDIN.to_string();
+    }
+    let _lock = ImageLock::acquire();
+    if !current() {
+        let out = podman_cmd()
+            .args(["build", "--layers", "-t", SPILO_STANDIN])
+            .arg("--build-arg")
+            .arg(format!("BASE={base}"))
+            .arg("--label")
+            .arg(format!("{SUPPORT_DIGEST_LABEL}={digest}"))
+            .arg(support_dir().join("spilo-standin"))
+            .output()
+            .expect("run podman build");
+        assert!(
+            out.status.success(),
+            "building {SPILO_STANDIN} failed (apt inside podman build needs the Debian mirror):\n{}\n{}",
+            tail(&out.stdout, 30),
+            tail(&out.stderr, 30)
+        );
+    }
+    SPILO_STANDIN.to_string()
+}
+
+fn tail(bytes: &[u8], n: usize) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// An image removed (with `podman rmi -f`) when dropped.
+pub struct TestImage {
+    pub reference: String,
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let _ = Command::new(podman())
+            .args(["image", "rm", "-f", &self.reference])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A small image of its own (a unique layer on the Debian base), so that
+/// removing it really deletes it. `name` must be unique per test.
+pub fn unique_image(name: &str) -> TestImage {
+    let base = debian_base();
+    let reference = format!("localhost/pgha-test/{name}:{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let nonce = format!(
+        "{name} {} {:?}",
+        std::process::id(),
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap()
+    );
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!(
+            "FROM {base}\nRUN echo '{nonce}' > /nonce && head -c 2000000 /dev/urandom > /random.bin\n\
+             LABEL io.pgha.base-image=\"{base}\" io.pgha.extensions='{{\"demo\":\"1.0\"}}' io.pgha.tool-version=test\n"
+        ),
+    )
+    .unwrap();
+    let image = TestImage { reference };
+    run(podman_cmd()
+        .args(["build", "-q", "-t", &image.reference])
+        .arg(dir.path()));
+    image
+}
+
+/// Podman's Docker-compatible API on a socket of its own, for the `docker`
+/// CLI: `DOCKER_HOST=<docker_host()>`. Stopped when dropped.
+pub struct DockerApi {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl DockerApi {
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("podman.sock")
+    }
+
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// A `docker` command pointed at this API.
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new(docker());
+        c.env("DOCKER_HOST", self.docker_host());
+        c
+    }
+}
+
+pub fn docker_via_podman() -> DockerApi {
+    let podman = podman();
+    docker();
+    let dir = tempfile::Builder::new()
+        .prefix("pgha-docker-api")
+        .tempdir()
+        .unwrap();
+    let sock = dir.path().join("podman.sock");
+    let child = Command::new(podman)
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", sock.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start podman system service");
+    let api = DockerApi { child, dir };
+    let start = Instant::now();
+    loop {
+        let ok = api
+            .docker()
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return api;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "podman system service did not answer on {} within 30 s",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for DockerApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A container removed (`podman rm -f`) when dropped.
+pub struct Container {
+    pub name: String,
+}
+
+impl Container {
+    /// `podman run -d` with a unique name; extra args go before the image.
+    pub fn run(name: &str, image: &str, extra: &[&str]) -> Self {
+        let name = format!("pgha-test-{name}-{}", std::process::id());
+        let _ = Command::new(podman()).args(["rm", "-f", &name]).output();
+        let c = Container { name };
+        run(podman_cmd()
+            .args(["run", "-d", "--name", &c.name])
+            .args(extra)
+            .arg(image));
+        c
+    }
+
+    /// `podman exec`; returns (success, stdout+stderr).
+    pub fn exec(&self, args: &[&str]) -> (bool, String) {
+        let out = podman_cmd()
+            .arg("exec")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("podman exec");
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), s)
+    }
+
+    pub fn logs(&self) -> String {
+        let out = podman_cmd()
+            .args(["logs", &self.name])
+            .output()
+            .expect("podman logs");
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        s
+    }
+
+    /// Poll `check` every second until it holds or `timeout` passes.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Self) -> bool) {
+        let start = Instant::now();
+        while !check(self) {
+            assert!(
+                start.elapsed() < timeout,
+                "{what}: not within {timeout:?}; container log tail:\n{}",
+                tail(self.logs().as_bytes(), 40)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new(podman())
+            .args(["rm", "-f", "-t", "0", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

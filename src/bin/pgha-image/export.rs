@@ -1,16 +1,108 @@
+//! `export` and `load`: thin wrappers over `pgha_image::export`.
+
 use crate::Global;
 use clap::Args;
+use pgha_image::engine::{Engine, EngineChoice};
+use pgha_image::export::{self, Compression, ExportRequest};
+use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct ExportArgs {}
+#[command(
+    after_help = "Writes FILE (under a hidden temporary name until it is complete), FILE.sha256 \
+    (check with `sha256sum -c FILE.sha256`) and FILE.manifest.json (tag, image id, sizes, base image, \
+    extensions).\n\n\
+    The tarball is the engine's `save` output, compressed. `pgha-image load` reads every compression. \
+    Plain `podman load` reads zstd and gzip; plain `docker load` reads gzip, and zstd only on newer Docker \
+    Engines (older ones, e.g. 20.10, fail on zstd): use --compress gzip when the target machine will load it \
+    with an old `docker load`."
+)]
+pub struct ExportArgs {
+    /// The image to export, e.g. supabase-patroni:v1.0
+    #[arg(long, short = 't', value_name = "TAG")]
+    pub tag: String,
 
-#[derive(Args)]
-pub struct LoadArgs {}
+    /// Output file [default: derived from the tag, e.g. supabase-patroni_v1.0.tar.zst]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
-pub fn run_export(_args: ExportArgs, _global: &Global) -> Result<(), pgha_image::Error> {
-    Err(pgha_image::error::UsageError::new("`export` is being written").into())
+    /// Compression: zstd (fast, small), gzip (readable by any `docker load`), none
+    #[arg(long, value_name = "KIND", default_value = "zstd")]
+    pub compress: Compression,
+
+    /// Container engine: auto (a Docker that answers, else Podman), docker, podman
+    #[arg(long, value_name = "ENGINE", default_value = "auto", env = "PGHA_ENGINE")]
+    pub engine: EngineChoice,
+
+    /// Print the manifest as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run_load(_args: LoadArgs, _global: &Global) -> Result<(), pgha_image::Error> {
-    Err(pgha_image::error::UsageError::new("`load` is being written").into())
+#[derive(Args)]
+#[command(
+    after_help = "Refuses (exit 3) a file whose FILE.sha256 or FILE.manifest.json does not match, \
+    before anything reaches the engine. Reads zstd, gzip and plain tar (by magic bytes)."
+)]
+pub struct LoadArgs {
+    /// The exported tarball; FILE.sha256 must be next to it
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Container engine: auto (a Docker that answers, else Podman), docker, podman
+    #[arg(long, value_name = "ENGINE", default_value = "auto", env = "PGHA_ENGINE")]
+    pub engine: EngineChoice,
+
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    let engine = Engine::detect(args.engine)?;
+    let progress = global.progress();
+    let out = export::export(
+        &engine,
+        &ExportRequest {
+            tag: args.tag,
+            output: args.output,
+            compression: args.compress,
+        },
+        &progress,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("serializes"));
+    } else if !global.quiet {
+        let m = &out.manifest;
+        println!(
+            "exported {} ({}) to {}\n  {} bytes ({} uncompressed, {}), sha256 {}\n  checksum: {}\n  manifest: {}",
+            m.tag,
+            m.image_id,
+            out.file.display(),
+            m.size,
+            m.uncompressed_size,
+            m.compression,
+            m.sha256,
+            out.checksum_file.display(),
+            out.manifest_file.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn run_load(args: LoadArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    let engine = Engine::detect(args.engine)?;
+    let progress = global.progress();
+    let out = export::load(&engine, &args.file, &progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("serializes"));
+    } else if !global.quiet {
+        println!(
+            "verified {} (sha256 {}) and loaded {} ({})",
+            out.verified.file.display(),
+            out.verified.sha256,
+            out.reference,
+            out.image_id
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,242 @@
+//! `build`: run the engine's image build, keep its full log in a file, pass
+//! each line to the caller (for a spinner), and on failure say which stage.
+
+use super::stage::StageTracker;
+use super::{Engine, EngineError, EngineKind, normalize_id};
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Lines of the log kept for the failure report.
+pub const TAIL_LINES: usize = 30;
+
+/// What to build. The context directory holds the `Dockerfile` at its root.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub context_dir: PathBuf,
+    pub tag: String,
+    pub platform: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Where the full engine log goes (created or truncated; parents are made).
+    pub log_path: PathBuf,
+    pub no_cache: bool,
+    /// Push the tag after a successful build.
+    pub push: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// `sha256:<hex>`.
+    pub image_id: String,
+    pub log_path: PathBuf,
+}
+
+impl Engine {
+    /// Build the image. Docker gets the context as a tar on stdin
+    /// (`docker build -`); Podman reads the directory itself.
+    pub fn build(
+        &self,
+        req: &BuildRequest,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<BuiltImage, EngineError> {
+        let io_err = |what: String| move |e: io::Error| EngineError::Io { what, source: e };
+        if let Some(parent) = req.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let mut log = BufWriter::new(
+            File::create(&req.log_path)
+                .map_err(io_err(format!("creating the log {}", req.log_path.display())))?,
+        );
+        let iid_dir = tempfile::tempdir().map_err(io_err("creating a temporary directory".into()))?;
+        let iidfile = iid_dir.path().join("iid");
+
+        let mut cmd = self.command();
+        cmd.arg("build")
+            .arg("--tag")
+            .arg(&req.tag)
+            .arg("--iidfile")
+            .arg(&iidfile);
+        if let Some(p) = &req.platform {
+            cmd.arg("--platform").arg(p);
+        }
+        for (k, v) in &req.build_args {
+            cmd.arg("--build-arg").arg(format!("{k}={v}"));
+        }
+        for (k, v) in &req.labels {
+            cmd.arg("--label").arg(format!("{k}={v}"));
+        }
+        if req.no_cache {
+            cmd.arg("--no-cache");
+        }
+        match self.kind {
+            EngineKind::Docker => {
+                // BuildKit (when the client has it) prints step lines we can read.
+                cmd.env("BUILDKIT_PROGRESS", "plain");
+                cmd.arg("-").stdin(Stdio::piped());
+            }
+            EngineKind::Podman => {
+                cmd.arg("--layers").arg(&req.context_dir).stdin(Stdio::null());
+            }
+        }
+        // One pipe for stdout and stderr keeps the log in the engine's order.
+        let (reader, writer) = io::pipe().map_err(io_err("creating a pipe".into()))?;
+        let writer2 = writer.try_clone().map_err(io_err("creating a pipe".into()))?;
+        cmd.stdout(writer).stderr(writer2);
+        let mut child = cmd.spawn().map_err(|e| EngineError::Spawn {
+            program: self.program.display().to_string(),
+            source: e,
+        })?;
+        drop(cmd); // closes our copies of the pipe's write end
+
+        let feeder = child.stdin.take().map(|stdin| {
+            let dir = req.context_dir.clone();
+            std::thread::spawn(move || -> io::Result<()> {
+                let mut w = BufWriter::with_capacity(1 << 20, stdin);
+                write_context_tar(&dir, &mut w)?;
+                w.flush()
+            })
+        });
+
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES + 1);
+        let mut stages = StageTracker::new();
+        let mut log_err: Option<io::Error> = None;
+        let mut r = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log_err.get_or_insert(e);
+                    break;
+                }
+            }
+            if let Err(e) = log.write_all(&buf) {
+                log_err.get_or_insert(e);
+            }
+            let text = String::from_utf8_lossy(&buf);
+            // Progress redraws use \r: the last segment is what shows.
+            let line = text
+                .trim_end_matches(['\n', '\r'])
+                .rsplit('\r')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            stages.feed(&line);
+            on_line(&line);
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        let status = child
+            .wait()
+            .map_err(io_err("waiting for the engine's build".into()))?;
+        let fed = feeder.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other("tar writer panicked")))
+        });
+        if let Err(e) = log.flush() {
+            log_err.get_or_insert(e);
+        }
+        if let Some(e) = log_err {
+            return Err(EngineError::Io {
+                what: format!("writing the build log {}", req.log_path.display()),
+                source: e,
+            });
+        }
+        if !status.success() {
+            return Err(EngineError::BuildFailed {
+                tag: req.tag.clone(),
+                stage: stages.failed_stage().map(str::to_string),
+                status: status.to_string(),
+                tail: tail.into_iter().collect(),
+                log_path: req.log_path.clone(),
+            });
+        }
+        if let Some(Err(e)) = fed {
+            return Err(EngineError::Io {
+                what: format!(
+                    "streaming the context {} to docker build",
+                    req.context_dir.display()
+                ),
+                source: e,
+            });
+        }
+        let image_id = match std::fs::read_to_string(&iidfile) {
+            Ok(s) if !s.trim().is_empty() => normalize_id(&s),
+            _ => self.image_id(&req.tag)?,
+        };
+        if req.push {
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&req.log_path)
+                .map_err(io_err(format!("opening the log {}", req.log_path.display())))?;
+            self.push(&req.tag, &mut |l| {
+                let _ = writeln!(log, "{l}");
+                on_line(l);
+            })?;
+        }
+        Ok(BuiltImage {
+            image_id,
+            log_path: req.log_path.clone(),
+        })
+    }
+}
+
+/// Write `dir` as a tar stream: entries sorted by name, owners 0, fixed
+/// times, modes 0644/0755 (tar's deterministic header mode), symlinks kept.
+pub fn write_context_tar(dir: &Path, w: &mut dyn Write) -> io::Result<()> {
+    let mut b = tar::Builder::new(w);
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    append_sorted(&mut b, dir, Path::new(""))?;
+    b.into_inner()?.flush()
+}
+
+fn append_sorted<W: Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(root.join(rel))?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let rel_path = rel.join(e.file_name());
+        let full = root.join(&rel_path);
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            b.append_dir(&rel_path, &full)?;
+            append_sorted(b, root, &rel_path)?;
+        } else {
+            b.append_path_with_name(&full, &rel_path)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_tar_is_sorted_and_deterministic() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::create_dir(d.path().join("b")).unwrap();
+        std::fs::write(d.path().join("b/z"), "z").unwrap();
+        std::fs::write(d.path().join("a"), "a").unwrap();
+        let mut one = Vec::new();
+        write_context_tar(d.path(), &mut one).unwrap();
+        let mut two = Vec::new();
+        write_context_tar(d.path(), &mut two).unwrap();
+        assert_eq!(one, two);
+        let names: Vec<String> = tar::Archive::new(&one[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["Dockerfile", "a", "b", "b/z"]);
+    }
+}

@@ -1,0 +1,153 @@
+//! What can go wrong talking to a container engine, with what to do about it.
+
+use super::EngineKind;
+use crate::error::{Diagnostic, ExitCode};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No engine program on PATH.
+    #[error("no container engine found: {tried}")]
+    NotFound { tried: String },
+
+    /// The program exists but its daemon/service does not answer.
+    #[error("the container engine {kind} ({program}) does not answer: {detail}")]
+    Unreachable {
+        kind: EngineKind,
+        program: PathBuf,
+        detail: String,
+    },
+
+    /// Auto-detection found nothing that works; both attempts are reported.
+    #[error("no working container engine: docker: {docker}; podman: {podman}")]
+    NoneWorks { docker: String, podman: String },
+
+    #[error("could not run `{program}`")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A command of the engine exited with an error.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+
+    #[error("image {reference} is not in the {kind} image store")]
+    ImageNotFound { kind: EngineKind, reference: String },
+
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("unexpected output from `{command}`: {output}")]
+    Unexpected { command: String, output: String },
+
+    /// The image build failed. `stage` is the Dockerfile stage whose step
+    /// failed, when the log names it (extension stages are `ext-<name>`).
+    #[error("{}", build_failed_message(.tag, .stage, .status, .tail, .log_path))]
+    BuildFailed {
+        tag: String,
+        stage: Option<String>,
+        status: String,
+        tail: Vec<String>,
+        log_path: PathBuf,
+    },
+}
+
+fn build_failed_message(
+    tag: &str,
+    stage: &Option<String>,
+    status: &str,
+    tail: &[String],
+    log_path: &std::path::Path,
+) -> String {
+    let mut m = format!("building {tag} failed ({status})");
+    match stage.as_deref() {
+        Some(s) => match s.strip_prefix("ext-") {
+            Some(ext) => m.push_str(&format!(" in stage `{s}`: the build of extension `{ext}` failed")),
+            None => m.push_str(&format!(" in stage `{s}`")),
+        },
+        None => m.push_str(" (the log does not say which stage)"),
+    }
+    m.push_str(&format!("\n  last {} lines of the engine log:\n", tail.len()));
+    for l in tail {
+        m.push_str("    | ");
+        m.push_str(l);
+        m.push('\n');
+    }
+    m.push_str(&format!("  full log: {}", log_path.display()));
+    m
+}
+
+impl EngineError {
+    /// The extension whose stage failed, for a build failure in an `ext-<name>` stage.
+    pub fn failed_extension(&self) -> Option<&str> {
+        match self {
+            EngineError::BuildFailed { stage: Some(s), .. } => s.strip_prefix("ext-"),
+            _ => None,
+        }
+    }
+}
+
+const FIX_ENGINE: &str = "install Podman (`apt-get install podman`) or Docker; for Docker start the daemon \
+     (`systemctl start docker`) or point DOCKER_HOST at a reachable one (e.g. Podman's API: \
+     `podman system service --time=0 unix:///run/podman.sock &` and \
+     DOCKER_HOST=unix:///run/podman.sock); or choose the other engine with --engine";
+
+impl Diagnostic for EngineError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::NotFound { .. } | EngineError::NoneWorks { .. } => Some(FIX_ENGINE.into()),
+            EngineError::Unreachable {
+                kind: EngineKind::Docker,
+                ..
+            } => Some(
+                "start the Docker daemon (`systemctl start docker`), check DOCKER_HOST / `docker context`, \
+                 or use Podman with --engine podman"
+                    .into(),
+            ),
+            EngineError::Unreachable {
+                kind: EngineKind::Podman,
+                ..
+            } => Some(
+                "check that `podman info` works for this user (rootless setup, CONTAINER_HOST), \
+                 or use Docker with --engine docker"
+                    .into(),
+            ),
+            EngineError::Spawn { .. } => Some(FIX_ENGINE.into()),
+            EngineError::ImageNotFound { kind, .. } => Some(format!(
+                "build it first (`pgha-image build --tag …`), or check the name with `{} images`",
+                kind.program_name()
+            )),
+            EngineError::BuildFailed { stage, log_path, .. } => {
+                Some(match stage.as_deref().and_then(|s| s.strip_prefix("ext-")) {
+                    Some(ext) => format!(
+                        "read {} for the whole build of `{ext}`; build without it (--extensions) to go on meanwhile",
+                        log_path.display()
+                    ),
+                    None => format!("read {} for the whole engine output", log_path.display()),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            EngineError::NotFound { .. }
+            | EngineError::Unreachable { .. }
+            | EngineError::NoneWorks { .. }
+            | EngineError::Spawn { .. } => ExitCode::Prerequisite,
+            EngineError::ImageNotFound { .. } => ExitCode::Usage,
+            _ => ExitCode::Failure,
+        }
+    }
+}
