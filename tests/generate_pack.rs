@@ -280,8 +280,9 @@ fn an_unrelated_directory_is_not_replaced() {
     assert!(empty.join("context.tar").is_file());
 }
 
-/// The CLI with the real upstream tarballs: the printed digest is the tar's,
-/// and the same run twice prints the same digest.
+/// The CLI with the real upstream tarballs, fetched through `--mirror` into a
+/// fresh cache: the printed digest is the tar's, and the same run twice prints
+/// the same digest.
 #[test]
 fn cli_generates_from_real_upstream_sources() {
     let up = fixtures_dir().join("upstream");
@@ -316,8 +317,10 @@ fn cli_generates_from_real_upstream_sources() {
                 "vector",
                 "--bootstrap-bin",
                 BOOTSTRAP,
-                "--sources",
+                "--cache-dir",
             ])
+            .arg(dir.path().join("cache"))
+            .arg("--mirror")
             .arg(&sources)
             .output()
             .unwrap();
@@ -343,7 +346,9 @@ fn cli_generates_from_real_upstream_sources() {
             "--extensions",
             "vector,pgtap",
         ])
-        .args(["--bootstrap-bin", BOOTSTRAP, "--sources"])
+        .args(["--bootstrap-bin", BOOTSTRAP, "--cache-dir"])
+        .arg(dir.path().join("cache"))
+        .arg("--mirror")
         .arg(&sources)
         .output()
         .unwrap();
@@ -356,8 +361,10 @@ fn cli_generates_from_real_upstream_sources() {
         "867a2c328d4928a5a9d6f052cd3bc78c7d60228a9b914ad32aa3db88e9de27b0"
     );
 
-    // A wrong file under the right name: verification failure, exit 3, nothing written.
+    // A wrong file under the right name (and not yet in the cache): verification failure,
+    // exit 3, nothing written.
     std::fs::write(sources.join("pgtap-1.3.3.tar.gz"), b"tampered").unwrap();
+    let fresh_cache = dir.path().join("fresh-cache");
     let o = assert_cmd::Command::cargo_bin("pgha-image")
         .unwrap()
         .args(["generate", "--out"])
@@ -370,12 +377,15 @@ fn cli_generates_from_real_upstream_sources() {
             "--extensions",
             "pgtap",
         ])
-        .args(["--bootstrap-bin", BOOTSTRAP, "--sources"])
+        .args(["--bootstrap-bin", BOOTSTRAP, "--cache-dir"])
+        .arg(&fresh_cache)
+        .arg("--mirror")
         .arg(&sources)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("pgtap 1.3.3"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pgtap") && err.contains("1.3.3"), "{err}");
     assert!(!dir.path().join("four").exists());
 
     // An unknown extension: bad input, exit 2, with a suggestion.

@@ -309,6 +309,20 @@ fn spilo_configuration_is_valid_json_holding_the_preload_list() {
         v["bootstrap"]["dcs"]["postgresql"]["parameters"]["wal_level"],
         "logical"
     );
+    // Not in the image unless asked for: deployments set their own.
+    let files = render::render(&p).unwrap();
+    let df = file(&files, "Dockerfile");
+    assert!(!df.contains("ENV SPILO_CONFIGURATION"));
+    assert!(df.contains(&format!(
+        "#   shared_preload_libraries = {}\n",
+        p.preload.join(",")
+    )));
+    assert!(df.contains("#   wal_level = logical   (bootstrap.dcs)\n"));
+    let p = plan(PlanRequest {
+        embed_spilo_configuration: true,
+        ..Default::default()
+    })
+    .unwrap();
     let files = render::render(&p).unwrap();
     let df = file(&files, "Dockerfile");
     let line = df

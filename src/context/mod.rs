@@ -98,6 +98,12 @@ pub enum ContextError {
         have: String,
         image: String,
     },
+    #[error("the image build failed checking extension `{extension}` provided by the base image: {detail}")]
+    BaseCheckFailed {
+        extension: String,
+        detail: String,
+        log_path: PathBuf,
+    },
     #[error("{path} exists and is not a pgha-image generate output; refusing to replace it")]
     OutDirNotOurs { path: PathBuf },
     #[error("rendering {template} failed: {message}")]
@@ -152,6 +158,13 @@ impl Diagnostic for ContextError {
                  with `cargo zigbuild --target x86_64-unknown-linux-gnu.{have}`, or statically \
                  (--target x86_64-unknown-linux-musl)"
             )),
+            ContextError::BaseCheckFailed {
+                extension, log_path, ..
+            } => Some(format!(
+                "build it from its pinned source (--from-source {extension}) or leave it out (--extensions); \
+                 full log: {}",
+                log_path.display()
+            )),
             ContextError::OutDirNotOurs { .. } => {
                 Some("choose an empty or new --out directory, or a previous generate output".into())
             }
@@ -168,7 +181,9 @@ impl Diagnostic for ContextError {
             | ContextError::BootstrapMissing { .. }
             | ContextError::BootstrapUnreadable { .. }
             | ContextError::GlibcTooNew { .. } => ExitCode::Prerequisite,
-            ContextError::Render { .. } | ContextError::Io { .. } => ExitCode::Failure,
+            ContextError::Render { .. } | ContextError::Io { .. } | ContextError::BaseCheckFailed { .. } => {
+                ExitCode::Failure
+            }
             ContextError::Catalog(e) => e.exit_code(),
             _ => ExitCode::Usage,
         }

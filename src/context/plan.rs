@@ -5,7 +5,7 @@
 
 use super::ContextError;
 use super::base::{BaseImage, BaseKnowledge, BaseOverrides, DEFAULT_BASE_IMAGE};
-use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest};
+use crate::catalog::{BuildKind, Catalog, CatalogError, Preload, SelectRequest, Selected};
 use crate::hash::Sha256Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -72,6 +72,9 @@ pub struct PlanRequest {
     pub extensions: Option<Vec<String>>,
     /// Base-provided extensions to build from their pinned source instead.
     pub from_source: Vec<String>,
+    /// Set `ENV SPILO_CONFIGURATION` in the image (for plain `docker run`;
+    /// deployments that set their own replace it).
+    pub embed_spilo_configuration: bool,
 }
 
 /// A selected extension's pinned upstream source.
@@ -151,6 +154,8 @@ pub struct BuildPlan {
     pub bootstrap: BootstrapPlan,
     pub getkey: Option<GetKeyPlan>,
     pub rust_toolchain: String,
+    /// Whether the image sets `ENV SPILO_CONFIGURATION` ([`Self::spilo_configuration`]).
+    pub embed_spilo_configuration: bool,
     /// Things the user should know (version fallbacks, assumptions).
     pub notes: Vec<String>,
 }
@@ -371,6 +376,7 @@ impl BuildPlan {
             },
             getkey,
             rust_toolchain: RUST_TOOLCHAIN.to_string(),
+            embed_spilo_configuration: req.embed_spilo_configuration,
             notes,
         })
     }
@@ -380,6 +386,33 @@ impl BuildPlan {
         self.extensions
             .iter()
             .filter_map(|e| e.source.as_ref().map(|s| (e, s)))
+    }
+
+    /// The catalog entries of the sources the plan needs, for
+    /// [`crate::fetch::fetch`] (base-provided extensions need none).
+    pub fn selected_for_fetch<'c>(&self, catalog: &'c Catalog) -> Result<Vec<Selected<'c>>, ContextError> {
+        self.sources_needed()
+            .map(|(e, _)| {
+                let extension = catalog.get(&e.name)?;
+                let version = extension
+                    .version(&e.version)
+                    .ok_or_else(|| CatalogError::UnknownVersion {
+                        name: e.name.clone(),
+                        version: e.version.clone(),
+                        available: extension
+                            .versions
+                            .iter()
+                            .map(|v| v.version.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
+                Ok(Selected {
+                    extension,
+                    version,
+                    note: e.note.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The image's `SPILO_CONFIGURATION` (JSON, which is YAML): the preload
