@@ -141,7 +141,7 @@ impl Diagnostic for ContextError {
                 Some("leave one of the two extensions out, or fix the catalog's settings".into())
             }
             ContextError::MissingSource { .. } => {
-                Some("run `pgha-image fetch` for the same selection first, or pass --sources DIR holding <ext>-<version>.tar.gz files".into())
+                Some("fetch the sources first (`pgha-image fetch` with the same selection, or --mirror DIR holding <ext>-<version>.tar.gz files)".into())
             }
             ContextError::SourceMismatch { .. } => Some(
                 "the file is not the pinned upstream archive: delete it and fetch it again; if upstream changed \
