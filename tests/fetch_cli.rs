@@ -123,6 +123,17 @@ fn fetch_selects_by_name() {
         .collect();
     assert_eq!(names, ["b"]);
     assert_eq!(f.server.requests("/a.tar.gz"), 0);
+    // --progress plain: lines on stderr, one per step, and the total.
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("b 1.0: downloading {}", f.server.url("/b.tar.gz"))),
+        "{err}"
+    );
+    assert!(
+        err.contains("b 1.0: ") && err.contains("verified (upstream)"),
+        "{err}"
+    );
+    assert!(err.contains("total: 1 sources verified"), "{err}");
 
     let out = f
         .cmd("cache", &["fetch", "--allow-http", "-e", "bb"])

@@ -101,7 +101,7 @@ pub enum FetchError {
     },
     #[error("cannot start the download runtime")]
     Runtime(#[source] std::io::Error),
-    #[error("{} downloads failed:\n{}", .0.len(), .0.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{} sources failed:\n{}", .0.len(), .0.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"))]
     Several(Vec<FetchError>),
 }
 
