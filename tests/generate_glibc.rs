@@ -122,3 +122,39 @@ fn not_an_executable_or_missing() {
     assert!(matches!(e, ContextError::BootstrapMissing { .. }), "{e}");
     assert!(e.hint().unwrap().contains("--bootstrap-bin"));
 }
+
+#[test]
+fn build_refuses_a_platform_the_binary_is_not_for() {
+    let needs = elf_needs(Path::new(BOOTSTRAP)).unwrap();
+    let other = if needs.platform_arch() == Some("amd64") {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    let own = format!("linux/{}", needs.platform_arch().unwrap());
+    for platform in [other.to_string(), format!("{own},{other}")] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = assert_cmd::Command::cargo_bin("pgha-image")
+            .unwrap()
+            .args([
+                "build",
+                "--tag",
+                "localhost/never:1",
+                "--extensions",
+                "pg_cron",
+                "--platform",
+                &platform,
+            ])
+            .args(["--bootstrap-bin", BOOTSTRAP, "--out"])
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("does not match the pgha-bootstrap binary"), "{err}");
+        assert!(
+            !dir.path().join("out").exists(),
+            "nothing is generated before the check"
+        );
+    }
+}

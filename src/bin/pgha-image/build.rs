@@ -287,6 +287,45 @@ pub fn run_generate(args: GenerateArgs, global: &Global) -> Result<(), pgha_imag
     Ok(())
 }
 
+/// The shipped pgha-bootstrap is one binary for one architecture: it must be
+/// the platform's.
+fn check_platform(selection: &SelectionArgs, platform: &str) -> Result<(), pgha_image::Error> {
+    let bin = match &selection.bootstrap_bin {
+        Some(p) => p.clone(),
+        None => default_bootstrap_bin()?,
+    };
+    let needs =
+        context::glibc::elf_needs(&bin).map_err(|reason| context::ContextError::BootstrapUnreadable {
+            path: bin.clone(),
+            reason,
+        })?;
+    let arches: Vec<&str> = platform
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .trim_start_matches("linux/")
+                .split('/')
+                .next()
+                .unwrap_or("")
+        })
+        .collect();
+    let have = needs.platform_arch();
+    if arches.len() != 1 || Some(arches[0]) != have {
+        return Err(UsageError::new(format!(
+            "--platform {platform} does not match the pgha-bootstrap binary {} ({}): one image holds one \
+             binary for one architecture",
+            bin.display(),
+            needs.machine
+        ))
+        .with_hint(
+            "build once per platform, each with a pgha-bootstrap of that architecture \
+             (e.g. cargo build --release --target aarch64-unknown-linux-gnu, then --bootstrap-bin)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `<cache>/builds/<tag with unsafe characters replaced>`.
 fn default_build_dir(tag: &str, global: &Global) -> PathBuf {
     let cache = global.cache_dir.clone().unwrap_or_else(fetch::default_cache_dir);
@@ -315,6 +354,9 @@ fn step_of(line: &str) -> Option<&str> {
 
 pub fn run_build(args: BuildArgs, global: &Global) -> Result<(), pgha_image::Error> {
     let progress = global.progress();
+    if let Some(platform) = &args.platform {
+        check_platform(&args.selection, platform)?;
+    }
     // The engine first: no point fetching for an engine that is not there.
     let engine = Engine::detect(args.engine)?;
     let out = args
