@@ -335,3 +335,107 @@ fn a_base_check_failure_names_the_extension() {
         "{stderr}"
     );
 }
+
+/// The wrapped hook under real Patroni (the stand-in's): Patroni's post_init
+/// call runs the base's post_init.sh first, then `pgha-bootstrap hook` with
+/// the same arguments (the human role and Patroni's DSN). The bootstrap here
+/// is a small ELF program that records its arguments (the real one belongs to
+/// the bootstrap work; the cluster test runs it).
+#[test]
+fn patroni_runs_the_wrapped_hook_in_order() {
+    let s = setup();
+    let cc = common::prereq::require_program("gcc", "gcc", &[]);
+    let src = s.dir.path().join("recorder.c");
+    std::fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    char buf[8192]; size_t n = 0; int spilo_done = 0;
+    FILE *calls = fopen("/run/postgresql/post_init.calls", "r");
+    if (calls) { n = fread(buf, 1, sizeof buf - 1, calls); buf[n] = 0; fclose(calls);
+                 spilo_done = strstr(buf, "post_init.sh ok") != NULL; }
+    FILE *f = fopen("/run/postgresql/pgha-bootstrap.calls", "a");
+    if (!f) return 1;
+    fprintf(f, "spilo_done=%d", spilo_done);
+    for (int i = 1; i < argc; i++) fprintf(f, "|%s", argv[i]);
+    fprintf(f, "\n");
+    fclose(f);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let recorder = s.dir.path().join("recorder");
+    let o = Command::new(cc)
+        .arg(&src)
+        .arg("-o")
+        .arg(&recorder)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let image = TestImage {
+        reference: format!("localhost/pgha-test/generate-hook:{}", std::process::id()),
+    };
+    let mut cmd = assert_cmd::Command::cargo_bin("pgha-image").unwrap();
+    let o = cmd
+        .args([
+            "--progress",
+            "plain",
+            "build",
+            "--engine",
+            "podman",
+            "--tag",
+            &image.reference,
+        ])
+        .args([
+            "--base-image",
+            &s.standin,
+            "--pg",
+            "15",
+            "--extensions",
+            "pgha_testsql",
+        ])
+        .arg("--bootstrap-bin")
+        .arg(&recorder)
+        .arg("--out")
+        .arg(s.dir.path().join("hook"))
+        .arg("--cache-dir")
+        .arg(s.dir.path().join("cache"))
+        .arg("--mirror")
+        .arg(&s.mirror)
+        .arg("--catalog")
+        .arg(&s.catalog)
+        .timeout(std::time::Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let c = images::Container::run("generate-hook", &image.reference, &[]);
+    let read = |c: &images::Container| c.exec(&["cat", "/run/postgresql/pgha-bootstrap.calls"]);
+    c.wait_for(
+        "the wrapped post_init hook",
+        std::time::Duration::from_secs(180),
+        |c| read(c).0,
+    );
+    let (_, calls) = read(&c);
+    let first = calls.lines().next().unwrap_or_default();
+    let fields: Vec<&str> = first.split('|').collect();
+    assert_eq!(
+        fields[0], "spilo_done=1",
+        "the base's post_init.sh must run first: {calls}"
+    );
+    assert_eq!(fields.get(1), Some(&"hook"), "{calls}");
+    assert_eq!(fields.get(2), Some(&"zalandos"), "the human role: {calls}");
+    let dsn = fields.get(3).copied().unwrap_or_default();
+    assert!(
+        dsn.contains("dbname=postgres") && dsn.contains("user=postgres"),
+        "Patroni's DSN: {calls}"
+    );
+    assert_eq!(fields.len(), 4, "{calls}");
+    // Patroni goes on: the member becomes the leader.
+    c.wait_for("the leader", std::time::Duration::from_secs(120), |c| {
+        c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/primary"]).0
+    });
+}
