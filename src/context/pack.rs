@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! DIR/context/          the build context (Dockerfile, sources/, bin/, hook/, config/, pgha-manifest.json)
-//! DIR/context.tar       the same files as a deterministic tar (what `build` streams to the engine)
+//! DIR/context.tar       the same files as a deterministic tar (its sha256 is the context digest)
 //! DIR/manifest.json     what went in, the context digest and the labels to pass
 //! ```
 //!
