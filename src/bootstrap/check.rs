@@ -309,8 +309,10 @@ fn catalog_checks() -> Vec<(String, String)> {
     }
     c.push((
         "auth.schema_migrations holds GoTrue's first migrations".into(),
-        "SELECT to_regclass('auth.schema_migrations') IS NOT NULL AND \
-         (SELECT count(*) FROM auth.schema_migrations WHERE version = '20171026211738') = 1"
+        // query_to_xml runs the query only when reached: the table may not exist.
+        "SELECT CASE WHEN to_regclass('auth.schema_migrations') IS NULL THEN false ELSE \
+         (xpath('//n/text()', query_to_xml('SELECT count(*) AS n FROM auth.schema_migrations \
+          WHERE version = ''20171026211738''', false, false, '')))[1]::text = '1' END"
             .into(),
     ));
     for r in ["anon", "authenticated"] {
@@ -413,13 +415,14 @@ fn catalog_checks() -> Vec<(String, String)> {
 /// `test` evaluated only once the roles and the object exist (CASE keeps the
 /// order; the privilege functions raise an error on unknown names).
 fn guarded(roles: &[&str], exists: &str, test: &str) -> String {
-    let roles: Vec<String> = roles
+    let mut conds: Vec<String> = roles
         .iter()
         .map(|r| format!("to_regrole('{r}') IS NOT NULL"))
         .collect();
+    conds.push(exists.to_string());
     format!(
-        "SELECT CASE WHEN {} AND {exists} THEN ({test}) ELSE false END",
-        roles.join(" AND ")
+        "SELECT CASE WHEN {} THEN ({test}) ELSE false END",
+        conds.join(" AND ")
     )
 }
 
@@ -484,11 +487,12 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
     let client = s.connect().await?;
     let mut findings = Vec::new();
     for (what, sql) in catalog_checks() {
-        let ok: bool = client
+        let ok: Option<bool> = client
             .query_one(&sql, &[])
             .await
             .map_err(query_err(format!("checking that {what}")))?
             .get(0);
+        let ok = ok.unwrap_or(false);
         findings.push(Finding { what, ok });
     }
     // Inside _supabase.

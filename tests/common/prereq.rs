@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The command the README gives for installing everything the tests need.
-pub const INSTALL: &str = "run `scripts/install-test-prereqs.sh` as root (or the whole suite with `scripts/test.sh`)";
+pub const INSTALL: &str =
+    "run `scripts/install-test-prereqs.sh` as root (or the whole suite with `scripts/test.sh`)";
 
 /// Where `install-test-prereqs.sh` puts the real upstream tarballs.
 pub fn fixtures_dir() -> PathBuf {
@@ -17,7 +18,11 @@ pub fn fixtures_dir() -> PathBuf {
 /// Path of a program, found on PATH or at one of `extra` locations; panics
 /// with an install hint naming `package` when it is absent.
 pub fn require_program(name: &str, package: &str, extra: &[&str]) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(extra.iter().copied()) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(extra.iter().copied())
+    {
         let p = Path::new(dir).join(name);
         if p.is_file() {
             return p;
@@ -53,5 +58,9 @@ pub fn require_root() {
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests
 /// that start their own servers right away).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
