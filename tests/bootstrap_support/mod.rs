@@ -30,10 +30,11 @@ impl Run {
 pub fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let out = Command::new(BIN)
         .args(args)
-        .envs(envs.iter().copied())
         .env_remove("PGHA_BOOTSTRAP_CONFIG")
         .env_remove("PGPASSWORD")
         .env_remove("PGOPTIONS")
+        .env_remove("PGPASSFILE")
+        .envs(envs.iter().copied())
         .output()
         .expect("run pgha-bootstrap");
     Run {
