@@ -103,7 +103,7 @@ pub async fn server_states(
     names: &[String],
 ) -> Result<BTreeMap<String, ServerState>, BootstrapError> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT n.name,
                     e.extversion,
                     s.nspname,
@@ -114,7 +114,7 @@ pub async fn server_states(
              LEFT JOIN pg_catalog.pg_extension e ON e.extname = n.name
              LEFT JOIN pg_catalog.pg_namespace s ON s.oid = e.extnamespace
              LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = n.name",
-            &[&names],
+            &[(&names, tokio_postgres::types::Type::TEXT_ARRAY)],
         )
         .await
         .map_err(query_err("looking up the extensions"))?;

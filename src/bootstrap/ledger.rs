@@ -103,7 +103,7 @@ pub async fn ensure(client: &impl GenericClient) -> Result<(), BootstrapError> {
 
 pub async fn exists(client: &impl GenericClient) -> Result<bool, BootstrapError> {
     let row = client
-        .query_one("SELECT to_regclass('pgha_bootstrap.secrets') IS NOT NULL", &[])
+        .query_typed_one("SELECT to_regclass('pgha_bootstrap.secrets') IS NOT NULL", &[])
         .await
         .map_err(query_err("looking for the ledger"))?;
     Ok(row.get(0))
@@ -117,7 +117,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError>
     let what = "reading the ledger";
     let ts = "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
     let migrations = client
-        .query(
+        .query_typed(
             &format!(
                 "SELECT version, name, checksum, kind, {}, tool_version, duration_ms
                  FROM pgha_bootstrap.migrations ORDER BY version",
@@ -139,7 +139,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError>
         })
         .collect();
     let extensions = client
-        .query(
+        .query_typed(
             &format!(
                 "SELECT name, status, schema, version, {} FROM pgha_bootstrap.extensions ORDER BY name",
                 ts.replace("%s", "updated_at")
@@ -158,7 +158,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError>
         })
         .collect();
     let secrets = client
-        .query(
+        .query_typed(
             &format!(
                 "SELECT name, source, {} FROM pgha_bootstrap.secrets ORDER BY name",
                 ts.replace("%s", "updated_at")

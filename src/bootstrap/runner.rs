@@ -4,10 +4,10 @@
 //! 1. connects; on a replica (`pg_is_in_recovery()`) it does nothing and
 //!    succeeds (after a promotion it may first wait, bounded, for recovery
 //!    to end);
-//! 2. reads everything it needs before writing: superuser check, required
-//!    extensions installed, secret files readable;
+//! 2. checks the connecting role is a superuser and reads the secret files;
 //! 3. takes a session advisory lock, so concurrent runners queue and exactly
-//!    one applies each migration;
+//!    one applies each migration; then, still before writing anything,
+//!    checks that the required extensions are installed;
 //! 4. creates the ledger if missing and refuses to go on if an applied
 //!    migration's text has changed (drift) or is unknown to this binary;
 //! 5. applies each missing migration in its own transaction together with
@@ -165,7 +165,7 @@ struct ServerFacts {
 
 async fn facts(client: &Client) -> Result<ServerFacts, BootstrapError> {
     let r = client
-        .query_one(
+        .query_typed_one(
             "SELECT pg_is_in_recovery(), r.rolsuper, current_user::text, current_database()::text
              FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
             &[],
@@ -186,7 +186,7 @@ async fn wait_until_primary(client: &Client, wait: Option<Duration>) -> Result<b
     let deadline = Instant::now() + wait.unwrap_or_default();
     loop {
         let in_recovery: bool = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
+            .query_typed_one("SELECT pg_is_in_recovery()", &[])
             .await
             .map_err(query_err("reading the server's state"))?
             .get(0);
@@ -312,9 +312,9 @@ async fn decide_secrets(client: &Client, set: &SecretSet) -> Result<SecretDecisi
         .chain(set.without.iter().cloned())
         .collect();
     let rows = client
-        .query(
+        .query_typed(
             "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid WHERE rolname = ANY($1)",
-            &[&roles],
+            &[(&roles, tokio_postgres::types::Type::TEXT_ARRAY)],
         )
         .await
         .map_err(query_err("reading the roles' passwords"))?;
@@ -344,7 +344,7 @@ async fn decide_secrets(client: &Client, set: &SecretSet) -> Result<SecretDecisi
     }
     if let Some((_, secret)) = &set.jwt {
         let row = client
-            .query_opt(
+            .query_typed_opt(
                 "SELECT setconfig FROM pg_catalog.pg_db_role_setting
                  WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 &[],
@@ -449,23 +449,28 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
     if !f.superuser {
         return Err(BootstrapError::NotSuperuser { role: f.user });
     }
-    // Read everything that can fail before the first write.
+    let secret_set = SecretSet::read(&s.secrets)?;
+    // Taking the lock writes nothing (and is released when the session ends,
+    // also when this process dies). Whoever held it before may have changed
+    // everything: all state is read after it.
+    client
+        .query_typed(
+            "SELECT pg_advisory_lock($1)",
+            &[(&LOCK_KEY, tokio_postgres::types::Type::INT8)],
+        )
+        .await
+        .map_err(query_err("taking the bootstrap's advisory lock"))?;
+    // Everything that can fail is checked before the first write.
     let states = extensions::server_states(&client, &s.extensions.create).await?;
     let missing = extensions::missing_required(&s.extensions, &states);
     if !missing.is_empty() {
         return Err(BootstrapError::RequiredExtensionMissing { names: missing });
     }
-    let secret_set = SecretSet::read(&s.secrets)?;
-
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await
-        .map_err(query_err("taking the bootstrap's advisory lock"))?;
-    // Whoever held the lock may have changed everything: read state after it.
-    if !ledger::exists(&client).await? {
+    let mut led = ledger::read(&client).await?;
+    if !led.exists {
         ledger::ensure(&client).await?;
+        led.exists = true;
     }
-    let led = ledger::read(&client).await?;
     verify_ledger(&s.migrations, &led)?;
 
     let mut applied = Vec::new();
@@ -478,8 +483,15 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         });
     }
 
-    let led = ledger::read(&client).await?;
-    let states = extensions::server_states(&client, &s.extensions.create).await?;
+    // Migrations may create extensions and change the ledger: re-read only then.
+    let (led, states) = if applied.is_empty() {
+        (led, states)
+    } else {
+        (
+            ledger::read(&client).await?,
+            extensions::server_states(&client, &s.extensions.create).await?,
+        )
+    };
     let actions = extensions::decide(&s.extensions, &states, &led);
     extensions::apply(&mut client, &actions).await?;
 
@@ -487,7 +499,10 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
     let secrets = apply_secrets(&mut client, &secret_set, &decisions, &f.database).await?;
 
     client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .query_typed(
+            "SELECT pg_advisory_unlock($1)",
+            &[(&LOCK_KEY, tokio_postgres::types::Type::INT8)],
+        )
         .await
         .map_err(query_err("releasing the advisory lock"))?;
 
