@@ -30,6 +30,7 @@ fn eight_concurrent_runs_apply_each_migration_once() {
         .map(|c| c.wait_with_output().unwrap())
         .collect();
     let mut applied_lines = 0;
+    let mut created_lines = 0;
     for o in &outputs {
         let text = format!(
             "{}{}",
@@ -38,7 +39,15 @@ fn eight_concurrent_runs_apply_each_migration_once() {
         );
         assert!(o.status.success(), "a concurrent run failed:\n{text}");
         applied_lines += text.lines().filter(|l| l.starts_with("applied ")).count();
+        created_lines += text
+            .lines()
+            .filter(|l| l.starts_with("extension uuid-ossp: created"))
+            .count();
     }
+    assert_eq!(
+        created_lines, 1,
+        "the extension must be created by exactly one run"
+    );
     let n = sql_checksums().len();
     assert_eq!(
         applied_lines, n,
