@@ -87,7 +87,7 @@ reset_cluster() { # $1: the database to drop
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-ours=(); theirs=(); noop=()
+ours=(); theirs=(); noop=(); select1=()
 for i in $(seq 1 "$ROUNDS"); do
   # pgha-bootstrap, first apply
   "${PSQL[@]}" -d postgres -c "CREATE DATABASE b$i" >/dev/null
@@ -99,6 +99,12 @@ for i in $(seq 1 "$ROUNDS"); do
     t=$(date +%s%N)
     "$BIN" --config "$work/bootstrap.toml" apply -q --dsn "host=$work port=$port user=postgres dbname=b$i"
     noop+=("$(ms_since "$t")")
+  done
+  # for scale: the smallest whole-process client round trip
+  for _ in 1 2 3; do
+    t=$(date +%s%N)
+    "${PSQL[@]}" -d "b$i" -c "SELECT 1" >/dev/null
+    select1+=("$(ms_since "$t")")
   done
   reset_cluster "b$i"
   # psql -f of the same SQL
@@ -112,9 +118,11 @@ done
 o=$(printf '%s\n' "${ours[@]}" | median)
 p=$(printf '%s\n' "${theirs[@]}" | median)
 n=$(printf '%s\n' "${noop[@]}" | median)
+s1=$(printf '%s\n' "${select1[@]}" | median)
 ratio=$(awk -v a="$o" -v b="$p" 'BEGIN { printf "%.2f", a / b }')
 echo "rounds: $ROUNDS ($PROFILE build); all times are medians"
 echo "first apply, pgha-bootstrap:  $o ms   (runs: ${ours[*]})"
 echo "first apply, psql -f:         $p ms   (runs: ${theirs[*]})"
 echo "ratio pgha-bootstrap / psql:  $ratio   (target <= 1.30: $(awk -v r="$ratio" 'BEGIN { print (r <= 1.3) ? "met" : "MISSED" }'))"
 echo "no-op re-run (whole process): $n ms   (target < 50 ms: $( [ "$n" -lt 50 ] && echo met || echo MISSED ))"
+echo "for scale, psql -c 'SELECT 1' (whole process): $s1 ms"
