@@ -65,22 +65,28 @@ enum Command {
     },
     /// Show the ledger and what is pending
     Status {
+        /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
         #[arg(long, value_name = "DSN")]
         dsn: Option<String>,
+        /// Print the report as JSON
         #[arg(long)]
         json: bool,
     },
     /// Show what `apply` would do, without doing it
     Plan {
+        /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
         #[arg(long, value_name = "DSN")]
         dsn: Option<String>,
+        /// Print the report as JSON
         #[arg(long)]
         json: bool,
     },
     /// Verify the live database against the Supabase contract (exit 3 when anything is missing or different)
     Check {
+        /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
         #[arg(long, value_name = "DSN")]
         dsn: Option<String>,
+        /// Print the report as JSON
         #[arg(long)]
         json: bool,
     },
