@@ -245,8 +245,9 @@ fn pgpassfile_pgoptions_and_urls_over_tcp() {
     assert!(r.stderr.contains("PGPASSFILE"), "{}", r.stderr);
 
     // PGOPTIONS is honoured: a read-only default makes the run fail, and writes nothing.
+    // (Spilo's wrapper form: `hook HUMAN_ROLE DSN`.)
     let r = run(
-        &["--config", cfg, &dsn],
+        &["--config", cfg, "hook", "admin", &dsn],
         &[
             ("PGPASSFILE", pf),
             ("PGOPTIONS", "-c default_transaction_read_only=on"),
