@@ -123,6 +123,20 @@ fn awkward_secrets_work_and_never_leak() {
     // Rotation: a changed file sets the new password on the next run.
     let rotated = "n€w'pass\\word";
     std::fs::write(secrets.join("authenticator"), rotated).unwrap();
+    // check sees the difference (without showing either password).
+    let c = run(
+        &["--config", cfg, "check", "--secrets-dir", dir, "--dsn", &pg.dsn()],
+        &[],
+    );
+    assert_eq!(c.code, 3, "{}", c.all());
+    assert!(
+        c.stdout.contains(&format!(
+            "MISSING/DIFFERENT: the password of role authenticator is the one in file {dir}/authenticator"
+        )),
+        "{}",
+        c.stdout
+    );
+    assert!(!c.all().contains(rotated) && !c.all().contains(auth_pw));
     let r3 = run(
         &["--config", cfg, "apply", "--secrets-dir", dir, "--dsn", &pg.dsn()],
         &[],

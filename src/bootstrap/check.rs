@@ -546,6 +546,38 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
             ok: false,
         });
     }
+    // Secrets: what the files say is what the database holds (compared here, never shown).
+    let secret_set = super::secrets::SecretSet::read(&s.secrets)?;
+    for (role, source, secret) in &secret_set.passwords {
+        let stored: Option<String> = client
+            .query_typed_opt(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                &[(role, tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .map_err(query_err("reading the roles' passwords"))?
+            .and_then(|r| r.get(0));
+        findings.push(Finding {
+            what: format!("the password of role {role} is the one in {}", source.describe()),
+            ok: stored.is_some_and(|v| super::secrets::verifier_matches(&v, secret.expose(), role)),
+        });
+    }
+    if let Some((path, secret)) = &secret_set.jwt {
+        let current: Vec<String> = client
+            .query_typed_opt(
+                "SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 \
+                 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .map_err(query_err("reading the database settings"))?
+            .and_then(|r| r.get(0))
+            .unwrap_or_default();
+        findings.push(Finding {
+            what: format!("app.settings.jwt_secret is the one in {}", path.display()),
+            ok: current.contains(&format!("app.settings.jwt_secret={}", secret.expose())),
+        });
+    }
     let without_password = client
         .query(
             "SELECT rolname::text FROM pg_authid WHERE rolcanlogin AND rolpassword IS NULL AND rolname = ANY($1) \

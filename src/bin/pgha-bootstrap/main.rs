@@ -74,6 +74,9 @@ enum Command {
     },
     /// Show what `apply` would do, without doing it
     Plan {
+        /// Compare with the secrets in DIR instead of the configured directory
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
         /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
         #[arg(long, value_name = "DSN")]
         dsn: Option<String>,
@@ -83,6 +86,9 @@ enum Command {
     },
     /// Verify the live database against the Supabase contract (exit 3 when anything is missing or different)
     Check {
+        /// Compare with the secrets in DIR instead of the configured directory
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
         /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
         #[arg(long, value_name = "DSN")]
         dsn: Option<String>,
@@ -230,8 +236,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::Success)
         }
-        Command::Plan { dsn, json } => {
-            let s = settings(&cli, &cfg, dsn.as_deref())?;
+        Command::Plan {
+            dsn,
+            json,
+            secrets_dir,
+        } => {
+            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
+            if let Some(dir) = secrets_dir {
+                s.secrets = s.secrets.in_dir(dir);
+            }
             let report = runner::plan(&s).await?;
             if *json {
                 print_json(&report);
@@ -242,8 +255,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::Success)
         }
-        Command::Check { dsn, json } => {
-            let s = settings(&cli, &cfg, dsn.as_deref())?;
+        Command::Check {
+            dsn,
+            json,
+            secrets_dir,
+        } => {
+            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
+            if let Some(dir) = secrets_dir {
+                s.secrets = s.secrets.in_dir(dir);
+            }
             let report = check::check(&s).await?;
             if *json {
                 print_json(&report);
