@@ -291,6 +291,80 @@ fn builds_real_extensions_on_the_standin_and_they_work() {
     assert!(ok, "{out}");
     let lines: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     assert_eq!(lines, ["0.8.0", "2", "1", "0"], "{out}");
+
+    // Run the image as the base runs it: Patroni bootstraps the cluster and
+    // calls the wrapped hook, which runs the base's post_init.sh and then the
+    // real pgha-bootstrap. Then the bootstrap's own `check` passes inside.
+    let c = images::Container::run("generate-e2e", &image.reference, &[]);
+    c.wait_for("the leader", std::time::Duration::from_secs(180), |c| {
+        c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/primary"]).0
+    });
+    let (ok, calls) = c.exec(&["cat", "/run/postgresql/post_init.calls"]);
+    assert!(
+        ok && calls.contains("post_init.sh ok"),
+        "the base's post_init.sh ran: {calls}"
+    );
+    let (ok, status) = c.exec(&[
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "/usr/local/bin/pgha-bootstrap",
+        "status",
+        "--json",
+    ]);
+    assert!(ok, "pgha-bootstrap status failed inside the image:\n{status}");
+    let status: serde_json::Value = serde_json::from_str(status.trim())
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{status}"));
+    assert_eq!(status["in_recovery"], false, "{status}");
+    let applied = status["ledger"]["migrations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ledger in status: {status}"));
+    assert_eq!(
+        applied.len(),
+        pgha_image::bootstrap::migrations::MigrationSet::embedded().len(),
+        "every migration applied by the hook: {status}"
+    );
+    for empty in ["pending_migrations", "pending_extensions", "problems"] {
+        assert_eq!(status[empty], serde_json::json!([]), "{empty}: {status}");
+    }
+    let (ok, check) = c.exec(&[
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "/usr/local/bin/pgha-bootstrap",
+        "check",
+    ]);
+    assert!(
+        ok,
+        "pgha-bootstrap check failed inside the image:\n{check}\n{}",
+        c.logs()
+    );
+    // The extensions of the image can be created in the bootstrapped cluster.
+    let (ok, out) = c.exec(&[
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-X",
+        "-h",
+        "/run/postgresql",
+        "-d",
+        "postgres",
+        "-Atq",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        "CREATE EXTENSION IF NOT EXISTS vector",
+        "-c",
+        "CREATE EXTENSION IF NOT EXISTS pgha_testsql",
+        "-c",
+        "SELECT pgha_testsql_one()",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "1", "{out}");
 }
 
 #[test]

@@ -418,3 +418,30 @@ fn pgrx_features_and_prebuilt_packages_render() {
         "no build tools for a prebuilt package: {df}"
     );
 }
+
+/// The config the image ships is the bootstrap's own format: the binary in the
+/// image parses it, with the extensions the plan chose.
+#[test]
+fn rendered_bootstrap_config_is_accepted_by_pgha_bootstrap() {
+    for req in [
+        PlanRequest::default(),
+        PlanRequest {
+            base_image: Some("ghcr.io/zalando/spilo-17:4.0-p2".into()),
+            pg_majors: vec![16, 17],
+            extensions: Some(vec!["vector".into(), "pgjwt".into()]),
+            ..Default::default()
+        },
+    ] {
+        let p = plan(req).unwrap();
+        let files = render::render(&p).unwrap();
+        let text = file(&files, "config/bootstrap.toml");
+        let cfg = pgha_image::bootstrap::config::Config::parse(text)
+            .unwrap_or_else(|e| panic!("pgha-bootstrap rejects the rendered config: {e}\n{text}"));
+        assert_eq!(cfg.extensions.create, p.bootstrap.create, "{text}");
+        assert_eq!(cfg.extensions.required, p.bootstrap.required, "{text}");
+        assert_eq!(
+            cfg.connection.socket_dir,
+            std::path::PathBuf::from("/run/postgresql")
+        );
+    }
+}
