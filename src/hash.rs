@@ -29,27 +29,50 @@ impl Sha256Digest {
         h.finish()
     }
 
-    /// Digest of everything a reader yields, in 1 MiB chunks.
-    pub fn of_reader(mut reader: impl Read) -> io::Result<(Self, u64)> {
-        let mut h = Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            h.update(&buf[..n]);
+    /// Digest of everything a reader yields.
+    pub fn of_reader(reader: impl Read) -> io::Result<(Self, u64)> {
+        match copy_hashing(reader, &mut io::sink(), u64::MAX, |_| {})? {
+            Ok(done) => Ok(done),
+            Err(_) => unreachable!("no limit"),
         }
-        let len = h.len();
-        Ok((h.finish(), len))
     }
 
     /// Digest of a file on disk.
     pub fn of_file(path: &std::path::Path) -> io::Result<(Self, u64)> {
         Self::of_reader(std::fs::File::open(path)?)
     }
+}
+
+/// The buffer size of the streaming copies (1 MiB).
+pub const BUF: usize = 1 << 20;
+
+/// Copy `reader` into `out` while hashing, stopping at `max` bytes: returns
+/// the digest and size, or `Err(n)` once more than `max` bytes came.
+/// `on_bytes` sees each chunk's length (progress).
+pub fn copy_hashing(
+    mut reader: impl Read,
+    out: &mut impl Write,
+    max: u64,
+    mut on_bytes: impl FnMut(u64),
+) -> io::Result<Result<(Sha256Digest, u64), u64>> {
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if hasher.len() + n as u64 > max {
+            return Ok(Err(hasher.len() + n as u64));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        on_bytes(n as u64);
+    }
+    let len = hasher.len();
+    Ok(Ok((hasher.finish(), len)))
 }
 
 /// Why a string is not a SHA-256 digest.

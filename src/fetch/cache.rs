@@ -4,12 +4,11 @@
 
 use super::FetchError;
 use crate::hash::Sha256Digest;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
-/// Buffer size for reading and writing cached files.
-pub(crate) const BUF: usize = 1 << 20;
+pub(crate) use crate::hash::{BUF, copy_hashing};
 
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -95,32 +94,4 @@ impl Cache {
 /// SHA-256 and length of everything `reader` yields, in 1 MiB chunks.
 pub(crate) fn hash_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
     Sha256Digest::of_reader(reader)
-}
-
-/// Copy `reader` into `out` while hashing, stopping at `max` bytes.
-/// Returns the digest and size, or `Err(Ok(n))` when more than `max` bytes came.
-pub(crate) fn copy_hashing(
-    mut reader: impl Read,
-    out: &mut impl Write,
-    max: u64,
-    mut on_bytes: impl FnMut(u64),
-) -> io::Result<Result<(Sha256Digest, u64), u64>> {
-    let mut hasher = crate::hash::Hasher::new();
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if hasher.len() + n as u64 > max {
-            return Ok(Err(hasher.len() + n as u64));
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        on_bytes(n as u64);
-    }
-    let len = hasher.len();
-    Ok(Ok((hasher.finish(), len)))
 }
