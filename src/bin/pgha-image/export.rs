@@ -12,9 +12,9 @@ use std::path::PathBuf;
     (check with `sha256sum -c FILE.sha256`) and FILE.manifest.json (tag, image id, sizes, base image, \
     extensions).\n\n\
     The tarball is the engine's `save` output, compressed. `pgha-image load` reads every compression. \
-    Plain `podman load` reads zstd and gzip; plain `docker load` reads gzip, and zstd only on newer Docker \
-    Engines (older ones, e.g. 20.10, fail on zstd): use --compress gzip when the target machine will load it \
-    with an old `docker load`."
+    Without pgha-image: `podman load` reads zstd and plain tar (Podman 4.3, as in Debian 12, fails on gzip: \
+    podman#15944); a Docker Engine daemon reads gzip, and zstd only when recent (older ones, e.g. 20.10, \
+    reject it). Use --compress gzip for an old Docker daemon, --compress none when unsure. See docs/export.md."
 )]
 pub struct ExportArgs {
     /// The image to export, e.g. supabase-patroni:v1.0
@@ -25,7 +25,7 @@ pub struct ExportArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Compression: zstd (fast, small), gzip (readable by any `docker load`), none
+    /// Compression: zstd (fast, small), gzip (for old Docker daemons), none (any loader)
     #[arg(long, value_name = "KIND", default_value = "zstd")]
     pub compress: Compression,
 
