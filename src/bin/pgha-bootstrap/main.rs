@@ -1,6 +1,345 @@
-//! `pgha-bootstrap`: Patroni's post-init hook that makes a fresh cluster a Supabase database.
+//! `pgha-bootstrap`: Patroni's post-init hook that makes a fresh cluster a
+//! Supabase database. This file only parses arguments and calls
+//! `pgha_image::bootstrap`; docs/bootstrap.md describes the behaviour.
+
+use clap::{Parser, Subcommand};
+use pgha_image::bootstrap::config::Config;
+use pgha_image::bootstrap::dsn::ConnInfo;
+use pgha_image::bootstrap::{BootstrapError, Settings, check, runner};
+use pgha_image::error::{Error, ExitCode, exit_with};
+use pgha_image::progress::{Mode, Progress};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "pgha-bootstrap",
+    version,
+    about = "Make a fresh PostgreSQL (a Patroni cluster's first leader) a Supabase database, once",
+    long_about = "Make a fresh PostgreSQL (a Patroni cluster's first leader) a Supabase database.\n\n\
+        The Supabase contract (roles, schemas, grants, functions, event triggers, publication, the \
+        _supabase database) is applied as embedded, checksummed migrations recorded in the ledger \
+        schema pgha_bootstrap; each runs once. Extensions and secrets come from the configuration \
+        file and secret files. On a replica nothing happens.\n\n\
+        Patroni/Spilo forms:\n  \
+        pgha-bootstrap DSN                      (bootstrap.post_bootstrap: pgha-bootstrap)\n  \
+        pgha-bootstrap hook ARGS... DSN|postgres (Spilo's post_init wrapper: hook \"$@\")\n  \
+        pgha-bootstrap on_role_change ROLE SCOPE (Patroni callback; applies pending work on promotion)",
+    after_help = "Exit codes: 0 success or nothing to do, 1 failure, 2 bad input (configuration, DSN, secret \
+        file), 3 drift or contract check failed, 4 missing prerequisite (a required extension, an unreadable secret)."
+)]
+struct Cli {
+    /// The configuration file [default: /etc/pgha/bootstrap.toml; missing = built-in defaults]
+    #[arg(long, global = true, value_name = "FILE", env = "PGHA_BOOTSTRAP_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Also apply the NNNN_name.sql migrations of DIR (site-specific additions, after the built-in ones)
+    #[arg(long, global = true, value_name = "DIR")]
+    extra_migrations: Option<PathBuf>,
+
+    /// Print only errors and the command's result
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply what is pending: migrations, extensions, passwords, JWT settings
+    Apply {
+        /// libpq key=value string, postgresql:// URL, or `postgres` (the local socket) [default: the configured local server]
+        #[arg(long, value_name = "DSN")]
+        dsn: Option<String>,
+        /// Extensions to create, comma-separated, instead of the configured list
+        #[arg(long, value_name = "LIST")]
+        extensions: Option<String>,
+        /// Read secrets from DIR (one file per role, `password`, `jwt_secret`)
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the ledger and what is pending
+    Status {
+        /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
+        #[arg(long, value_name = "DSN")]
+        dsn: Option<String>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what `apply` would do, without doing it
+    Plan {
+        /// Compare with the secrets in DIR instead of the configured directory
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
+        /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
+        #[arg(long, value_name = "DSN")]
+        dsn: Option<String>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the live database against the Supabase contract (exit 3 when anything is missing or different)
+    Check {
+        /// Compare with the secrets in DIR instead of the configured directory
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
+        /// libpq key=value string, postgresql:// URL, or `postgres` [default: the configured local server]
+        #[arg(long, value_name = "DSN")]
+        dsn: Option<String>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hook form for Patroni/Spilo: the last argument is the DSN, or `postgres` for the local socket
+    Hook {
+        /// Anything (e.g. Spilo's human role), then the DSN or `postgres`
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Patroni callback: on promotion (ROLE master or primary) apply pending work; otherwise nothing
+    #[command(name = "on_role_change")]
+    OnRoleChange { role: String, scope: Option<String> },
+    /// Patroni callback: does nothing
+    #[command(name = "on_start", hide = true)]
+    OnStart { args: Vec<String> },
+    /// Patroni callback: does nothing
+    #[command(name = "on_stop", hide = true)]
+    OnStop { args: Vec<String> },
+    /// Patroni callback: does nothing
+    #[command(name = "on_restart", hide = true)]
+    OnRestart { args: Vec<String> },
+    /// Patroni callback: does nothing
+    #[command(name = "on_reload", hide = true)]
+    OnReload { args: Vec<String> },
+}
+
+const SUBCOMMANDS: &[&str] = &[
+    "apply",
+    "status",
+    "plan",
+    "check",
+    "hook",
+    "on_role_change",
+    "on_start",
+    "on_stop",
+    "on_restart",
+    "on_reload",
+    "help",
+];
+
+/// `pgha-bootstrap DSN` (Patroni's post_bootstrap appends the DSN) means the hook form.
+fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--config" || a == "--extra-migrations" {
+            i += 2;
+        } else if a.starts_with('-') {
+            // --config=X, -q, --quiet, --help, --version: leave clap to it.
+            if a == "-h" || a == "--help" || a == "-V" || a == "--version" {
+                return args;
+            }
+            i += 1;
+        } else {
+            if !SUBCOMMANDS.contains(&a.as_ref()) {
+                args.insert(i, "hook".into());
+            }
+            return args;
+        }
+    }
+    args
+}
 
 fn main() -> std::process::ExitCode {
-    eprintln!("pgha-bootstrap is being written");
-    std::process::ExitCode::from(1)
+    let cli = Cli::parse_from(normalise_args(std::env::args_os().collect()));
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::Failure.into();
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code.into(),
+        Err(e) => exit_with(&e),
+    }
+}
+
+fn settings(cli: &Cli, cfg: &Config, dsn: Option<&str>) -> Result<Settings, Error> {
+    let conn = match dsn {
+        Some(d) => ConnInfo::parse_or_local(d, &cfg.connection)?,
+        None => ConnInfo::local(&cfg.connection),
+    };
+    let mut s = Settings::new(cfg, conn);
+    if let Some(dir) = &cli.extra_migrations {
+        s.migrations = s.migrations.with_extra(dir)?;
+    }
+    Ok(s)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("reports serialise"));
+}
+
+async fn apply_and_report(s: &Settings, quiet: bool, json: bool) -> Result<ExitCode, Error> {
+    let progress = Progress::new(if quiet || json { Mode::Quiet } else { Mode::Plain });
+    let report = runner::apply(s, &progress).await?;
+    if json {
+        print_json(&report);
+    } else if !quiet {
+        for l in report.lines() {
+            println!("{l}");
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    let promotion_wait = Some(Duration::from_secs(cfg.connection.promotion_wait_seconds));
+    match &cli.command {
+        Command::Apply {
+            dsn,
+            extensions,
+            secrets_dir,
+            json,
+        } => {
+            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
+            if let Some(list) = extensions {
+                s.extensions = s.extensions.with_list(list);
+            }
+            if let Some(dir) = secrets_dir {
+                s.secrets = s.secrets.in_dir(dir);
+            }
+            apply_and_report(&s, cli.quiet, *json).await
+        }
+        Command::Status { dsn, json } => {
+            let s = settings(&cli, &cfg, dsn.as_deref())?;
+            let report = runner::status(&s).await?;
+            if *json {
+                print_json(&report);
+            } else {
+                for l in report.lines() {
+                    println!("{l}");
+                }
+            }
+            Ok(ExitCode::Success)
+        }
+        Command::Plan {
+            dsn,
+            json,
+            secrets_dir,
+        } => {
+            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
+            if let Some(dir) = secrets_dir {
+                s.secrets = s.secrets.in_dir(dir);
+            }
+            let report = runner::plan(&s).await?;
+            if *json {
+                print_json(&report);
+            } else {
+                for l in report.lines() {
+                    println!("{l}");
+                }
+            }
+            Ok(ExitCode::Success)
+        }
+        Command::Check {
+            dsn,
+            json,
+            secrets_dir,
+        } => {
+            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
+            if let Some(dir) = secrets_dir {
+                s.secrets = s.secrets.in_dir(dir);
+            }
+            let report = check::check(&s).await?;
+            if *json {
+                print_json(&report);
+            } else {
+                for l in report.lines() {
+                    println!("{l}");
+                }
+            }
+            let failed = report.failures().count();
+            if failed > 0 {
+                return Err(BootstrapError::CheckFailed { count: failed }.into());
+            }
+            Ok(ExitCode::Success)
+        }
+        Command::Hook { args } => {
+            let last = args.last().expect("clap requires one argument");
+            let mut s = settings(&cli, &cfg, Some(last))?;
+            if last.trim() == "postgres" {
+                // Spilo's promotion callback form: the server may still be leaving recovery.
+                s.wait_for_primary = promotion_wait;
+            }
+            apply_and_report(&s, cli.quiet, false).await
+        }
+        Command::OnRoleChange { role, scope } => {
+            if role == "master" || role == "primary" {
+                let mut s = settings(&cli, &cfg, None)?;
+                s.wait_for_primary = promotion_wait;
+                if !cli.quiet {
+                    println!(
+                        "pgha-bootstrap: on_role_change {role} {}: applying pending work",
+                        scope.as_deref().unwrap_or("")
+                    );
+                }
+                apply_and_report(&s, cli.quiet, false).await
+            } else {
+                if !cli.quiet {
+                    println!("pgha-bootstrap: on_role_change {role}: nothing to do (not a primary)");
+                }
+                Ok(ExitCode::Success)
+            }
+        }
+        Command::OnStart { .. }
+        | Command::OnStop { .. }
+        | Command::OnRestart { .. }
+        | Command::OnReload { .. } => Ok(ExitCode::Success),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &[&str]) -> Vec<String> {
+        normalise_args(v.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_bare_dsn_is_the_hook_form() {
+        assert_eq!(
+            norm(&["x", "dbname=postgres host=h"]),
+            ["x", "hook", "dbname=postgres host=h"]
+        );
+        assert_eq!(
+            norm(&["x", "--config", "c", "postgres"]),
+            ["x", "--config", "c", "hook", "postgres"]
+        );
+        assert_eq!(norm(&["x", "apply", "--dsn", "d"]), ["x", "apply", "--dsn", "d"]);
+        assert_eq!(
+            norm(&["x", "on_role_change", "master", "s"]),
+            ["x", "on_role_change", "master", "s"]
+        );
+        assert_eq!(norm(&["x", "--help"]), ["x", "--help"]);
+        Cli::try_parse_from(norm(&["x", "admin", "postgres"])).unwrap();
+        Cli::try_parse_from(norm(&["x", "on_stop", "replica", "s"])).unwrap();
+    }
 }

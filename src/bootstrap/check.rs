@@ -1,0 +1,597 @@
+//! `check`: verifies the live database against the Supabase contract,
+//! independently of the ledger (a ledger can say "applied" while someone has
+//! since revoked a grant). Each check is one catalog question answered by
+//! true/false; the report lists every one that fails.
+
+use super::error::{BootstrapError, query_err};
+use super::extensions::{self, ServerState};
+use super::ledger;
+use super::runner::{self, Settings};
+use serde::Serialize;
+
+/// One role of the contract: attributes and settings.
+struct RoleSpec {
+    name: &'static str,
+    superuser: bool,
+    login: bool,
+    inherit: bool,
+    createdb: bool,
+    createrole: bool,
+    replication: bool,
+    bypassrls: bool,
+    member_of: &'static [&'static str],
+    config: &'static [&'static str],
+}
+
+const fn role(name: &'static str) -> RoleSpec {
+    RoleSpec {
+        name,
+        superuser: false,
+        login: false,
+        inherit: true,
+        createdb: false,
+        createrole: false,
+        replication: false,
+        bypassrls: false,
+        member_of: &[],
+        config: &[],
+    }
+}
+
+const ROLES: &[RoleSpec] = &[
+    RoleSpec {
+        superuser: true,
+        login: true,
+        createdb: true,
+        createrole: true,
+        replication: true,
+        bypassrls: true,
+        config: &["search_path=\"$user\", public, auth, extensions"],
+        ..role("supabase_admin")
+    },
+    RoleSpec {
+        superuser: true,
+        login: true,
+        createdb: true,
+        createrole: true,
+        replication: true,
+        bypassrls: true,
+        member_of: &[
+            "anon",
+            "authenticated",
+            "service_role",
+            "pg_read_all_data",
+            "pg_signal_backend",
+            "pg_monitor",
+        ],
+        config: &["search_path=\"$user\", public, extensions"],
+        ..role("postgres")
+    },
+    RoleSpec {
+        login: true,
+        inherit: false,
+        member_of: &["anon", "authenticated", "service_role"],
+        config: &["statement_timeout=8s", "lock_timeout=8s"],
+        ..role("authenticator")
+    },
+    RoleSpec {
+        config: &["statement_timeout=3s"],
+        ..role("anon")
+    },
+    RoleSpec {
+        config: &["statement_timeout=8s"],
+        ..role("authenticated")
+    },
+    RoleSpec {
+        bypassrls: true,
+        ..role("service_role")
+    },
+    RoleSpec {
+        login: true,
+        inherit: false,
+        config: &["search_path=auth", "idle_in_transaction_session_timeout=60s"],
+        ..role("supabase_auth_admin")
+    },
+    RoleSpec {
+        login: true,
+        inherit: false,
+        createrole: true,
+        member_of: &["authenticator"],
+        config: &["search_path=storage"],
+        ..role("supabase_storage_admin")
+    },
+    RoleSpec {
+        login: true,
+        inherit: false,
+        createrole: true,
+        config: &["search_path=supabase_functions"],
+        ..role("supabase_functions_admin")
+    },
+    RoleSpec {
+        login: true,
+        replication: true,
+        ..role("supabase_replication_admin")
+    },
+    RoleSpec {
+        login: true,
+        bypassrls: true,
+        member_of: &["pg_read_all_data"],
+        ..role("supabase_read_only_user")
+    },
+    RoleSpec {
+        createdb: true,
+        createrole: true,
+        replication: true,
+        ..role("dashboard_user")
+    },
+    RoleSpec {
+        login: true,
+        ..role("pgbouncer")
+    },
+];
+
+const SCHEMA_OWNERS: &[(&str, &str)] = &[
+    ("extensions", "postgres"),
+    ("auth", "supabase_admin"),
+    ("storage", "supabase_admin"),
+    ("realtime", "supabase_admin"),
+    ("_realtime", "supabase_admin"),
+    ("graphql_public", "supabase_admin"),
+    ("supabase_functions", "supabase_admin"),
+    ("pgbouncer", "pgbouncer"),
+];
+
+const API_ROLES: &[&str] = &["postgres", "anon", "authenticated", "service_role"];
+
+/// `(what, SQL returning one boolean)`.
+fn catalog_checks() -> Vec<(String, String)> {
+    let mut c: Vec<(String, String)> = Vec::new();
+    let q = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    for r in ROLES {
+        let attrs = [
+            ("SUPERUSER", "rolsuper", r.superuser),
+            ("LOGIN", "rolcanlogin", r.login),
+            ("INHERIT", "rolinherit", r.inherit),
+            ("CREATEDB", "rolcreatedb", r.createdb),
+            ("CREATEROLE", "rolcreaterole", r.createrole),
+            ("REPLICATION", "rolreplication", r.replication),
+            ("BYPASSRLS", "rolbypassrls", r.bypassrls),
+        ];
+        c.push((
+            format!("role {} exists", r.name),
+            format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {})",
+                q(r.name)
+            ),
+        ));
+        for (label, col, want) in attrs {
+            c.push((
+                format!("role {} is {}{}", r.name, if want { "" } else { "NO" }, label),
+                format!(
+                    "SELECT coalesce((SELECT {col} = {want} FROM pg_roles WHERE rolname = {}), false)",
+                    q(r.name)
+                ),
+            ));
+        }
+        for m in r.member_of {
+            c.push((
+                format!("role {} is a member of {m}", r.name),
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid \
+                     JOIN pg_roles u ON u.oid = am.member WHERE g.rolname = {} AND u.rolname = {})",
+                    q(m),
+                    q(r.name)
+                ),
+            ));
+        }
+        for setting in r.config {
+            c.push((
+                format!("role {} has setting {setting}", r.name),
+                format!(
+                    "SELECT coalesce((SELECT {} = ANY(s.setconfig) FROM pg_db_role_setting s \
+                     JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = 0 AND r.rolname = {}), false)",
+                    q(setting),
+                    q(r.name)
+                ),
+            ));
+        }
+    }
+    for (schema, owner) in SCHEMA_OWNERS {
+        c.push((
+            format!("schema {schema} exists, owned by {owner}"),
+            format!(
+                "SELECT coalesce((SELECT pg_get_userbyid(nspowner) = {} FROM pg_namespace WHERE nspname = {}), false)",
+                q(owner),
+                q(schema)
+            ),
+        ));
+    }
+    let usage = |schema: &str, roles: &[&str], c: &mut Vec<(String, String)>| {
+        for r in roles {
+            c.push((
+                format!("{r} has USAGE on schema {schema}"),
+                guarded(
+                    &[r],
+                    &format!("to_regnamespace({}) IS NOT NULL", q(schema)),
+                    &format!("has_schema_privilege({}, {}, 'USAGE')", q(r), q(schema)),
+                ),
+            ));
+        }
+    };
+    usage("extensions", API_ROLES, &mut c);
+    usage("public", API_ROLES, &mut c);
+    usage("storage", API_ROLES, &mut c);
+    usage("graphql_public", API_ROLES, &mut c);
+    usage("auth", &["anon", "authenticated", "service_role"], &mut c);
+    c.push((
+        "supabase_auth_admin has CREATE on schema auth".into(),
+        guarded(
+            &["supabase_auth_admin"],
+            "to_regnamespace('auth') IS NOT NULL",
+            "has_schema_privilege('supabase_auth_admin', 'auth', 'CREATE')",
+        ),
+    ));
+    c.push((
+        "supabase_storage_admin has CREATE on schema storage".into(),
+        guarded(
+            &["supabase_storage_admin"],
+            "to_regnamespace('storage') IS NOT NULL",
+            "has_schema_privilege('supabase_storage_admin', 'storage', 'CREATE')",
+        ),
+    ));
+    c.push((
+        "PUBLIC has no CREATE on schema public".into(),
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a \
+         WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE')"
+            .into(),
+    ));
+    c.push((
+        "no table, view or sequence in public is granted to PUBLIC".into(),
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace, \
+           aclexplode(coalesce(k.relacl, acldefault('r', k.relowner))) a \
+           WHERE n.nspname = 'public' AND k.relkind IN ('r','v','m','S','f','p') AND a.grantee = 0)"
+            .into(),
+    ));
+    // Default privileges: (owner role, schema, object type letter, grantee).
+    let defaults: &[(&str, &str, &str)] = &[
+        ("postgres", "public", "r"),
+        ("postgres", "public", "f"),
+        ("postgres", "public", "S"),
+        ("supabase_admin", "public", "r"),
+        ("supabase_admin", "public", "f"),
+        ("supabase_admin", "public", "S"),
+        ("supabase_admin", "graphql_public", "r"),
+        ("supabase_admin", "graphql_public", "f"),
+        ("postgres", "storage", "r"),
+        ("supabase_storage_admin", "storage", "r"),
+    ];
+    for (owner, schema, kind) in defaults {
+        for grantee in ["anon", "authenticated", "service_role"] {
+            c.push((
+                format!("default privileges of {owner} in {schema} ({kind}) grant to {grantee}"),
+                default_acl_sql(owner, schema, kind, grantee),
+            ));
+        }
+    }
+    for (owner, schema) in [
+        ("supabase_auth_admin", "auth"),
+        ("supabase_admin", "realtime"),
+        ("supabase_admin", "_realtime"),
+    ] {
+        for grantee in ["postgres", "dashboard_user"] {
+            c.push((
+                format!("default privileges of {owner} in {schema} (tables) grant to {grantee}"),
+                default_acl_sql(owner, schema, "r", grantee),
+            ));
+        }
+    }
+    // Tables and their owners.
+    for (t, owner) in [
+        ("auth.users", "supabase_auth_admin"),
+        ("auth.refresh_tokens", "supabase_auth_admin"),
+        ("auth.instances", "supabase_auth_admin"),
+        ("auth.audit_log_entries", "supabase_auth_admin"),
+        ("auth.schema_migrations", "supabase_auth_admin"),
+        ("storage.buckets", "supabase_storage_admin"),
+        ("storage.objects", "supabase_storage_admin"),
+        ("storage.migrations", "supabase_storage_admin"),
+        ("supabase_functions.migrations", "supabase_functions_admin"),
+        ("supabase_functions.hooks", "supabase_functions_admin"),
+    ] {
+        c.push((
+            format!("table {t} exists, owned by {owner}"),
+            format!(
+                "SELECT coalesce((SELECT pg_get_userbyid(relowner) = {} FROM pg_class WHERE oid = to_regclass({})), false)",
+                q(owner),
+                q(t)
+            ),
+        ));
+    }
+    c.push((
+        "auth.schema_migrations holds GoTrue's first migrations".into(),
+        // query_to_xml runs the query only when reached: the table may not exist.
+        "SELECT CASE WHEN to_regclass('auth.schema_migrations') IS NULL THEN false ELSE \
+         (xpath('//n/text()', query_to_xml('SELECT count(*) AS n FROM auth.schema_migrations \
+          WHERE version = ''20171026211738''', false, false, '')))[1]::text = '1' END"
+            .into(),
+    ));
+    for r in ["anon", "authenticated"] {
+        c.push((
+            format!("{r} cannot read auth.users"),
+            guarded(
+                &[r],
+                "to_regclass('auth.users') IS NOT NULL",
+                &format!("NOT has_table_privilege({}, 'auth.users', 'SELECT')", q(r)),
+            ),
+        ));
+    }
+    for r in ["anon", "authenticated", "service_role"] {
+        c.push((
+            format!("{r} may SELECT storage.objects (row level security filters)"),
+            guarded(
+                &[r],
+                "to_regclass('storage.objects') IS NOT NULL",
+                &format!("has_table_privilege({}, 'storage.objects', 'SELECT')", q(r)),
+            ),
+        ));
+    }
+    c.push((
+        "row level security is enabled on storage.objects".into(),
+        "SELECT coalesce((SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass('storage.objects')), false)"
+            .into(),
+    ));
+    // Functions.
+    for f in [
+        "auth.uid()",
+        "auth.role()",
+        "auth.email()",
+        "auth.jwt()",
+        "storage.foldername(text)",
+        "storage.filename(text)",
+        "storage.extension(text)",
+        "storage.search(text,text,integer,integer,integer)",
+        "extensions.grant_pg_cron_access()",
+        "extensions.grant_pg_net_access()",
+        "extensions.grant_pg_graphql_access()",
+        "extensions.set_graphql_placeholder()",
+        "extensions.pgrst_ddl_watch()",
+        "extensions.pgrst_drop_watch()",
+        "graphql_public.graphql(text,text,jsonb,jsonb)",
+        "pgbouncer.get_auth(text)",
+    ] {
+        c.push((
+            format!("function {f} exists"),
+            format!("SELECT to_regprocedure({}) IS NOT NULL", q(f)),
+        ));
+    }
+    for r in ["anon", "authenticated", "service_role"] {
+        c.push((
+            format!("{r} may execute auth.uid()"),
+            guarded(
+                &[r],
+                "to_regprocedure('auth.uid()') IS NOT NULL",
+                &format!("has_function_privilege({}, 'auth.uid()', 'EXECUTE')", q(r)),
+            ),
+        ));
+    }
+    c.push((
+        "pgbouncer.get_auth is SECURITY DEFINER, executable by pgbouncer and not by PUBLIC (anon)".into(),
+        guarded(
+            &["pgbouncer", "anon"],
+            "to_regprocedure('pgbouncer.get_auth(text)') IS NOT NULL",
+            "(SELECT prosecdef FROM pg_proc WHERE oid = to_regprocedure('pgbouncer.get_auth(text)')) \
+             AND has_function_privilege('pgbouncer', 'pgbouncer.get_auth(text)', 'EXECUTE') \
+             AND NOT has_function_privilege('anon', 'pgbouncer.get_auth(text)', 'EXECUTE')",
+        ),
+    ));
+    for t in [
+        "issue_pg_cron_access",
+        "issue_pg_net_access",
+        "issue_pg_graphql_access",
+        "issue_graphql_placeholder",
+        "pgrst_ddl_watch",
+        "pgrst_drop_watch",
+    ] {
+        c.push((
+            format!("event trigger {t} exists and is enabled"),
+            format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = {} AND evtenabled <> 'D')",
+                q(t)
+            ),
+        ));
+    }
+    c.push((
+        "publication supabase_realtime exists".into(),
+        "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime')".into(),
+    ));
+    c.push((
+        "database _supabase exists, owned by supabase_admin".into(),
+        "SELECT coalesce((SELECT pg_get_userbyid(datdba) = 'supabase_admin' FROM pg_database WHERE datname = '_supabase'), false)"
+            .into(),
+    ));
+    c
+}
+
+/// `test` evaluated only once the roles and the object exist (CASE keeps the
+/// order; the privilege functions raise an error on unknown names).
+fn guarded(roles: &[&str], exists: &str, test: &str) -> String {
+    let mut conds: Vec<String> = roles
+        .iter()
+        .map(|r| format!("to_regrole('{r}') IS NOT NULL"))
+        .collect();
+    conds.push(exists.to_string());
+    format!(
+        "SELECT CASE WHEN {} THEN ({test}) ELSE false END",
+        conds.join(" AND ")
+    )
+}
+
+fn default_acl_sql(owner: &str, schema: &str, kind: &str, grantee: &str) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, \
+         aclexplode(d.defaclacl) a WHERE d.defaclrole = to_regrole('{owner}') AND n.nspname = '{schema}' \
+         AND d.defaclobjtype = '{kind}' AND a.grantee = to_regrole('{grantee}'))"
+    )
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub what: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    /// Optional extensions not installed in the image (reported, not failures).
+    pub pending_extensions: Vec<String>,
+    /// LOGIN roles that have no password (reported, not failures).
+    pub without_password: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn failures(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| !f.ok)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .failures()
+            .map(|f| format!("MISSING/DIFFERENT: {}", f.what))
+            .collect();
+        for e in &self.pending_extensions {
+            out.push(format!(
+                "note: optional extension {e} is not installed in this image (pending)"
+            ));
+        }
+        for r in &self.without_password {
+            out.push(format!("note: LOGIN role {r} has no password"));
+        }
+        let failed = self.failures().count();
+        out.push(format!(
+            "{} of {} checks passed{}",
+            self.findings.len() - failed,
+            self.findings.len(),
+            if failed == 0 {
+                ": the database meets the contract"
+            } else {
+                ""
+            }
+        ));
+        out
+    }
+}
+
+/// Run every check. An error only when the database cannot be asked.
+pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
+    let client = s.connect().await?;
+    let mut findings = Vec::new();
+    for (what, sql) in catalog_checks() {
+        let ok: Option<bool> = client
+            .query_one(&sql, &[])
+            .await
+            .map_err(query_err(format!("checking that {what}")))?
+            .get(0);
+        let ok = ok.unwrap_or(false);
+        findings.push(Finding { what, ok });
+    }
+    // Inside _supabase.
+    let supabase_db_exists = findings.last().is_some_and(|f| f.ok);
+    for schema in ["_analytics", "_supavisor"] {
+        let what = format!("schema {schema} in database _supabase, owned by supabase_admin");
+        let ok = if supabase_db_exists {
+            let other = s.conn.with_dbname("_supabase").connect(&s.local, &s.env).await?;
+            other
+                .query_one(
+                    "SELECT coalesce((SELECT pg_get_userbyid(nspowner) = 'supabase_admin' FROM pg_namespace \
+                     WHERE nspname = $1), false)",
+                    &[&schema],
+                )
+                .await
+                .map_err(query_err(format!("checking that {what}")))?
+                .get(0)
+        } else {
+            false
+        };
+        findings.push(Finding { what, ok });
+    }
+    // Extensions: required ones created; optional ones created unless not installed.
+    let states = extensions::server_states(&client, &s.extensions.create).await?;
+    let mut pending_extensions = Vec::new();
+    for name in &s.extensions.create {
+        match states.get(name) {
+            Some(ServerState::Created { .. }) => findings.push(Finding {
+                what: format!("extension {name} is created"),
+                ok: true,
+            }),
+            Some(ServerState::NotInstalled) | None if !s.extensions.is_required(name) => {
+                pending_extensions.push(name.clone())
+            }
+            _ => findings.push(Finding {
+                what: format!("extension {name} is created"),
+                ok: false,
+            }),
+        }
+    }
+    // The ledger: every migration of this binary applied, none changed.
+    let led = ledger::read(&client).await?;
+    let ledger_ok = runner::verify_ledger(&s.migrations, &led).is_ok();
+    findings.push(Finding {
+        what: "the ledger records no changed or unknown migration".into(),
+        ok: ledger_ok,
+    });
+    for m in runner::pending(&s.migrations, &led) {
+        findings.push(Finding {
+            what: format!("migration {} is applied", m.name),
+            ok: false,
+        });
+    }
+    // Secrets: what the files say is what the database holds (compared here, never shown).
+    let secret_set = super::secrets::SecretSet::read(&s.secrets)?;
+    for (role, source, secret) in &secret_set.passwords {
+        let stored: Option<String> = client
+            .query_typed_opt(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                &[(role, tokio_postgres::types::Type::TEXT)],
+            )
+            .await
+            .map_err(query_err("reading the roles' passwords"))?
+            .and_then(|r| r.get(0));
+        findings.push(Finding {
+            what: format!("the password of role {role} is the one in {}", source.describe()),
+            ok: stored.is_some_and(|v| super::secrets::verifier_matches(&v, secret.expose(), role)),
+        });
+    }
+    if let Some((path, secret)) = &secret_set.jwt {
+        let current: Vec<String> = client
+            .query_typed_opt(
+                "SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 \
+                 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .map_err(query_err("reading the database settings"))?
+            .and_then(|r| r.get(0))
+            .unwrap_or_default();
+        findings.push(Finding {
+            what: format!("app.settings.jwt_secret is the one in {}", path.display()),
+            ok: current.contains(&format!("app.settings.jwt_secret={}", secret.expose())),
+        });
+    }
+    let without_password = client
+        .query(
+            "SELECT rolname::text FROM pg_authid WHERE rolcanlogin AND rolpassword IS NULL AND rolname = ANY($1) \
+             ORDER BY 1",
+            &[&super::secrets::LOGIN_ROLES],
+        )
+        .await
+        .map_err(query_err("listing roles without password"))?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(CheckReport {
+        findings,
+        pending_extensions,
+        without_password,
+    })
+}

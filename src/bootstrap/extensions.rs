@@ -1,0 +1,334 @@
+//! The extensions to create at bootstrap: configurable (`[extensions]` in
+//! the configuration, `--extensions` on the command line), the contract's
+//! list by default. They are not plain migrations, because what an image
+//! holds varies:
+//!
+//! - installed in the image → `CREATE EXTENSION` (in schema `extensions`
+//!   unless the extension fixes its own schema, dependencies with CASCADE),
+//!   in its own transaction with its ledger row; then what the contract
+//!   grants on it (pgsodium's roles);
+//! - already created (e.g. by Spilo's post-init) → recorded as `present`;
+//! - not installed and required → the run fails before it writes anything,
+//!   naming the extension;
+//! - not installed and optional → reported, recorded as `pending`, and
+//!   created by a later run (e.g. at the next promotion) once the image has it.
+//!
+//! An extension the bootstrap created and someone dropped since is not
+//! re-created behind their back (`check` reports it).
+
+use super::error::{BootstrapError, describe_pg, query_err};
+use super::ledger::{self, Ledger};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tokio_postgres::Client;
+
+/// Which extensions to create, and which of them must be installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionPlan {
+    pub create: Vec<String>,
+    pub required: Vec<String>,
+}
+
+impl ExtensionPlan {
+    pub fn from_config(cfg: &super::config::Extensions) -> Self {
+        Self {
+            create: cfg.create.clone(),
+            required: cfg.required.clone(),
+        }
+    }
+
+    /// `--extensions a,b,c`: those are created; the configured `required`
+    /// list still applies to the ones named.
+    pub fn with_list(&self, list: &str) -> Self {
+        let create: Vec<String> = list
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let required = self
+            .required
+            .iter()
+            .filter(|r| create.contains(r))
+            .cloned()
+            .collect();
+        Self { create, required }
+    }
+
+    pub fn is_required(&self, name: &str) -> bool {
+        self.required.iter().any(|r| r == name)
+    }
+}
+
+/// What the server knows about one extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerState {
+    Created { schema: String, version: String },
+    Installed { fixed_schema: Option<String> },
+    NotInstalled,
+}
+
+/// What a run does (or would do) about one extension.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ExtensionAction {
+    /// Create it now.
+    Create { name: String, schema: Option<String> },
+    /// Already there; record it as present.
+    RecordPresent {
+        name: String,
+        schema: String,
+        version: String,
+    },
+    /// Not installed: record (or keep) it as pending.
+    Pending { name: String, newly: bool },
+    /// Created by an earlier run and dropped since: left alone.
+    DroppedSinceCreated { name: String },
+    /// Nothing to do.
+    Done { name: String },
+}
+
+impl ExtensionAction {
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Self::Create { .. } | Self::RecordPresent { .. } | Self::Pending { newly: true, .. }
+        )
+    }
+}
+
+/// The server's view of the named extensions.
+pub async fn server_states(
+    client: &Client,
+    names: &[String],
+) -> Result<BTreeMap<String, ServerState>, BootstrapError> {
+    let rows = client
+        .query_typed(
+            "SELECT n.name,
+                    e.extversion,
+                    s.nspname,
+                    a.name IS NOT NULL,
+                    (SELECT v.schema FROM pg_catalog.pg_available_extension_versions v
+                      WHERE v.name = a.name AND v.version = a.default_version)
+             FROM unnest($1::text[]) AS n(name)
+             LEFT JOIN pg_catalog.pg_extension e ON e.extname = n.name
+             LEFT JOIN pg_catalog.pg_namespace s ON s.oid = e.extnamespace
+             LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = n.name",
+            &[(&names, tokio_postgres::types::Type::TEXT_ARRAY)],
+        )
+        .await
+        .map_err(query_err("looking up the extensions"))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let name: String = r.get(0);
+        let version: Option<String> = r.get(1);
+        let state = match version {
+            Some(version) => ServerState::Created {
+                schema: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                version,
+            },
+            None if r.get::<_, bool>(3) => ServerState::Installed {
+                fixed_schema: r.get(4),
+            },
+            None => ServerState::NotInstalled,
+        };
+        out.insert(name, state);
+    }
+    Ok(out)
+}
+
+/// Required extensions that the image lacks (checked before anything is written).
+pub fn missing_required(plan: &ExtensionPlan, states: &BTreeMap<String, ServerState>) -> Vec<String> {
+    plan.create
+        .iter()
+        .filter(|n| plan.is_required(n) && matches!(states.get(*n), Some(ServerState::NotInstalled) | None))
+        .cloned()
+        .collect()
+}
+
+/// Decide, for each configured extension, what to do.
+pub fn decide(
+    plan: &ExtensionPlan,
+    states: &BTreeMap<String, ServerState>,
+    ledger: &Ledger,
+) -> Vec<ExtensionAction> {
+    plan.create
+        .iter()
+        .map(|name| {
+            let row = ledger.extension(name);
+            let status = row.map(|r| r.status.as_str());
+            match states.get(name).unwrap_or(&ServerState::NotInstalled) {
+                ServerState::Created { schema, version } => {
+                    let same = row.is_some_and(|r| {
+                        (r.status == "created" || r.status == "present")
+                            && r.schema.as_deref() == Some(schema)
+                            && r.version.as_deref() == Some(version)
+                    });
+                    if same {
+                        ExtensionAction::Done { name: name.clone() }
+                    } else {
+                        ExtensionAction::RecordPresent {
+                            name: name.clone(),
+                            schema: schema.clone(),
+                            version: version.clone(),
+                        }
+                    }
+                }
+                ServerState::Installed { .. } if status == Some("created") => {
+                    ExtensionAction::DroppedSinceCreated { name: name.clone() }
+                }
+                ServerState::Installed { fixed_schema } => ExtensionAction::Create {
+                    name: name.clone(),
+                    schema: fixed_schema.is_none().then(|| "extensions".to_string()),
+                },
+                ServerState::NotInstalled => ExtensionAction::Pending {
+                    name: name.clone(),
+                    newly: status != Some("pending"),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The contract's grants on objects an extension brings with it.
+fn after_create(name: &str) -> Option<&'static str> {
+    match name {
+        "pgsodium" => Some(
+            "DO $g$ BEGIN
+               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keyholder') THEN
+                 GRANT pgsodium_keyholder TO service_role;
+                 GRANT pgsodium_keyholder TO postgres WITH ADMIN OPTION;
+               END IF;
+               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keyiduser') THEN
+                 GRANT pgsodium_keyiduser TO postgres WITH ADMIN OPTION;
+               END IF;
+               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keymaker') THEN
+                 GRANT pgsodium_keymaker TO postgres WITH ADMIN OPTION;
+               END IF;
+             END $g$;",
+        ),
+        _ => None,
+    }
+}
+
+/// The SQL that creates one extension (also used by `plan`).
+pub fn create_sql(name: &str, schema: Option<&str>) -> String {
+    let ident = quote_ident(name);
+    match schema {
+        Some(s) => format!(
+            "CREATE EXTENSION IF NOT EXISTS {ident} WITH SCHEMA {} CASCADE",
+            quote_ident(s)
+        ),
+        None => format!("CREATE EXTENSION IF NOT EXISTS {ident} CASCADE"),
+    }
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Carry out the actions that write, each in its own transaction.
+pub async fn apply(client: &mut Client, actions: &[ExtensionAction]) -> Result<(), BootstrapError> {
+    for a in actions {
+        match a {
+            ExtensionAction::Create { name, schema } => {
+                let err = |e: tokio_postgres::Error| BootstrapError::Extension {
+                    name: name.clone(),
+                    detail: describe_pg(&e),
+                };
+                let tx = client.transaction().await.map_err(err)?;
+                tx.batch_execute(&create_sql(name, schema.as_deref()))
+                    .await
+                    .map_err(err)?;
+                if let Some(sql) = after_create(name) {
+                    tx.batch_execute(sql).await.map_err(err)?;
+                }
+                let row = tx
+                    .query_one(
+                        "SELECT s.nspname::text, e.extversion FROM pg_extension e
+                         JOIN pg_namespace s ON s.oid = e.extnamespace WHERE e.extname = $1",
+                        &[name],
+                    )
+                    .await
+                    .map_err(err)?;
+                let (s, v): (String, String) = (row.get(0), row.get(1));
+                ledger::record_extension(&tx, name, "created", Some(&s), Some(&v))
+                    .await
+                    .map_err(err)?;
+                tx.commit().await.map_err(err)?;
+            }
+            ExtensionAction::RecordPresent {
+                name,
+                schema,
+                version,
+            } => {
+                ledger::record_extension(&*client, name, "present", Some(schema), Some(version))
+                    .await
+                    .map_err(query_err(format!("recording extension {name}")))?;
+            }
+            ExtensionAction::Pending { name, newly: true } => {
+                ledger::record_extension(&*client, name, "pending", None, None)
+                    .await
+                    .map_err(query_err(format!("recording extension {name}")))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> ExtensionPlan {
+        ExtensionPlan {
+            create: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            required: vec!["a".into(), "b".into()],
+        }
+    }
+
+    #[test]
+    fn list_override_keeps_required_only_for_named() {
+        let p = plan().with_list("b, x");
+        assert_eq!(p.create, vec!["b", "x"]);
+        assert_eq!(p.required, vec!["b"]);
+        assert!(plan().with_list("").create.is_empty());
+    }
+
+    #[test]
+    fn decisions() {
+        let mut states = BTreeMap::new();
+        states.insert(
+            "a".to_string(),
+            ServerState::Created {
+                schema: "public".into(),
+                version: "1.0".into(),
+            },
+        );
+        states.insert("b".to_string(), ServerState::Installed { fixed_schema: None });
+        states.insert("c".to_string(), ServerState::NotInstalled);
+        states.insert(
+            "d".to_string(),
+            ServerState::Installed {
+                fixed_schema: Some("pg_catalog".into()),
+            },
+        );
+        assert!(missing_required(&plan(), &states).is_empty());
+        let acts = decide(&plan(), &states, &Ledger::default());
+        assert!(matches!(&acts[0], ExtensionAction::RecordPresent { schema, .. } if schema == "public"));
+        assert!(matches!(&acts[1], ExtensionAction::Create { schema: Some(s), .. } if s == "extensions"));
+        assert!(matches!(&acts[2], ExtensionAction::Pending { newly: true, .. }));
+        assert!(matches!(&acts[3], ExtensionAction::Create { schema: None, .. }));
+        states.insert("b".to_string(), ServerState::NotInstalled);
+        assert_eq!(missing_required(&plan(), &states), vec!["b"]);
+    }
+
+    #[test]
+    fn create_sql_quotes() {
+        assert_eq!(
+            create_sql("uuid-ossp", Some("extensions")),
+            "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" WITH SCHEMA \"extensions\" CASCADE"
+        );
+    }
+}

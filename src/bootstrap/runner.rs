@@ -1,0 +1,708 @@
+//! The runner: applies what the ledger does not record yet, once.
+//!
+//! One run:
+//! 1. connects; on a replica (`pg_is_in_recovery()`) it does nothing and
+//!    succeeds (after a promotion it may first wait, bounded, for recovery
+//!    to end);
+//! 2. checks the connecting role is a superuser and reads the secret files;
+//! 3. takes a session advisory lock, so concurrent runners queue and exactly
+//!    one applies each migration; then, still before writing anything,
+//!    checks that the required extensions are installed;
+//! 4. creates the ledger if missing and refuses to go on if an applied
+//!    migration's text has changed (drift) or is unknown to this binary;
+//! 5. applies each missing migration in its own transaction together with
+//!    its ledger row (a failure rolls back that migration completely);
+//!    a migration for another database creates it first, idempotently;
+//! 6. creates the configured extensions (or records them as pending);
+//! 7. sets passwords and the JWT settings whose secret differs from what the
+//!    database holds.
+
+use super::config;
+use super::dsn::{ConnInfo, Env};
+use super::error::{BootstrapError, describe_pg, query_err};
+use super::extensions::{self, ExtensionAction, ExtensionPlan};
+use super::ledger::{self, Ledger};
+use super::migrations::{Migration, MigrationSet, Target};
+use super::secrets::{self, SecretSet};
+use crate::progress::Progress;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// The advisory lock every runner takes ("pghaboot").
+pub const LOCK_KEY: i64 = 0x7067_6861_626f_6f74;
+
+/// Everything a run needs, resolved from the configuration and the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub conn: ConnInfo,
+    pub local: config::Connection,
+    pub env: Env,
+    pub migrations: MigrationSet,
+    pub extensions: ExtensionPlan,
+    pub secrets: config::Secrets,
+    /// When set (after a promotion), wait up to this long for the server to
+    /// leave recovery before treating it as a replica.
+    pub wait_for_primary: Option<Duration>,
+}
+
+impl Settings {
+    pub fn new(cfg: &config::Config, conn: ConnInfo) -> Self {
+        Self {
+            conn,
+            local: cfg.connection.clone(),
+            env: Env::from_process(),
+            migrations: MigrationSet::embedded(),
+            extensions: ExtensionPlan::from_config(&cfg.extensions),
+            secrets: cfg.secrets.clone(),
+            wait_for_primary: None,
+        }
+    }
+
+    pub async fn connect(&self) -> Result<Client, BootstrapError> {
+        self.conn.connect(&self.local, &self.env).await
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The server is a replica (in recovery): nothing was done.
+    Replica,
+    /// Everything was already in place: nothing was written.
+    NothingToDo,
+    /// Something was applied.
+    Applied,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedStep {
+    pub name: String,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SecretsReport {
+    /// Roles whose password was set now, with the file it came from.
+    pub set: Vec<(String, String)>,
+    pub unchanged: Vec<String>,
+    /// LOGIN roles that have no password in the database and no secret file.
+    pub without_password: Vec<String>,
+    /// `set`, `unchanged` or absent when no JWT secret file exists.
+    pub jwt: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub outcome: Outcome,
+    pub applied: Vec<AppliedStep>,
+    pub extensions: Vec<ExtensionAction>,
+    pub secrets: SecretsReport,
+}
+
+impl ApplyReport {
+    fn replica() -> Self {
+        Self {
+            outcome: Outcome::Replica,
+            applied: vec![],
+            extensions: vec![],
+            secrets: SecretsReport::default(),
+        }
+    }
+
+    /// The human summary, one line each.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.outcome == Outcome::Replica {
+            out.push("pgha-bootstrap: the server is a replica (in recovery): nothing to do".into());
+            return out;
+        }
+        for a in &self.applied {
+            out.push(format!("applied {} ({} ms)", a.name, a.duration_ms));
+        }
+        for e in &self.extensions {
+            match e {
+                ExtensionAction::Create { name, .. } => out.push(format!("extension {name}: created")),
+                ExtensionAction::RecordPresent { name, schema, version } => {
+                    out.push(format!("extension {name}: already present (version {version} in schema {schema})"))
+                }
+                ExtensionAction::Pending { name, .. } => out.push(format!(
+                    "extension {name}: not installed in this image; recorded as pending, a later run creates it"
+                )),
+                ExtensionAction::DroppedSinceCreated { name } => out.push(format!(
+                    "extension {name}: was created by an earlier run and dropped since; not re-created"
+                )),
+                ExtensionAction::Done { .. } => {}
+            }
+        }
+        for (role, source) in &self.secrets.set {
+            out.push(format!("role {role}: password set from {source}"));
+        }
+        for role in &self.secrets.without_password {
+            out.push(format!(
+                "role {role}: LOGIN role without a password (no secret file for it and no shared password file)"
+            ));
+        }
+        if self.secrets.jwt.as_deref() == Some("set") {
+            out.push("database setting app.settings.jwt_secret / jwt_exp: set".into());
+        }
+        if self.outcome == Outcome::NothingToDo {
+            out.push("pgha-bootstrap: nothing to do, the database is up to date".into());
+        } else {
+            out.push("pgha-bootstrap: done".into());
+        }
+        out
+    }
+}
+
+/// Facts read at the start of every run.
+struct ServerFacts {
+    in_recovery: bool,
+    superuser: bool,
+    user: String,
+    database: String,
+}
+
+async fn facts(client: &Client) -> Result<ServerFacts, BootstrapError> {
+    let r = client
+        .query_typed_one(
+            "SELECT pg_is_in_recovery(), r.rolsuper, current_user::text, current_database()::text
+             FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(query_err("reading the server's state"))?;
+    Ok(ServerFacts {
+        in_recovery: r.get(0),
+        superuser: r.get(1),
+        user: r.get(2),
+        database: r.get(3),
+    })
+}
+
+/// After a promotion the server may still be finishing recovery: poll,
+/// bounded by `wait`. Returns whether it is (now) a primary.
+async fn wait_until_primary(client: &Client, wait: Option<Duration>) -> Result<bool, BootstrapError> {
+    let deadline = Instant::now() + wait.unwrap_or_default();
+    loop {
+        let in_recovery: bool = client
+            .query_typed_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(query_err("reading the server's state"))?
+            .get(0);
+        if !in_recovery {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Drift and unknown migrations: an applied migration must match this binary's text.
+pub fn verify_ledger(set: &MigrationSet, ledger: &Ledger) -> Result<(), BootstrapError> {
+    let mut changed = Vec::new();
+    let mut unknown = Vec::new();
+    for row in &ledger.migrations {
+        match set.get(row.version) {
+            Some(m) if m.checksum.to_hex() == row.checksum && m.name == row.name => {}
+            Some(m) if m.name != row.name => changed.push(format!(
+                "{} (recorded as {}, this binary has {})",
+                row.version, row.name, m.name
+            )),
+            Some(m) => changed.push(format!(
+                "{} (applied sha256 {}, now {})",
+                m.name,
+                &row.checksum[..12.min(row.checksum.len())],
+                &m.checksum.to_hex()[..12]
+            )),
+            None => unknown.push(row.name.clone()),
+        }
+    }
+    if !changed.is_empty() {
+        return Err(BootstrapError::Drift { changed });
+    }
+    if !unknown.is_empty() {
+        return Err(BootstrapError::UnknownApplied { unknown });
+    }
+    Ok(())
+}
+
+/// The migrations the ledger does not record.
+pub fn pending<'a>(set: &'a MigrationSet, ledger: &Ledger) -> Vec<&'a Migration> {
+    set.iter()
+        .filter(|m| ledger.migration(m.version).is_none())
+        .collect()
+}
+
+/// "line N" for an error position (a character offset) in `sql`.
+fn location(sql: &str, e: &tokio_postgres::Error) -> String {
+    use tokio_postgres::error::ErrorPosition;
+    match e.as_db_error().and_then(|d| d.position()) {
+        Some(ErrorPosition::Original(pos)) => {
+            let line = sql.chars().take(*pos as usize).filter(|&c| c == '\n').count() + 1;
+            format!(" at line {line}")
+        }
+        _ => String::new(),
+    }
+}
+
+async fn apply_migration(s: &Settings, client: &mut Client, m: &Migration) -> Result<i64, BootstrapError> {
+    let started = Instant::now();
+    let fail = |e: &tokio_postgres::Error| BootstrapError::Migration {
+        migration: m.name.clone(),
+        location: location(&m.sql, e),
+        detail: describe_pg(e),
+    };
+    match &m.target {
+        Target::Connected => {
+            let tx = client.transaction().await.map_err(|e| fail(&e))?;
+            tx.batch_execute(&m.sql).await.map_err(|e| fail(&e))?;
+            let ms = started.elapsed().as_millis() as i64;
+            ledger::record_migration(&tx, m.version, &m.name, &m.checksum, &m.target.kind(), ms)
+                .await
+                .map_err(|e| fail(&e))?;
+            tx.commit().await.map_err(|e| fail(&e))?;
+            Ok(ms)
+        }
+        Target::Database { name, owner } => {
+            let exists: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)",
+                    &[name],
+                )
+                .await
+                .map_err(|e| fail(&e))?
+                .get(0);
+            if !exists {
+                let mut sql = format!("CREATE DATABASE {}", extensions::quote_ident(name));
+                if let Some(o) = owner {
+                    sql.push_str(&format!(" OWNER {}", extensions::quote_ident(o)));
+                }
+                client.batch_execute(&sql).await.map_err(|e| fail(&e))?;
+            }
+            let mut other = s.conn.with_dbname(name).connect(&s.local, &s.env).await?;
+            let tx = other.transaction().await.map_err(|e| fail(&e))?;
+            tx.batch_execute(&m.sql).await.map_err(|e| fail(&e))?;
+            tx.commit().await.map_err(|e| fail(&e))?;
+            drop(other);
+            let ms = started.elapsed().as_millis() as i64;
+            ledger::record_migration(&*client, m.version, &m.name, &m.checksum, &m.target.kind(), ms)
+                .await
+                .map_err(|e| fail(&e))?;
+            Ok(ms)
+        }
+    }
+}
+
+/// What the secrets step would do (reads only).
+struct SecretDecisions {
+    set: Vec<(String, secrets::PasswordSource)>,
+    unchanged: Vec<String>,
+    without_password: Vec<String>,
+    jwt: Option<bool>,
+}
+
+async fn decide_secrets(client: &Client, set: &SecretSet) -> Result<SecretDecisions, BootstrapError> {
+    let roles: Vec<String> = set
+        .passwords
+        .iter()
+        .map(|p| p.0.clone())
+        .chain(set.without.iter().cloned())
+        .collect();
+    let rows = client
+        .query_typed(
+            "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid WHERE rolname = ANY($1)",
+            &[(&roles, tokio_postgres::types::Type::TEXT_ARRAY)],
+        )
+        .await
+        .map_err(query_err("reading the roles' passwords"))?;
+    let stored = |role: &str| -> Option<Option<String>> {
+        rows.iter()
+            .find(|r| r.get::<_, String>(0) == role)
+            .map(|r| r.get(1))
+    };
+    let mut d = SecretDecisions {
+        set: vec![],
+        unchanged: vec![],
+        without_password: vec![],
+        jwt: None,
+    };
+    for (role, source, secret) in &set.passwords {
+        match stored(role) {
+            Some(Some(v)) if secrets::verifier_matches(&v, secret.expose(), role) => {
+                d.unchanged.push(role.clone())
+            }
+            _ => d.set.push((role.clone(), source.clone())),
+        }
+    }
+    for role in &set.without {
+        if matches!(stored(role), Some(None) | None) {
+            d.without_password.push(role.clone());
+        }
+    }
+    if let Some((_, secret)) = &set.jwt {
+        let row = client
+            .query_typed_opt(
+                "SELECT setconfig FROM pg_catalog.pg_db_role_setting
+                 WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .map_err(query_err("reading the database settings"))?;
+        let current: Vec<String> = row.and_then(|r| r.get(0)).unwrap_or_default();
+        let want_secret = format!("app.settings.jwt_secret={}", secret.expose());
+        let want_exp = format!("app.settings.jwt_exp={}", set.jwt_exp);
+        d.jwt = Some(!(current.contains(&want_secret) && current.contains(&want_exp)));
+    }
+    Ok(d)
+}
+
+/// Statement logging off for the current transaction: secrets never reach the server log.
+const QUIET_LOGGING: &str = "SET LOCAL log_statement = 'none'; SET LOCAL log_min_duration_statement = -1; \
+     SET LOCAL log_min_error_statement = 'panic'";
+
+async fn apply_secrets(
+    client: &mut Client,
+    set: &SecretSet,
+    d: &SecretDecisions,
+    database: &str,
+) -> Result<SecretsReport, BootstrapError> {
+    let mut report = SecretsReport {
+        unchanged: d.unchanged.clone(),
+        without_password: d.without_password.clone(),
+        ..Default::default()
+    };
+    for (role, source) in &d.set {
+        let secret = &set
+            .passwords
+            .iter()
+            .find(|p| &p.0 == role)
+            .expect("decided from this set")
+            .2;
+        let err = |e: tokio_postgres::Error| BootstrapError::Secret {
+            what: format!("the password of role {role}"),
+            detail: describe_pg(&e),
+        };
+        let verifier = secrets::scram_verifier(secret.expose());
+        let tx = client.transaction().await.map_err(err)?;
+        tx.batch_execute(QUIET_LOGGING).await.map_err(err)?;
+        tx.batch_execute(&format!(
+            "ALTER ROLE {} PASSWORD '{}'",
+            extensions::quote_ident(role),
+            verifier
+        ))
+        .await
+        .map_err(err)?;
+        ledger::record_secret(&tx, role, &source.describe())
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        report.set.push((role.clone(), source.describe()));
+    }
+    if let Some((path, secret)) = &set.jwt {
+        if d.jwt == Some(true) {
+            let err = |e: tokio_postgres::Error| BootstrapError::Secret {
+                what: "app.settings.jwt_secret".into(),
+                detail: describe_pg(&e),
+            };
+            let db = extensions::quote_ident(database);
+            let tx = client.transaction().await.map_err(err)?;
+            tx.batch_execute(QUIET_LOGGING).await.map_err(err)?;
+            let exp = set.jwt_exp.to_string();
+            tx.execute(
+                "SELECT set_config('app.settings.jwt_secret', $1, true), set_config('app.settings.jwt_exp', $2, true)",
+                &[&secret.expose(), &exp],
+            )
+            .await
+            .map_err(err)?;
+            tx.batch_execute(&format!(
+                "ALTER DATABASE {db} SET app.settings.jwt_secret FROM CURRENT; \
+                 ALTER DATABASE {db} SET app.settings.jwt_exp FROM CURRENT"
+            ))
+            .await
+            .map_err(err)?;
+            ledger::record_secret(
+                &tx,
+                "app.settings.jwt_secret",
+                &format!("file {}", path.display()),
+            )
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            report.jwt = Some("set".into());
+        } else {
+            report.jwt = Some("unchanged".into());
+        }
+    }
+    Ok(report)
+}
+
+/// Apply everything pending. See the module documentation for the steps.
+pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, BootstrapError> {
+    let mut client = s.connect().await?;
+    let f = facts(&client).await?;
+    if f.in_recovery && !wait_until_primary(&client, s.wait_for_primary).await? {
+        return Ok(ApplyReport::replica());
+    }
+    if !f.superuser {
+        return Err(BootstrapError::NotSuperuser { role: f.user });
+    }
+    let secret_set = SecretSet::read(&s.secrets)?;
+    // Taking the lock writes nothing (and is released when the session ends,
+    // also when this process dies). Whoever held it before may have changed
+    // everything: all state is read after it.
+    client
+        .query_typed(
+            "SELECT pg_advisory_lock($1)",
+            &[(&LOCK_KEY, tokio_postgres::types::Type::INT8)],
+        )
+        .await
+        .map_err(query_err("taking the bootstrap's advisory lock"))?;
+    // Everything that can fail is checked before the first write.
+    let states = extensions::server_states(&client, &s.extensions.create).await?;
+    let missing = extensions::missing_required(&s.extensions, &states);
+    if !missing.is_empty() {
+        return Err(BootstrapError::RequiredExtensionMissing { names: missing });
+    }
+    let mut led = ledger::read(&client).await?;
+    if !led.exists {
+        ledger::ensure(&client).await?;
+        led.exists = true;
+    }
+    verify_ledger(&s.migrations, &led)?;
+
+    let mut applied = Vec::new();
+    for m in pending(&s.migrations, &led) {
+        progress.println(format!("applying {} ...", m.name));
+        let ms = apply_migration(s, &mut client, m).await?;
+        applied.push(AppliedStep {
+            name: m.name.clone(),
+            duration_ms: ms,
+        });
+    }
+
+    // Migrations may create extensions and change the ledger: re-read only then.
+    let (led, states) = if applied.is_empty() {
+        (led, states)
+    } else {
+        (
+            ledger::read(&client).await?,
+            extensions::server_states(&client, &s.extensions.create).await?,
+        )
+    };
+    let actions = extensions::decide(&s.extensions, &states, &led);
+    extensions::apply(&mut client, &actions).await?;
+
+    let decisions = decide_secrets(&client, &secret_set).await?;
+    let secrets = apply_secrets(&mut client, &secret_set, &decisions, &f.database).await?;
+
+    client
+        .query_typed(
+            "SELECT pg_advisory_unlock($1)",
+            &[(&LOCK_KEY, tokio_postgres::types::Type::INT8)],
+        )
+        .await
+        .map_err(query_err("releasing the advisory lock"))?;
+
+    let wrote = !applied.is_empty()
+        || actions.iter().any(ExtensionAction::writes)
+        || !secrets.set.is_empty()
+        || secrets.jwt.as_deref() == Some("set");
+    Ok(ApplyReport {
+        outcome: if wrote {
+            Outcome::Applied
+        } else {
+            Outcome::NothingToDo
+        },
+        applied,
+        extensions: actions,
+        secrets,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub replica: bool,
+    pub migrations: Vec<String>,
+    pub extensions: Vec<ExtensionAction>,
+    /// Required extensions not installed: apply would fail on these.
+    pub missing_required: Vec<String>,
+    pub passwords_to_set: Vec<(String, String)>,
+    pub without_password: Vec<String>,
+    pub jwt_to_set: bool,
+}
+
+impl PlanReport {
+    pub fn lines(&self) -> Vec<String> {
+        if self.replica {
+            return vec!["the server is a replica (in recovery): apply would do nothing".into()];
+        }
+        let mut out = Vec::new();
+        for m in &self.migrations {
+            out.push(format!("would apply migration {m}"));
+        }
+        for e in &self.extensions {
+            match e {
+                ExtensionAction::Create { name, schema } => out.push(format!(
+                    "would create extension {name}{}",
+                    schema
+                        .as_ref()
+                        .map(|s| format!(" in schema {s}"))
+                        .unwrap_or_default()
+                )),
+                ExtensionAction::RecordPresent { name, .. } => {
+                    out.push(format!("would record extension {name} as already present"))
+                }
+                ExtensionAction::Pending { name, .. } => out.push(format!(
+                    "extension {name} is not installed: would record it as pending"
+                )),
+                ExtensionAction::DroppedSinceCreated { name } => out.push(format!(
+                    "extension {name} was dropped since created: would leave it"
+                )),
+                ExtensionAction::Done { .. } => {}
+            }
+        }
+        for n in &self.missing_required {
+            out.push(format!(
+                "required extension {n} is not installed: apply would fail"
+            ));
+        }
+        for (r, src) in &self.passwords_to_set {
+            out.push(format!("would set the password of {r} from {src}"));
+        }
+        for r in &self.without_password {
+            out.push(format!("role {r} would stay without a password (no secret file)"));
+        }
+        if self.jwt_to_set {
+            out.push("would set app.settings.jwt_secret / jwt_exp".into());
+        }
+        if out.is_empty() {
+            out.push("nothing to do: the database is up to date".into());
+        }
+        out
+    }
+}
+
+/// What `apply` would do, without writing anything.
+pub async fn plan(s: &Settings) -> Result<PlanReport, BootstrapError> {
+    let client = s.connect().await?;
+    let f = facts(&client).await?;
+    let led = ledger::read(&client).await?;
+    verify_ledger(&s.migrations, &led)?;
+    let states = extensions::server_states(&client, &s.extensions.create).await?;
+    let secret_set = SecretSet::read(&s.secrets)?;
+    let decisions = if f.superuser {
+        decide_secrets(&client, &secret_set).await?
+    } else {
+        return Err(BootstrapError::NotSuperuser { role: f.user });
+    };
+    Ok(PlanReport {
+        replica: f.in_recovery,
+        migrations: pending(&s.migrations, &led)
+            .iter()
+            .map(|m| m.name.clone())
+            .collect(),
+        extensions: extensions::decide(&s.extensions, &states, &led)
+            .into_iter()
+            .filter(|a| !matches!(a, ExtensionAction::Done { .. }))
+            .collect(),
+        missing_required: extensions::missing_required(&s.extensions, &states),
+        passwords_to_set: decisions
+            .set
+            .iter()
+            .map(|(r, src)| (r.clone(), src.describe()))
+            .collect(),
+        without_password: decisions.without_password,
+        jwt_to_set: decisions.jwt == Some(true),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub in_recovery: bool,
+    pub ledger: Ledger,
+    pub pending_migrations: Vec<String>,
+    pub pending_extensions: Vec<String>,
+    /// Drift or unknown migrations, as the error apply would give.
+    pub problems: Vec<String>,
+    pub tool_version: String,
+}
+
+impl StatusReport {
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "server: {}",
+            if self.in_recovery {
+                "replica (in recovery)"
+            } else {
+                "primary"
+            }
+        )];
+        if !self.ledger.exists {
+            out.push("ledger: none (the database was never bootstrapped)".into());
+        }
+        for m in &self.ledger.migrations {
+            out.push(format!(
+                "applied  {}  {}  sha256 {}  by {}  in {} ms",
+                m.name,
+                m.applied_at,
+                &m.checksum[..12.min(m.checksum.len())],
+                m.tool_version,
+                m.duration_ms
+            ));
+        }
+        for m in &self.pending_migrations {
+            out.push(format!("pending  {m}"));
+        }
+        for e in &self.ledger.extensions {
+            out.push(format!(
+                "extension {}: {}{}",
+                e.name,
+                e.status,
+                e.version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default()
+            ));
+        }
+        for s in &self.ledger.secrets {
+            out.push(format!(
+                "secret {}: from {} at {}",
+                s.name, s.source, s.updated_at
+            ));
+        }
+        for p in &self.problems {
+            out.push(format!("PROBLEM: {p}"));
+        }
+        out
+    }
+}
+
+/// The ledger and what is pending, read-only; works on replicas too.
+pub async fn status(s: &Settings) -> Result<StatusReport, BootstrapError> {
+    let client = s.connect().await?;
+    let f = facts(&client).await?;
+    let led = ledger::read(&client).await?;
+    let problems = match verify_ledger(&s.migrations, &led) {
+        Ok(()) => vec![],
+        Err(e) => vec![e.to_string()],
+    };
+    let states = extensions::server_states(&client, &s.extensions.create).await?;
+    let pending_extensions = extensions::decide(&s.extensions, &states, &led)
+        .into_iter()
+        .filter_map(|a| match a {
+            ExtensionAction::Pending { name, .. } | ExtensionAction::Create { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    Ok(StatusReport {
+        in_recovery: f.in_recovery,
+        pending_migrations: pending(&s.migrations, &led)
+            .iter()
+            .map(|m| m.name.clone())
+            .collect(),
+        ledger: led,
+        pending_extensions,
+        problems,
+        tool_version: crate::TOOL_VERSION.into(),
+    })
+}

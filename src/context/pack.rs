@@ -1,0 +1,410 @@
+//! Write the build context into a directory and a deterministic tar of it,
+//! whose SHA-256 is the context digest.
+//!
+//! Determinism: entries sorted by path, every timestamp SOURCE_DATE_EPOCH (or
+//! 0), owner and group 0 with no names, modes 0755 for directories and
+//! executables and 0644 for the rest, GNU headers. The same plan, sources
+//! and bootstrap binary give a byte-identical tar.
+//!
+//! Layout of `--out DIR`:
+//!
+//! ```text
+//! DIR/context/          the build context (Dockerfile, sources/, bin/, hook/, config/, pgha-manifest.json)
+//! DIR/context.tar       the same files as a deterministic tar (its sha256 is the context digest)
+//! DIR/manifest.json     what went in, the context digest and the labels to pass
+//! ```
+//!
+//! The output is assembled in a temporary sibling directory and renamed into
+//! place when complete: an interrupted run leaves no half-written DIR.
+
+use super::glibc::ElfNeeds;
+use super::plan::{BuildPlan, PlannedExtension};
+use super::render::{self, RenderedFile};
+use super::{ContextError, Inputs};
+use crate::hash::{HashingWriter, Sha256Digest};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The file in DIR that marks it as a generate output.
+pub const MANIFEST: &str = "manifest.json";
+pub const CONTEXT_DIR: &str = "context";
+pub const CONTEXT_TAR: &str = "context.tar";
+/// The manifest inside the context (and in the image at /etc/pgha/build-manifest.json).
+pub const INNER_MANIFEST: &str = "pgha-manifest.json";
+
+/// One file of the context.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestFile {
+    pub path: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub mode: String,
+}
+
+/// One extension as it went in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestExtension {
+    pub name: String,
+    pub version: String,
+    pub recipe: String,
+    /// The verified source (absent for base-provided extensions).
+    pub sha256: Option<Sha256Digest>,
+    pub url: Option<String>,
+    pub stage: Option<String>,
+    pub min_version: Option<String>,
+}
+
+/// What went into the context (stored inside it, so without its own digest).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub tool_version: String,
+    pub base_image: String,
+    pub base: serde_json::Value,
+    pub pg_majors: Vec<u32>,
+    pub extensions: Vec<ManifestExtension>,
+    pub shared_preload_libraries: Vec<String>,
+    pub parameters: BTreeMap<String, String>,
+    pub dcs_parameters: BTreeMap<String, String>,
+    pub runtime_packages: Vec<String>,
+    pub bootstrap_bin: serde_json::Value,
+    pub source_date_epoch: u64,
+    pub notes: Vec<String>,
+    pub files: Vec<ManifestFile>,
+}
+
+/// `DIR/manifest.json`: the inner manifest plus the digest and what to pass the engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputManifest {
+    /// `sha256:<hex>` of context.tar.
+    pub context_digest: String,
+    pub context_tar: String,
+    pub context_tar_size: u64,
+    /// Every label of the image, `io.pgha.context-digest` included.
+    pub labels: BTreeMap<String, String>,
+    /// Build arguments to pass (`--build-arg K=V`).
+    pub build_args: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub manifest: Manifest,
+}
+
+/// The result of [`super::generate`].
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub out_dir: PathBuf,
+    pub context_dir: PathBuf,
+    pub context_tar: PathBuf,
+    pub digest: Sha256Digest,
+    pub manifest: OutputManifest,
+}
+
+enum Content<'a> {
+    Bytes(&'a [u8]),
+    /// Copy from this file, which must have this digest.
+    Verified {
+        from: &'a Path,
+        expected: Sha256Digest,
+        ext: &'a PlannedExtension,
+    },
+    Copy(&'a Path),
+}
+
+struct Planned<'a> {
+    path: String,
+    mode: u32,
+    content: Content<'a>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Pack the rendered files, the sources and the bootstrap binary into `out`.
+pub fn pack(
+    plan: &BuildPlan,
+    rendered: Vec<RenderedFile>,
+    inputs: &Inputs<'_>,
+    bootstrap: &ElfNeeds,
+    out: &Path,
+) -> Result<Generated, ContextError> {
+    check_out_dir(out)?;
+    let epoch = inputs.source_date_epoch.unwrap_or(0);
+
+    // What goes in, before writing anything.
+    let mut planned: Vec<Planned<'_>> = rendered
+        .iter()
+        .map(|f| Planned {
+            path: f.path.clone(),
+            mode: f.mode,
+            content: Content::Bytes(&f.contents),
+        })
+        .collect();
+    for (ext, src) in plan.sources_needed() {
+        let given = inputs
+            .sources
+            .iter()
+            .find(|s| s.extension == ext.name && s.version == ext.version)
+            .ok_or_else(|| ContextError::MissingSource {
+                extension: ext.name.clone(),
+                version: ext.version.clone(),
+                looked_for: None,
+            })?;
+        if given.sha256 != src.sha256 {
+            return Err(ContextError::SourceMismatch {
+                source_of: format!("{} {}", ext.name, ext.version),
+                path: given.path.clone(),
+                expected: src.sha256.to_hex(),
+                actual: given.sha256.to_hex(),
+            });
+        }
+        planned.push(Planned {
+            path: format!("sources/{}", src.file_name),
+            mode: 0o644,
+            content: Content::Verified {
+                from: &given.path,
+                expected: src.sha256,
+                ext,
+            },
+        });
+    }
+    planned.push(Planned {
+        path: "bin/pgha-bootstrap".into(),
+        mode: 0o755,
+        content: Content::Copy(inputs.bootstrap_bin),
+    });
+
+    // Assemble in a temporary sibling of `out`.
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let stem = out
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{stem}.pgha-tmp-"))
+        .tempdir_in(&parent)
+        .map_err(io_err(&parent))?;
+    let ctx_dir = tmp.path().join(CONTEXT_DIR);
+
+    let mut files = Vec::new();
+    for p in &planned {
+        let dest = ctx_dir.join(&p.path);
+        if let Some(d) = dest.parent() {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        let (sha256, size) = match &p.content {
+            Content::Bytes(b) => {
+                fs::write(&dest, b).map_err(io_err(&dest))?;
+                (Sha256Digest::of(b), b.len() as u64)
+            }
+            Content::Copy(from) => copy_hashing(from, &dest)?,
+            Content::Verified { from, expected, ext } => {
+                let (actual, size) = copy_hashing(from, &dest)?;
+                if actual != *expected {
+                    return Err(ContextError::SourceMismatch {
+                        source_of: format!("{} {}", ext.name, ext.version),
+                        path: from.to_path_buf(),
+                        expected: expected.to_hex(),
+                        actual: actual.to_hex(),
+                    });
+                }
+                (actual, size)
+            }
+        };
+        fs::set_permissions(&dest, fs::Permissions::from_mode(p.mode)).map_err(io_err(&dest))?;
+        files.push(ManifestFile {
+            path: p.path.clone(),
+            sha256,
+            size,
+            mode: format!("{:04o}", p.mode),
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let bin_file = files.iter().find(|f| f.path == "bin/pgha-bootstrap");
+    let manifest = Manifest {
+        tool_version: plan.tool_version.clone(),
+        base_image: plan.base.reference.clone(),
+        base: serde_json::to_value(&plan.base).unwrap_or_default(),
+        pg_majors: plan.pg_majors.clone(),
+        extensions: plan
+            .extensions
+            .iter()
+            .map(|e| ManifestExtension {
+                name: e.name.clone(),
+                version: e.version.clone(),
+                recipe: e.recipe.to_string(),
+                sha256: e.source.as_ref().map(|s| s.sha256),
+                url: e.source.as_ref().map(|s| s.url.clone()),
+                stage: e.stage.clone(),
+                min_version: e.min_version.clone(),
+            })
+            .collect(),
+        shared_preload_libraries: plan.preload.clone(),
+        parameters: plan.local_parameters.clone(),
+        dcs_parameters: plan.dcs_parameters.clone(),
+        runtime_packages: plan.runtime_packages.clone(),
+        bootstrap_bin: serde_json::json!({
+            "sha256": bin_file.map(|f| f.sha256.to_hex()),
+            "size": bin_file.map(|f| f.size),
+            "machine": bootstrap.machine,
+            "max_glibc": bootstrap.max_glibc,
+        }),
+        source_date_epoch: epoch,
+        notes: plan.notes.clone(),
+        files: files.clone(),
+    };
+    let inner = to_json(&manifest);
+    let inner_path = ctx_dir.join(INNER_MANIFEST);
+    fs::write(&inner_path, &inner).map_err(io_err(&inner_path))?;
+    fs::set_permissions(&inner_path, fs::Permissions::from_mode(0o644)).map_err(io_err(&inner_path))?;
+
+    // The tar, from the context directory, in path order.
+    let mut entries: Vec<(String, Option<u32>)> = Vec::new(); // (path, Some(mode) for files)
+    for f in &files {
+        entries.push((
+            f.path.clone(),
+            Some(u32::from_str_radix(&f.mode, 8).unwrap_or(0o644)),
+        ));
+        let mut dir = Path::new(&f.path).parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            entries.push((d.to_string_lossy().into_owned(), None));
+            dir = d.parent();
+        }
+    }
+    entries.push((INNER_MANIFEST.to_string(), Some(0o644)));
+    entries.sort();
+    entries.dedup();
+    let tar_path = tmp.path().join(CONTEXT_TAR);
+    let (digest, tar_size) = write_tar(&ctx_dir, &entries, epoch, &tar_path)?;
+
+    let digest_label = format!("sha256:{digest}");
+    let mut labels = render::labels(plan);
+    labels.insert("io.pgha.context-digest".into(), digest_label.clone());
+    let output = OutputManifest {
+        context_digest: digest_label.clone(),
+        context_tar: CONTEXT_TAR.into(),
+        context_tar_size: tar_size,
+        labels,
+        build_args: [("PGHA_CONTEXT_DIGEST".to_string(), digest_label)].into(),
+        manifest,
+    };
+    let outer_path = tmp.path().join(MANIFEST);
+    fs::write(&outer_path, to_json(&output)).map_err(io_err(&outer_path))?;
+
+    // Into place: the old output (if any) is replaced only now.
+    let tmp_path = tmp.keep();
+    if out.exists() {
+        let old = parent.join(format!(".{stem}.pgha-old-{}", std::process::id()));
+        if old.exists() {
+            // Left by an earlier run that died between the two renames.
+            fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        }
+        fs::rename(out, &old).map_err(io_err(out))?;
+        if let Err(e) = fs::rename(&tmp_path, out) {
+            let _ = fs::rename(&old, out);
+            let _ = fs::remove_dir_all(&tmp_path);
+            return Err(io_err(out)(e));
+        }
+        fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    } else if let Err(e) = fs::rename(&tmp_path, out) {
+        let _ = fs::remove_dir_all(&tmp_path);
+        return Err(io_err(out)(e));
+    }
+    Ok(Generated {
+        out_dir: out.to_path_buf(),
+        context_dir: out.join(CONTEXT_DIR),
+        context_tar: out.join(CONTEXT_TAR),
+        digest,
+        manifest: output,
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut s = serde_json::to_vec_pretty(v).expect("manifest serializes");
+    s.push(b'\n');
+    s
+}
+
+/// `out` must be absent, empty, or a previous output (it has our manifest.json).
+fn check_out_dir(out: &Path) -> Result<(), ContextError> {
+    if !out.exists() {
+        return Ok(());
+    }
+    let not_ours = || ContextError::OutDirNotOurs {
+        path: out.to_path_buf(),
+    };
+    if !out.is_dir() {
+        return Err(not_ours());
+    }
+    let mut entries = fs::read_dir(out).map_err(io_err(out))?;
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let m = out.join(MANIFEST);
+    let ours = fs::read(&m)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("context_digest").is_some());
+    if ours { Ok(()) } else { Err(not_ours()) }
+}
+
+fn copy_hashing(from: &Path, to: &Path) -> Result<(Sha256Digest, u64), ContextError> {
+    let mut src = File::open(from).map_err(io_err(from))?;
+    let dst = File::create(to).map_err(io_err(to))?;
+    let mut w = HashingWriter::new(BufWriter::new(dst));
+    io::copy(&mut src, &mut w).map_err(io_err(from))?;
+    let (mut buf, digest, size) = w.finish();
+    buf.flush().map_err(io_err(to))?;
+    Ok((digest, size))
+}
+
+/// Write the deterministic tar of `entries` (relative to `root`) to `dest`.
+fn write_tar(
+    root: &Path,
+    entries: &[(String, Option<u32>)],
+    mtime: u64,
+    dest: &Path,
+) -> Result<(Sha256Digest, u64), ContextError> {
+    let file = File::create(dest).map_err(io_err(dest))?;
+    let mut builder = tar::Builder::new(HashingWriter::new(BufWriter::new(file)));
+    for (path, mode) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(mtime);
+        match mode {
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                builder
+                    .append_data(&mut h, format!("{path}/"), io::empty())
+                    .map_err(io_err(dest))?;
+            }
+            Some(mode) => {
+                let p = root.join(path);
+                let f = File::open(&p).map_err(io_err(&p))?;
+                let len = f.metadata().map_err(io_err(&p))?.len();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_size(len);
+                builder.append_data(&mut h, path, f).map_err(io_err(&p))?;
+            }
+        }
+    }
+    let w = builder.into_inner().map_err(io_err(dest))?;
+    let (mut buf, digest, size) = w.finish();
+    buf.flush().map_err(io_err(dest))?;
+    buf.get_ref().sync_all().map_err(io_err(dest))?;
+    Ok((digest, size))
+}

@@ -1,0 +1,265 @@
+//! Unpacking source archives: hostile entries are refused with an error
+//! naming the entry, and nothing is written; good archives unpack whole.
+
+use pgha_image::archive::{self, ArchiveError};
+use std::path::{Path, PathBuf};
+
+/// One raw tar entry; names are written verbatim (the tar crate's builder
+/// refuses `..` and absolute paths, which is exactly what these tests need).
+enum E<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a [u8]),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+    Fifo(&'a str),
+}
+
+fn raw_tar(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        let (name, kind, link, data): (&str, tar::EntryType, Option<&str>, &[u8]) = match e {
+            E::Dir(n) => (n, tar::EntryType::Directory, None, b""),
+            E::File(n, d) => (n, tar::EntryType::Regular, None, d),
+            E::Symlink(n, t) => (n, tar::EntryType::Symlink, Some(t), b""),
+            E::Hardlink(n, t) => (n, tar::EntryType::Link, Some(t), b""),
+            E::Fifo(n) => (n, tar::EntryType::Fifo, None, b""),
+        };
+        {
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(t) = link {
+                old.linkname[..t.len()].copy_from_slice(t.as_bytes());
+            }
+        }
+        h.set_entry_type(kind);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+struct Case {
+    tmp: tempfile::TempDir,
+    archive: PathBuf,
+}
+
+fn case(bytes: Vec<u8>, name: &str) -> Case {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join(name);
+    std::fs::write(&archive, bytes).unwrap();
+    Case { tmp, archive }
+}
+
+/// `check` and `unpack` both refuse, naming `entry`; nothing is left behind.
+fn assert_refused(entries: &[E], entry: &str, reason: &str) {
+    let c = case(gz(&raw_tar(entries)), "x.tar.gz");
+    let err = archive::check(&c.archive).unwrap_err();
+    match &err {
+        ArchiveError::Unsafe {
+            entry: e, reason: r, ..
+        } => {
+            assert_eq!(e, entry, "{err}");
+            assert!(r.contains(reason), "{reason:?} not in {r:?}");
+        }
+        other => panic!("expected Unsafe, got {other:?}"),
+    }
+    assert!(err.to_string().contains(entry));
+    let dest = c.tmp.path().join("out");
+    let err = archive::unpack(&c.archive, &dest).unwrap_err();
+    assert!(matches!(err, ArchiveError::Unsafe { .. }), "{err:?}");
+    assert!(!dest.exists(), "unpack left {dest:?}");
+    let left: Vec<_> = std::fs::read_dir(c.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("x.tar.gz")],
+        "left behind: {left:?}"
+    );
+}
+
+#[test]
+fn absolute_paths_are_refused() {
+    let target = tempfile::tempdir().unwrap();
+    let abs = target.path().join("evil");
+    let abs = abs.to_str().unwrap();
+    assert_refused(&[E::Dir("top/"), E::File(abs, b"x")], abs, "absolute");
+    assert!(!Path::new(abs).exists());
+}
+
+#[test]
+fn parent_components_are_refused() {
+    assert_refused(
+        &[E::Dir("top/"), E::File("top/../../evil", b"x")],
+        "top/../../evil",
+        "`..`",
+    );
+    assert_refused(&[E::File("../evil", b"x")], "../evil", "`..`");
+}
+
+#[test]
+fn symlinks_pointing_outside_are_refused() {
+    assert_refused(
+        &[E::Dir("top/"), E::Symlink("top/etc", "/etc")],
+        "top/etc",
+        "absolute",
+    );
+    assert_refused(
+        &[E::Dir("top/"), E::Symlink("top/up", "../../outside")],
+        "top/up",
+        "outside",
+    );
+    assert_refused(&[E::Symlink("up", "..")], "up", "outside");
+}
+
+#[test]
+fn writing_through_a_symlink_is_refused() {
+    // top/root -> .. stays inside (it is the tree's root), but a file under it
+    // would be written through the link.
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::Symlink("top/root", ".."),
+            E::File("top/root/x", b"x"),
+        ],
+        "top/root/x",
+        "under a symbolic link",
+    );
+}
+
+#[test]
+fn links_that_escape_through_other_links_are_refused() {
+    // top/d -> .. (the root); top/e -> d/.. is lexically top/, really outside.
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::Symlink("top/d", ".."),
+            E::Symlink("top/e", "d/.."),
+        ],
+        "top/e",
+        "passes through a symbolic link",
+    );
+}
+
+#[test]
+fn hard_links_outside_the_tree_are_refused() {
+    assert_refused(
+        &[E::Dir("top/"), E::Hardlink("top/h", "/etc/passwd")],
+        "top/h",
+        "absolute",
+    );
+    assert_refused(
+        &[E::Dir("top/"), E::Hardlink("top/h", "../etc/passwd")],
+        "top/h",
+        "outside",
+    );
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::Symlink("top/l", "."),
+            E::Hardlink("top/h", "top/l/x"),
+        ],
+        "top/h",
+        "passes through a symbolic link",
+    );
+}
+
+#[test]
+fn devices_and_fifos_are_refused() {
+    assert_refused(
+        &[E::Dir("top/"), E::Fifo("top/pipe")],
+        "top/pipe",
+        "unsupported type",
+    );
+}
+
+#[test]
+fn a_good_archive_unpacks_with_its_links() {
+    let bytes = raw_tar(&[
+        E::Dir("proj-1.0/"),
+        E::Dir("proj-1.0/src/"),
+        E::File("proj-1.0/src/a.c", b"int main(void) { return 0; }\n"),
+        E::File("proj-1.0/Makefile", b"all:\n"),
+        E::Symlink("proj-1.0/latest.c", "src/a.c"),
+        E::Symlink("proj-1.0/src/up", "../Makefile"),
+        E::Hardlink("proj-1.0/b.c", "proj-1.0/src/a.c"),
+    ]);
+    for (name, data) in [("p.tar", bytes.clone()), ("p.tar.gz", gz(&bytes))] {
+        let c = case(data, name);
+        let s = archive::check(&c.archive).unwrap();
+        assert_eq!(s.top_level.as_deref(), Some("proj-1.0"));
+        assert_eq!(s.entries, 7);
+        assert_eq!(s.size, 29 + 5);
+        let dest = c.tmp.path().join("out");
+        let s2 = archive::unpack(&c.archive, &dest).unwrap();
+        assert_eq!(s, s2);
+        let root = dest.join("proj-1.0");
+        assert_eq!(
+            std::fs::read(root.join("latest.c")).unwrap(),
+            b"int main(void) { return 0; }\n"
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("latest.c")).unwrap(),
+            Path::new("src/a.c")
+        );
+        assert_eq!(std::fs::read(root.join("src/up")).unwrap(), b"all:\n");
+        assert_eq!(
+            std::fs::read(root.join("b.c")).unwrap(),
+            b"int main(void) { return 0; }\n"
+        );
+        // No temp directory left beside it.
+        let names: Vec<_> = std::fs::read_dir(c.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with(".unpack-")), "{names:?}");
+    }
+}
+
+#[test]
+fn no_single_top_level_and_a_non_empty_destination() {
+    let bytes = raw_tar(&[E::File("a", b"1"), E::File("b", b"2")]);
+    let c = case(bytes, "flat.tar");
+    let s = archive::check(&c.archive).unwrap();
+    assert_eq!(s.top_level, None);
+    assert_eq!(s.entries, 2);
+
+    let dest = c.tmp.path().join("busy");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("keep"), b"mine").unwrap();
+    let err = archive::unpack(&c.archive, &dest).unwrap_err();
+    assert!(matches!(err, ArchiveError::Dest { .. }), "{err:?}");
+    assert_eq!(std::fs::read(dest.join("keep")).unwrap(), b"mine");
+
+    // An empty existing directory is fine.
+    let empty = c.tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    archive::unpack(&c.archive, &empty).unwrap();
+    assert_eq!(std::fs::read(empty.join("b")).unwrap(), b"2");
+}
+
+#[test]
+fn garbage_is_not_an_archive() {
+    let c = case(b"this is not a tarball at all".repeat(40), "junk.tar.gz");
+    let err = archive::check(&c.archive).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::Read { .. } | ArchiveError::Empty { .. }),
+        "{err:?}"
+    );
+}
