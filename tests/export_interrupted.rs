@@ -130,3 +130,41 @@ fn an_engine_failure_mid_save_leaves_no_file_at_all() {
     // The process survived, so it removed its temporary file too.
     assert_eq!(entries(dir.path()), Vec::<(String, u64)>::new());
 }
+
+#[test]
+fn sigterm_or_ctrl_c_stops_the_export_and_removes_its_temporary_file() {
+    let image = images::spilo_standin();
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "stopped.tar.zst";
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
+            .args([
+                "--progress",
+                "quiet",
+                "export",
+                "--engine",
+                "podman",
+                "--tag",
+                &image,
+                "-o",
+            ])
+            .arg(dir.path().join(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_partial(dir.path(), &mut child, 1 << 20);
+        // Only our process gets the signal (a terminal's Ctrl-C would reach podman too).
+        let st = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("stopped by a signal"), "SIG{signal}: {stderr}");
+        assert_eq!(entries(dir.path()), Vec::<(String, u64)>::new(), "SIG{signal}");
+    }
+}

@@ -125,6 +125,9 @@ pub enum ExportError {
         actual: String,
     },
 
+    #[error("export stopped by a signal; no file was written")]
+    Stopped,
+
     #[error("cannot derive a file name from the tag {0:?}")]
     BadTag(String),
 }
@@ -162,7 +165,7 @@ impl Diagnostic for ExportError {
             | ExportError::BadManifest { .. }
             | ExportError::LoadedIdMismatch { .. } => ExitCode::Verification,
             ExportError::NotAnArchive { .. } | ExportError::BadTag(_) => ExitCode::Usage,
-            ExportError::Io { .. } => ExitCode::Failure,
+            ExportError::Io { .. } | ExportError::Stopped => ExitCode::Failure,
         }
     }
 }
@@ -270,6 +273,29 @@ pub fn sidecar_paths(file: &Path) -> (PathBuf, PathBuf) {
     (PathBuf::from(c), PathBuf::from(m))
 }
 
+/// Set by SIGINT/SIGTERM once [`stop_on_signals`] is installed.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Make SIGINT and SIGTERM stop a running export cleanly (engine's save
+/// killed, temporary file removed, exit status 1) instead of killing the
+/// process with a `.partial` file left behind. For the binary; call once.
+pub fn stop_on_signals() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+fn stopped() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Sends what is written to it in CHUNK-sized buffers down a channel.
 struct ChannelWriter {
     tx: SyncSender<Vec<u8>>,
@@ -319,6 +345,9 @@ fn compress_stream(
         let reader = s.spawn(move || -> io::Result<u64> {
             let mut total = 0u64;
             loop {
+                if stopped() {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by a signal"));
+                }
                 let mut buf = vec![0u8; CHUNK];
                 let (mut filled, mut eof) = (0, false);
                 while filled < CHUNK {
@@ -328,7 +357,7 @@ fn compress_stream(
                             break;
                         }
                         Ok(n) => filled += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted && !stopped() => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -390,9 +419,11 @@ fn compress_stream(
         let read = reader
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("reader panicked")));
+        // The reader's error first: a stop signal ends the compressor's input early.
+        let read = read?;
         let (digest, size) = written?;
         compressed?;
-        Ok((digest, size, read?))
+        Ok((digest, size, read))
     })
 }
 
@@ -428,15 +459,19 @@ pub fn export(
 
     let task = progress.bytes(&format!("export {name}"), None);
     let mut save = engine.save(&req.tag)?;
-    let (digest, size, uncompressed) =
-        match compress_stream(&mut save, tmp.as_file(), req.compression, req.level, &task) {
-            Ok(v) => v,
-            Err(e) => {
-                // Our side failed (disk full, …): stop the engine's save too.
-                drop(save);
-                return Err(io_err("writing", tmp.path())(e));
-            }
-        };
+    let piped = compress_stream(&mut save, tmp.as_file(), req.compression, req.level, &task);
+    if stopped() {
+        drop(save);
+        return Err(ExportError::Stopped);
+    }
+    let (digest, size, uncompressed) = match piped {
+        Ok(v) => v,
+        Err(e) => {
+            // Our side failed (disk full, …): stop the engine's save too.
+            drop(save);
+            return Err(io_err("writing", tmp.path())(e));
+        }
+    };
     save.finish()?;
     if uncompressed == 0 {
         return Err(EngineError::Unexpected {
@@ -465,6 +500,9 @@ pub fn export(
         engine: engine.kind().to_string(),
     };
     manifest.fill_from_labels(&labels);
+    if stopped() {
+        return Err(ExportError::Stopped);
+    }
 
     write_atomically(&checksum_file, format!("{digest}  {name}\n").as_bytes())?;
     let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");

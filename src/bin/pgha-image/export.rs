@@ -63,6 +63,7 @@ pub struct LoadArgs {
 
 pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::Error> {
     let engine = Engine::detect(args.engine)?;
+    export::stop_on_signals();
     let progress = global.progress();
     let out = export::export(
         &engine,
