@@ -43,6 +43,11 @@ impl Engine {
         on_line: &mut dyn FnMut(&str),
     ) -> Result<BuiltImage, EngineError> {
         let io_err = |what: String| move |e: io::Error| EngineError::Io { what, source: e };
+        if !req.context_dir.join("Dockerfile").is_file() {
+            return Err(EngineError::NoContext {
+                path: req.context_dir.clone(),
+            });
+        }
         if let Some(parent) = req.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
         }

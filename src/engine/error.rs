@@ -37,6 +37,9 @@ pub enum EngineError {
         stderr: String,
     },
 
+    #[error("{path} is not a build context: it has no Dockerfile")]
+    NoContext { path: PathBuf },
+
     #[error("image {reference} is not in the {kind} image store")]
     ImageNotFound { kind: EngineKind, reference: String },
 
@@ -146,7 +149,7 @@ impl Diagnostic for EngineError {
             | EngineError::Unreachable { .. }
             | EngineError::NoneWorks { .. }
             | EngineError::Spawn { .. } => ExitCode::Prerequisite,
-            EngineError::ImageNotFound { .. } => ExitCode::Usage,
+            EngineError::ImageNotFound { .. } | EngineError::NoContext { .. } => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }

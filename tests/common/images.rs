@@ -272,6 +272,12 @@ impl DockerApi {
         format!("unix://{}", self.socket().display())
     }
 
+    /// Kill the API service now (e.g. to make an engine operation fail mid-way).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A `docker` command pointed at this API.
     pub fn docker(&self) -> Command {
         let mut c = Command::new(docker());

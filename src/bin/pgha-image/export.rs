@@ -12,9 +12,9 @@ use std::path::PathBuf;
     (check with `sha256sum -c FILE.sha256`) and FILE.manifest.json (tag, image id, sizes, base image, \
     extensions).\n\n\
     The tarball is the engine's `save` output, compressed. `pgha-image load` reads every compression. \
-    Plain `podman load` reads zstd and gzip; plain `docker load` reads gzip, and zstd only on newer Docker \
-    Engines (older ones, e.g. 20.10, fail on zstd): use --compress gzip when the target machine will load it \
-    with an old `docker load`."
+    Without pgha-image: `podman load` reads zstd and plain tar (Podman 4.3, as in Debian 12, fails on gzip: \
+    podman#15944); a Docker Engine daemon reads gzip, and zstd only when recent (older ones, e.g. 20.10, \
+    reject it). Use --compress gzip for an old Docker daemon, --compress none when unsure. See docs/export.md."
 )]
 pub struct ExportArgs {
     /// The image to export, e.g. supabase-patroni:v1.0
@@ -25,9 +25,13 @@ pub struct ExportArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Compression: zstd (fast, small), gzip (readable by any `docker load`), none
+    /// Compression: zstd (fast, small), gzip (for old Docker daemons), none (any loader)
     #[arg(long, value_name = "KIND", default_value = "zstd")]
     pub compress: Compression,
+
+    /// Compression level: zstd 1-19 [default: 1, about gzip -6's size at the speed of `save`], gzip 1-9 [default: 6]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: Option<i32>,
 
     /// Container engine: auto (a Docker that answers, else Podman), docker, podman
     #[arg(long, value_name = "ENGINE", default_value = "auto", env = "PGHA_ENGINE")]
@@ -59,6 +63,7 @@ pub struct LoadArgs {
 
 pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::Error> {
     let engine = Engine::detect(args.engine)?;
+    export::stop_on_signals();
     let progress = global.progress();
     let out = export::export(
         &engine,
@@ -66,6 +71,7 @@ pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::E
             tag: args.tag,
             output: args.output,
             compression: args.compress,
+            level: args.level,
         },
         &progress,
     )?;

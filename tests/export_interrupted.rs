@@ -1,0 +1,170 @@
+//! An interrupted export leaves nothing that looks finished: neither when the
+//! process is killed, nor when the engine's save fails half-way.
+
+mod common;
+
+use common::images;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn entries(dir: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Wait until the export's temporary file holds `min` bytes; panic if the
+/// export ends first or nothing happens within the timeout.
+fn wait_for_partial(dir: &Path, child: &mut std::process::Child, min: u64) {
+    let start = Instant::now();
+    loop {
+        if entries(dir)
+            .iter()
+            .any(|(n, len)| n.ends_with(".partial") && *len >= min)
+        {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "export ended ({status}) before it could be interrupted: {:?}",
+                entries(dir)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no partial file: {:?}",
+            entries(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_nothing_final(dir: &Path, name: &str) {
+    for f in [
+        name.to_string(),
+        format!("{name}.sha256"),
+        format!("{name}.manifest.json"),
+    ] {
+        assert!(
+            !dir.join(&f).exists(),
+            "{f} exists after an interrupted export: {:?}",
+            entries(dir)
+        );
+    }
+    // Whatever is left is a hidden temporary name.
+    for (n, _) in entries(dir) {
+        assert!(n.starts_with('.') && n.ends_with(".partial"), "unexpected {n}");
+    }
+}
+
+#[test]
+fn killing_the_export_leaves_no_final_file() {
+    // The stand-in is large (~800 MB uncompressed): the export takes seconds.
+    let image = images::spilo_standin();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "killed.tar.zst";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
+        .args([
+            "--progress",
+            "quiet",
+            "export",
+            "--engine",
+            "podman",
+            "--tag",
+            &image,
+            "-o",
+        ])
+        .arg(dir.path().join(name))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_partial(dir.path(), &mut child, 1 << 20);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_nothing_final(dir.path(), name);
+}
+
+#[test]
+fn an_engine_failure_mid_save_leaves_no_file_at_all() {
+    let image = images::spilo_standin();
+    let mut api = images::docker_via_podman();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "failed.tar.zst";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
+        .args([
+            "--progress",
+            "quiet",
+            "export",
+            "--engine",
+            "docker",
+            "--tag",
+            &image,
+            "-o",
+        ])
+        .arg(dir.path().join(name))
+        .env("DOCKER_HOST", api.docker_host())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_partial(dir.path(), &mut child, 1 << 20);
+    // The engine goes away in the middle of the save.
+    api.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("docker save"), "{stderr}");
+    assert_nothing_final(dir.path(), name);
+    // The process survived, so it removed its temporary file too.
+    assert_eq!(entries(dir.path()), Vec::<(String, u64)>::new());
+}
+
+#[test]
+fn sigterm_or_ctrl_c_stops_the_export_and_removes_its_temporary_file() {
+    let image = images::spilo_standin();
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "stopped.tar.zst";
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
+            .args([
+                "--progress",
+                "quiet",
+                "export",
+                "--engine",
+                "podman",
+                "--tag",
+                &image,
+                "-o",
+            ])
+            .arg(dir.path().join(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_partial(dir.path(), &mut child, 1 << 20);
+        // Only our process gets the signal (a terminal's Ctrl-C would reach podman too).
+        let st = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("stopped by a signal"), "SIG{signal}: {stderr}");
+        assert_eq!(entries(dir.path()), Vec::<(String, u64)>::new(), "SIG{signal}");
+    }
+}
