@@ -20,19 +20,9 @@ pub const BOOTSTRAP_CONFIG: &str = "/etc/pgha/bootstrap.toml";
 /// The Rust toolchain pgrx stages install (rustup, minimal profile).
 pub const RUST_TOOLCHAIN: &str = "1.85.0";
 
-/// Extensions the bootstrap creates by default (supabase-contract.md), in order.
-const CONTRACT_CREATE: &[&str] = &[
-    "uuid-ossp",
-    "pgcrypto",
-    "pgjwt",
-    "pg_stat_statements",
-    "pgsodium",
-    "supabase_vault",
-    "pg_graphql",
-    "pg_net",
-];
-/// PostgreSQL contrib extensions: in every PostgreSQL installation.
-const CONTRIB: &[&str] = &["uuid-ossp", "pgcrypto", "pg_stat_statements"];
+/// The bootstrap's defaults are the contract's: the extensions it creates, and
+/// those that must exist (PostgreSQL contrib, in every installation).
+use crate::bootstrap::config::{DEFAULT_CREATE as CONTRACT_CREATE, DEFAULT_REQUIRED as CONTRIB};
 
 /// Server settings the Supabase contract needs, whatever the selection.
 const CONTRACT_SETTINGS: &[(&str, &str)] = &[

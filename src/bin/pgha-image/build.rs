@@ -2,11 +2,12 @@
 //! → pack, and for `build` the engine's build of the packed context.
 
 use crate::Global;
+use crate::fetch::FetchFlags;
 use clap::Args;
 use pgha_image::context::{self, BaseOverrides, BuildPlan, Generated, Inputs, PlanRequest, SourceFile};
 use pgha_image::engine::{BuildRequest, Engine, EngineChoice, EngineError};
 use pgha_image::error::UsageError;
-use pgha_image::fetch::{self, FetchOptions, Mirror};
+use pgha_image::fetch;
 use pgha_image::progress::Progress;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -80,35 +81,6 @@ fn parse_lib(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Where the sources come from (the fetch step's options).
-#[derive(Args, Clone, Debug)]
-pub struct SourceFlags {
-    /// Use only the cache: a source not in it is an error (exit code 4)
-    #[arg(long)]
-    pub offline: bool,
-
-    /// Fetch <MIRROR>/<extension>-<version><suffix> instead of upstream: an http(s) base URL or a
-    /// directory (e.g. one written by `pgha-image mirror`). Digests are checked the same way.
-    #[arg(long, value_name = "URL|DIR", env = "PGHA_MIRROR")]
-    pub mirror: Option<String>,
-
-    /// Allow plain http:// URLs (upstream, or a mirror not on 127.0.0.1/localhost)
-    #[arg(long)]
-    pub allow_http: bool,
-}
-
-impl SourceFlags {
-    fn options(&self, global: &Global) -> Result<FetchOptions, pgha_image::Error> {
-        Ok(FetchOptions {
-            cache_dir: global.cache_dir.clone().unwrap_or_else(fetch::default_cache_dir),
-            offline: self.offline,
-            mirror: self.mirror.as_deref().map(Mirror::parse).transpose()?,
-            allow_http: self.allow_http,
-            ..FetchOptions::default()
-        })
-    }
-}
-
 #[derive(Args)]
 pub struct GenerateArgs {
     /// Output directory: DIR/context (the build context), DIR/context.tar, DIR/manifest.json.
@@ -120,7 +92,7 @@ pub struct GenerateArgs {
     pub selection: Box<SelectionArgs>,
 
     #[command(flatten)]
-    pub sources: SourceFlags,
+    pub sources: FetchFlags,
 
     /// Print a JSON summary on stdout
     #[arg(long)]
@@ -158,7 +130,7 @@ pub struct BuildArgs {
     pub selection: Box<SelectionArgs>,
 
     #[command(flatten)]
-    pub sources: SourceFlags,
+    pub sources: FetchFlags,
 
     /// Print a JSON summary on stdout
     #[arg(long)]
@@ -191,7 +163,7 @@ fn source_date_epoch() -> Result<Option<u64>, pgha_image::Error> {
 /// Plan, fetch what the plan needs, render and pack into `out`.
 fn generate_into(
     selection: &SelectionArgs,
-    sources: &SourceFlags,
+    sources: &FetchFlags,
     out: &std::path::Path,
     global: &Global,
     progress: &Progress,

@@ -22,6 +22,13 @@ pub struct SourceArgs {
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub pg: Vec<u32>,
 
+    #[command(flatten)]
+    pub flags: FetchFlags,
+}
+
+/// How sources are fetched (shared by `fetch`, `mirror`, `generate` and `build`).
+#[derive(Args, Clone, Debug)]
+pub struct FetchFlags {
     /// Use only the cache: a source not in it is an error (exit code 4)
     #[arg(long)]
     pub offline: bool,
@@ -56,6 +63,27 @@ pub struct SourceArgs {
     pub max_redirects: usize,
 }
 
+impl FetchFlags {
+    pub fn options(&self, global: &Global) -> Result<FetchOptions, pgha_image::Error> {
+        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
+            return Err(UsageError::new("--stall-timeout must be a positive number of seconds").into());
+        }
+        let mirror = self.mirror.as_deref().map(Mirror::parse).transpose()?;
+        Ok(FetchOptions {
+            cache_dir: global.cache_dir.clone().unwrap_or_else(fetch::default_cache_dir),
+            offline: self.offline,
+            mirror,
+            allow_http: self.allow_http,
+            concurrency: self.concurrency.max(1),
+            retries: self.retries,
+            stall_timeout: Duration::from_secs_f64(self.stall_timeout),
+            max_size: self.max_size,
+            max_redirects: self.max_redirects,
+            ..FetchOptions::default()
+        })
+    }
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
@@ -86,30 +114,11 @@ impl SourceArgs {
         }
     }
 
-    pub fn options(&self, global: &Global) -> Result<FetchOptions, pgha_image::Error> {
-        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
-            return Err(UsageError::new("--stall-timeout must be a positive number of seconds").into());
-        }
-        let mirror = self.mirror.as_deref().map(Mirror::parse).transpose()?;
-        Ok(FetchOptions {
-            cache_dir: global.cache_dir.clone().unwrap_or_else(fetch::default_cache_dir),
-            offline: self.offline,
-            mirror,
-            allow_http: self.allow_http,
-            concurrency: self.concurrency.max(1),
-            retries: self.retries,
-            stall_timeout: Duration::from_secs_f64(self.stall_timeout),
-            max_size: self.max_size,
-            max_redirects: self.max_redirects,
-            ..FetchOptions::default()
-        })
-    }
-
     /// Select from the catalog and fetch into the cache.
     pub fn fetch(&self, global: &Global) -> Result<(FetchOptions, Vec<Fetched>), pgha_image::Error> {
         let catalog = global.catalog()?;
         let selected = catalog.select(&self.request())?;
-        let opts = self.options(global)?;
+        let opts = self.flags.options(global)?;
         let progress = global.progress();
         for s in &selected {
             if let Some(n) = &s.note {
