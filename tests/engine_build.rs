@@ -121,6 +121,7 @@ fn assert_builds(engine: &Engine, tag: &str) {
 
 #[test]
 fn podman_build_failure_names_the_stage() {
+    let _engine = images::engine_lock();
     images::podman();
     let e = Engine::detect(EngineChoice::Podman).unwrap();
     assert_names_failed_stage(
@@ -131,6 +132,7 @@ fn podman_build_failure_names_the_stage() {
 
 #[test]
 fn podman_build_passes_args_labels_and_context() {
+    let _engine = images::engine_lock();
     images::podman();
     let e = Engine::detect(EngineChoice::Podman).unwrap();
     assert_builds(
@@ -141,6 +143,7 @@ fn podman_build_passes_args_labels_and_context() {
 
 #[test]
 fn docker_cli_build_through_podman_api() {
+    let _engine = images::engine_lock();
     let api = images::docker_via_podman();
     let e = Engine::detect_with_env(EngineChoice::Docker, &[("DOCKER_HOST", &api.docker_host())]).unwrap();
     assert_eq!(e.kind(), EngineKind::Docker);

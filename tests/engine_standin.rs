@@ -11,6 +11,7 @@ use std::time::Duration;
 
 #[test]
 fn standin_runs_patroni_and_post_init_like_spilo() {
+    let _engine = images::engine_lock();
     let image = images::spilo_standin();
     // The contract's fixed points, from the image config.
     let cmd = images::run(images::podman_cmd().args([

@@ -69,6 +69,7 @@ fn assert_nothing_final(dir: &Path, name: &str) {
 
 #[test]
 fn killing_the_export_leaves_no_final_file() {
+    let _engine = images::engine_lock();
     // The stand-in is large (~800 MB uncompressed): the export takes seconds.
     let image = images::spilo_standin();
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +99,7 @@ fn killing_the_export_leaves_no_final_file() {
 
 #[test]
 fn an_engine_failure_mid_save_leaves_no_file_at_all() {
+    let _engine = images::engine_lock();
     let image = images::spilo_standin();
     let mut api = images::docker_via_podman();
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +135,7 @@ fn an_engine_failure_mid_save_leaves_no_file_at_all() {
 
 #[test]
 fn sigterm_or_ctrl_c_stops_the_export_and_removes_its_temporary_file() {
+    let _engine = images::engine_lock();
     let image = images::spilo_standin();
     for signal in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();

@@ -73,6 +73,7 @@ fn check_manifest(m: &ExportManifest, img: &TestImage, file: &Path, compression:
 
 #[test]
 fn podman_export_remove_load_gives_the_same_image() {
+    let _engine = images::engine_lock();
     let img = images::unique_image("rt-podman");
     let id = images::image_id(&img.reference);
     let dir = tempfile::tempdir().unwrap();
@@ -106,6 +107,7 @@ fn podman_export_remove_load_gives_the_same_image() {
 
 #[test]
 fn default_output_name_comes_from_the_tag() {
+    let _engine = images::engine_lock();
     let img = images::unique_image("rt-name");
     let dir = tempfile::tempdir().unwrap();
     let o = pgha(None)
@@ -129,6 +131,7 @@ fn default_output_name_comes_from_the_tag() {
 /// so plain-load support is asserted for zstd and uncompressed tar only; see docs/export.md.
 #[test]
 fn plain_podman_load_reads_zstd_and_none() {
+    let _engine = images::engine_lock();
     let img = images::unique_image("rt-plain");
     let id = images::image_id(&img.reference);
     let dir = tempfile::tempdir().unwrap();
@@ -144,6 +147,7 @@ fn plain_podman_load_reads_zstd_and_none() {
 
 #[test]
 fn docker_cli_export_remove_load_and_plain_docker_load() {
+    let _engine = images::engine_lock();
     let api = images::docker_via_podman();
     let img = images::unique_image("rt-docker");
     let id = images::image_id(&img.reference);
@@ -179,6 +183,7 @@ fn docker_cli_export_remove_load_and_plain_docker_load() {
 
 #[test]
 fn a_tampered_export_is_refused_and_nothing_is_loaded() {
+    let _engine = images::engine_lock();
     let img = images::unique_image("rt-tamper");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.tar.gz");
@@ -227,6 +232,7 @@ fn a_tampered_export_is_refused_and_nothing_is_loaded() {
 
 #[test]
 fn a_missing_image_is_exit_2_and_writes_nothing() {
+    let _engine = images::engine_lock();
     images::podman();
     let dir = tempfile::tempdir().unwrap();
     let o = pgha(None)

@@ -56,12 +56,16 @@ struct Setup {
     catalog: PathBuf,
     mirror: PathBuf,
     standin: String,
+    /// Held for the whole test; declared last, so dropped after the test's
+    /// images and containers are gone.
+    _engine: images::ImageLock,
 }
 
 /// A catalog with the real vector and pg_cron entries (pg_cron's minimum
 /// lowered to Debian bookworm's 1.4), a SQL-only extension and one whose
 /// build fails; a mirror directory holding their sources.
 fn setup() -> Setup {
+    let engine = images::engine_lock();
     let standin = images::spilo_standin();
     let vector_src = require_file(
         &fixtures_dir().join("upstream/pgvector_0.8.0.orig.tar.gz"),
@@ -121,6 +125,7 @@ fn setup() -> Setup {
         catalog,
         mirror,
         standin,
+        _engine: engine,
     }
 }
 

@@ -73,8 +73,13 @@ pub fn image_id(reference: &str) -> String {
 pub struct ImageLock(PathBuf);
 
 impl ImageLock {
+    /// The lock for building the shared test images.
     pub fn acquire() -> Self {
-        let path = PathBuf::from(LOCK);
+        Self::acquire_at(LOCK)
+    }
+
+    fn acquire_at(lock: &str) -> Self {
+        let path = PathBuf::from(lock);
         let start = Instant::now();
         loop {
             match std::fs::OpenOptions::new()
@@ -93,16 +98,26 @@ impl ImageLock {
                     }
                     assert!(
                         start.elapsed() < LOCK_STALE,
-                        "waited {:?} for {LOCK}; remove it if no test is building images",
+                        "waited {:?} for {lock}; remove it if no test is using the engine",
                         start.elapsed()
                     );
                     std::thread::sleep(Duration::from_millis(500));
                 }
-                Err(e) => panic!("cannot create {LOCK}: {e}"),
+                Err(e) => panic!("cannot create {lock}: {e}"),
             }
         }
     }
 }
+
+/// Held by a test for as long as it builds, removes or loads images: Podman
+/// 4.3 loses layers ("layer not known") when one build reuses cached layers
+/// that a concurrent `podman rmi` or build is pruning, so engine-heavy tests
+/// take turns, across threads and test processes.
+pub fn engine_lock() -> ImageLock {
+    ImageLock::acquire_at(ENGINE_LOCK)
+}
+
+const ENGINE_LOCK: &str = "/tmp/pgha-test-engine.lock";
 
 fn lock_is_stale(path: &Path) -> bool {
     let pid = std::fs::read_to_string(path)
