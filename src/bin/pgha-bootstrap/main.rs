@@ -188,20 +188,29 @@ fn settings(cli: &Cli, cfg: &Config, dsn: Option<&str>) -> Result<Settings, Erro
     Ok(s)
 }
 
-fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).expect("reports serialise"));
+/// A report on stdout: JSON, or its lines (none when quiet).
+fn print_report(
+    report: &impl serde::Serialize,
+    lines: impl FnOnce() -> Vec<String>,
+    json: bool,
+    quiet: bool,
+) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialise")
+        );
+    } else if !quiet {
+        for l in lines() {
+            println!("{l}");
+        }
+    }
 }
 
 async fn apply_and_report(s: &Settings, quiet: bool, json: bool) -> Result<ExitCode, Error> {
     let progress = Progress::new(if quiet || json { Mode::Quiet } else { Mode::Plain });
     let report = runner::apply(s, &progress).await?;
-    if json {
-        print_json(&report);
-    } else if !quiet {
-        for l in report.lines() {
-            println!("{l}");
-        }
-    }
+    print_report(&report, || report.lines(), json, quiet);
     Ok(ExitCode::Success)
 }
 
@@ -227,13 +236,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Status { dsn, json } => {
             let s = settings(&cli, &cfg, dsn.as_deref())?;
             let report = runner::status(&s).await?;
-            if *json {
-                print_json(&report);
-            } else {
-                for l in report.lines() {
-                    println!("{l}");
-                }
-            }
+            print_report(&report, || report.lines(), *json, false);
             Ok(ExitCode::Success)
         }
         Command::Plan {
@@ -246,13 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 s.secrets = s.secrets.in_dir(dir);
             }
             let report = runner::plan(&s).await?;
-            if *json {
-                print_json(&report);
-            } else {
-                for l in report.lines() {
-                    println!("{l}");
-                }
-            }
+            print_report(&report, || report.lines(), *json, false);
             Ok(ExitCode::Success)
         }
         Command::Check {
@@ -265,13 +262,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 s.secrets = s.secrets.in_dir(dir);
             }
             let report = check::check(&s).await?;
-            if *json {
-                print_json(&report);
-            } else {
-                for l in report.lines() {
-                    println!("{l}");
-                }
-            }
+            print_report(&report, || report.lines(), *json, false);
             let failed = report.failures().count();
             if failed > 0 {
                 return Err(BootstrapError::CheckFailed { count: failed }.into());
