@@ -5,6 +5,7 @@
 mod common;
 
 use common::prereq::{fixtures_dir, require_file};
+use pgha_image::ExitCode;
 use pgha_image::catalog::Catalog;
 use pgha_image::context::{self, BuildPlan, ContextError, Inputs, PlanRequest, SourceFile};
 use pgha_image::hash::Sha256Digest;
@@ -398,4 +399,76 @@ fn cli_generates_from_real_upstream_sources() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean \"vector\""));
+}
+
+/// A gzipped tar whose entry names are written as given (no checks), for
+/// archives a well-behaved writer would refuse to make.
+fn raw_tarball(dir: &Path, files: &[(&str, &str)]) -> (PathBuf, Sha256Digest) {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, text) in files {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(text.len() as u64);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append(&h, text.as_bytes()).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let path = dir.join("testext-1.0.tar.gz");
+    std::fs::write(&path, &bytes).unwrap();
+    (path, Sha256Digest::of(&bytes))
+}
+
+/// The builder stage unpacks each source: an archive pinned by its digest but
+/// escaping its tree, or without the one top-level directory the build
+/// strips, never enters a context; the error names the extension.
+#[test]
+fn unsafe_or_scattered_archives_never_enter_a_context() {
+    for (files, want_exit, want) in [
+        (
+            &[
+                ("testext-1.0/Makefile", "all:\n"),
+                ("testext-1.0/../../etc/evil", "x"),
+            ][..],
+            ExitCode::Verification,
+            "cannot be unpacked safely",
+        ),
+        (
+            &[
+                ("Makefile", "all:\n"),
+                ("testext.control", "default_version = '1.0'\n"),
+            ][..],
+            ExitCode::Usage,
+            "no single top-level directory",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, sha) = raw_tarball(dir.path(), files);
+        let f = Fixture {
+            catalog: catalog_for(dir.path(), "testext", "1.0", &sha),
+            source: SourceFile {
+                extension: "testext".into(),
+                version: "1.0".into(),
+                sha256: sha,
+                file_name: "testext-1.0.tar.gz".into(),
+                path,
+            },
+            dir,
+        };
+        let out = f.dir.path().join("out");
+        let err = generate(&f, &out, Some(0)).unwrap_err();
+        let msg = pgha_image::Error::from(err);
+        assert_eq!(msg.exit_code(), want_exit, "{msg:?}");
+        let report = msg.report();
+        assert!(
+            report.contains("testext 1.0") && report.contains(want),
+            "{report}"
+        );
+        assert!(report.contains("hint:"), "{report}");
+        assert!(!out.exists(), "nothing is written for a refused source");
+    }
 }

@@ -85,6 +85,16 @@ pub enum ContextError {
         expected: String,
         actual: String,
     },
+    #[error("the source of {source_of} ({path}) cannot be unpacked safely by the build")]
+    UnsafeSource {
+        /// `<extension> <version>`.
+        source_of: String,
+        path: PathBuf,
+        #[source]
+        source: Box<crate::archive::ArchiveError>,
+    },
+    #[error("the source of {source_of} at {path} has no single top-level directory, which the build strips")]
+    SourceLayout { source_of: String, path: PathBuf },
     #[error("the pgha-bootstrap binary {path} is missing")]
     BootstrapMissing { path: PathBuf },
     #[error("the pgha-bootstrap binary {path} cannot be checked: {reason}")]
@@ -143,6 +153,12 @@ impl Diagnostic for ContextError {
             ContextError::MissingSource { .. } => {
                 Some("fetch the sources first (`pgha-image fetch` with the same selection, or --mirror DIR holding <ext>-<version>.tar.gz files)".into())
             }
+            ContextError::UnsafeSource { source, .. } => source.hint(),
+            ContextError::SourceLayout { .. } => Some(
+                "the builder stage unpacks sources with --strip-components=1: pin an archive that holds one \
+                 directory (GitHub's archive/refs/tags/*.tar.gz do)"
+                    .into(),
+            ),
             ContextError::SourceMismatch { .. } => Some(
                 "the file is not the pinned upstream archive: delete it and fetch it again; if upstream changed \
                  the archive, check why before updating the catalog"
@@ -176,7 +192,7 @@ impl Diagnostic for ContextError {
 
     fn exit_code(&self) -> ExitCode {
         match self {
-            ContextError::SourceMismatch { .. } => ExitCode::Verification,
+            ContextError::SourceMismatch { .. } | ContextError::UnsafeSource { .. } => ExitCode::Verification,
             ContextError::MissingSource { .. }
             | ContextError::BootstrapMissing { .. }
             | ContextError::BootstrapUnreadable { .. }

@@ -21,6 +21,7 @@ use super::glibc::ElfNeeds;
 use super::plan::{BuildPlan, PlannedExtension};
 use super::render::{self, RenderedFile};
 use super::{ContextError, Inputs};
+use crate::catalog::BuildKind;
 use crate::hash::{HashingWriter, Sha256Digest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -216,6 +217,23 @@ pub fn pack(
                         expected: expected.to_hex(),
                         actual: actual.to_hex(),
                     });
+                }
+                // The builder stage unpacks the (now verified) archive: refuse one
+                // that would write outside its tree, or that --strip-components=1
+                // would scatter.
+                if ext.recipe != BuildKind::Prebuilt {
+                    let source_of = format!("{} {}", ext.name, ext.version);
+                    let summary = crate::archive::check(&dest).map_err(|e| ContextError::UnsafeSource {
+                        source_of: source_of.clone(),
+                        path: from.to_path_buf(),
+                        source: Box::new(e),
+                    })?;
+                    if summary.top_level.is_none() {
+                        return Err(ContextError::SourceLayout {
+                            source_of,
+                            path: from.to_path_buf(),
+                        });
+                    }
                 }
                 (actual, size)
             }
