@@ -36,6 +36,7 @@ fn main() {
         log_path: log.clone(),
         no_cache: false,
         push: false,
+        jobs: None,
     };
     // Warm the cache (the first build may run every step).
     let first = engine.build(&req, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));

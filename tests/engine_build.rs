@@ -38,6 +38,7 @@ fn request(dir: &Path, tag: &str) -> BuildRequest {
         log_path: dir.join("logs/build.log"),
         no_cache: false,
         push: false,
+        jobs: None,
     }
 }
 

@@ -25,6 +25,9 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Push the tag after a successful build.
     pub push: bool,
+    /// Stages built at the same time (Podman's `--jobs`; BuildKit builds
+    /// independent stages in parallel by itself). None: one per CPU.
+    pub jobs: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,10 @@ impl Engine {
                 cmd.arg("-").stdin(Stdio::piped());
             }
             EngineKind::Podman => {
+                let jobs = req
+                    .jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                cmd.arg("--jobs").arg(jobs.max(1).to_string());
                 cmd.arg("--layers").arg(&req.context_dir).stdin(Stdio::null());
             }
         }

@@ -121,6 +121,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Extension stages built at the same time with Podman [default: one per CPU]
+    /// (Docker's BuildKit builds independent stages in parallel by itself)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub jobs: Option<usize>,
+
     /// Where the context, its manifest and the build log go
     /// [default: <cache dir>/builds/<tag>]
     #[arg(long, value_name = "DIR")]
@@ -353,6 +358,7 @@ pub fn run_build(args: BuildArgs, global: &Global) -> Result<(), pgha_image::Err
         log_path: log_path.clone(),
         no_cache: args.no_cache,
         push: args.push,
+        jobs: args.jobs,
     };
     let built = engine.build(&req, &mut |line| {
         if let Some(step) = step_of(line) {
