@@ -4,7 +4,7 @@
 
 use super::FetchError;
 use crate::hash::Sha256Digest;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
@@ -48,6 +48,29 @@ impl Cache {
         self.root.join("tmp")
     }
 
+    /// Remove `partial-*` files older than `age` from the cache's temporary
+    /// directory: what a killed fetch left behind. A fetch running at the
+    /// same time has only fresh ones. Returns how many were removed; errors
+    /// are ignored (this is housekeeping, never a reason to fail).
+    pub fn sweep_stale_partials(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.tmp_dir()) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("partial-"))
+            .filter(|e| {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|a| a > age)
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
     /// Look an entry up and re-verify it by hashing it (no trust in a file's
     /// name alone). A corrupted entry is removed.
     pub fn lookup(&self, digest: &Sha256Digest) -> Result<Lookup, FetchError> {
@@ -57,7 +80,8 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lookup::Miss),
             Err(e) => return Err(FetchError::io("cannot open cache entry", &path)(e)),
         };
-        let (actual, size) = hash_reader(file).map_err(FetchError::io("cannot read cache entry", &path))?;
+        let (actual, size) =
+            Sha256Digest::of_reader(file).map_err(FetchError::io("cannot read cache entry", &path))?;
         if actual == *digest {
             return Ok(Lookup::Hit { path, size });
         }
@@ -91,7 +115,30 @@ impl Cache {
     }
 }
 
-/// SHA-256 and length of everything `reader` yields, in 1 MiB chunks.
-pub(crate) fn hash_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
-    Sha256Digest::of_reader(reader)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn stale_partials_are_swept_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let old = cache.temp_file().unwrap().keep().unwrap().1;
+        let fresh = cache.temp_file().unwrap().keep().unwrap().1;
+        let other = dir.path().join("tmp/not-ours");
+        std::fs::write(&other, b"x").unwrap();
+        let day_ago = SystemTime::now() - Duration::from_secs(2 * 86_400);
+        for p in [&old, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(day_ago)
+                .unwrap();
+        }
+        assert_eq!(cache.sweep_stale_partials(Duration::from_secs(86_400)), 1);
+        assert!(!old.exists());
+        assert!(fresh.exists() && other.exists());
+    }
 }

@@ -152,9 +152,12 @@ pub async fn fetch(
             file_name: file_name(&s.extension.name, &s.version.version, &s.version.source),
         })
         .collect();
+    let cache = Cache::new(&opts.cache_dir);
+    // What a killed fetch left behind (a concurrent fetch's files are fresh).
+    cache.sweep_stale_partials(std::time::Duration::from_secs(24 * 3600));
     let shared = Arc::new(Shared {
         opts: opts.clone(),
-        cache: Cache::new(&opts.cache_dir),
+        cache,
         client: http::client(opts)?,
         progress: progress.clone(),
         total: progress.count("total", jobs.len() as u64),
