@@ -130,8 +130,28 @@ fn setup() -> Setup {
 }
 
 fn build(s: &Setup, tag: &str, out: &str, extensions: &str, catalog: Option<&Path>) -> Output {
+    build_with(s, tag, out, extensions, catalog, None)
+}
+
+/// `pgha-image build` with Podman, or with the Docker CLI when `docker` is
+/// given (Podman's Docker-compatible API).
+fn build_with(
+    s: &Setup,
+    tag: &str,
+    out: &str,
+    extensions: &str,
+    catalog: Option<&Path>,
+    docker: Option<&images::DockerApi>,
+) -> Output {
     let mut cmd = assert_cmd::Command::cargo_bin("pgha-image").unwrap();
-    cmd.args(["--progress", "plain", "build", "--engine", "podman", "--tag", tag])
+    let engine = match docker {
+        Some(api) => {
+            cmd.env("DOCKER_HOST", api.docker_host());
+            "docker"
+        }
+        None => "podman",
+    };
+    cmd.args(["--progress", "plain", "build", "--engine", engine, "--tag", tag])
         .args([
             "--base-image",
             &s.standin,
@@ -517,4 +537,94 @@ int main(int argc, char **argv) {
     c.wait_for("the leader", std::time::Duration::from_secs(120), |c| {
         c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/primary"]).0
     });
+}
+
+/// The same build through the Docker CLI (the Docker code path: the context
+/// goes to `docker build -` as a tar stream), here against Podman's
+/// Docker-compatible API: the same context digest, the labels, and working
+/// extensions.
+#[test]
+fn the_same_build_through_the_docker_cli() {
+    let s = setup();
+    let api = images::docker_via_podman();
+    let image = TestImage {
+        reference: format!("localhost/pgha-test/generate-docker:{}", std::process::id()),
+    };
+    let podman = build(
+        &s,
+        &image.reference,
+        "via-podman",
+        "vector,pg_cron,pgha_testsql",
+        Some(&s.catalog),
+    );
+    assert!(
+        podman.status.success(),
+        "{}",
+        String::from_utf8_lossy(&podman.stderr)
+    );
+    let o = build_with(
+        &s,
+        &image.reference,
+        "via-docker",
+        "vector,pg_cron,pgha_testsql",
+        Some(&s.catalog),
+        Some(&api),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "build through the Docker CLI failed:\n{stderr}"
+    );
+    let digest = |dir: &str| -> serde_json::Value {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.dir.path().join(dir).join("manifest.json")).unwrap())
+                .unwrap();
+        m["context_digest"].clone()
+    };
+    assert_eq!(
+        digest("via-docker"),
+        digest("via-podman"),
+        "one context, whichever engine"
+    );
+
+    let inspect = api
+        .docker()
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &image.reference,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let labels: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(labels["io.pgha.context-digest"], digest("via-docker"));
+    assert_eq!(
+        labels["io.pgha.extension.vector"],
+        "0.8.0@sha256:867a2c328d4928a5a9d6f052cd3bc78c7d60228a9b914ad32aa3db88e9de27b0"
+    );
+
+    let script = "set -e; runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -A trust -D /tmp/d >/dev/null; \
+                  runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /tmp/d -l /tmp/log \
+                    -o '-k /tmp -c listen_addresses=' -w start >/dev/null; \
+                  runuser -u postgres -- psql -X -h /tmp -d postgres -Atq -v ON_ERROR_STOP=1 \
+                    -c 'CREATE EXTENSION vector' -c \"SELECT '[1,2,3]'::vector <-> '[1,2,5]'::vector\"";
+    let run = api
+        .docker()
+        .args(["run", "--rm", &image.reference, "sh", "-c", script])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(out.trim(), "2");
 }
