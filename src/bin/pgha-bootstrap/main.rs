@@ -176,7 +176,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn settings(cli: &Cli, cfg: &Config, dsn: Option<&str>) -> Result<Settings, Error> {
+/// The run's settings: the configuration, the connection (`dsn`, else the
+/// local socket), `--extra-migrations`, and `--secrets-dir` when given.
+fn settings(
+    cli: &Cli,
+    cfg: &Config,
+    dsn: Option<&str>,
+    secrets_dir: Option<&std::path::Path>,
+) -> Result<Settings, Error> {
     let conn = match dsn {
         Some(d) => ConnInfo::parse_or_local(d, &cfg.connection)?,
         None => ConnInfo::local(&cfg.connection),
@@ -184,6 +191,9 @@ fn settings(cli: &Cli, cfg: &Config, dsn: Option<&str>) -> Result<Settings, Erro
     let mut s = Settings::new(cfg, conn);
     if let Some(dir) = &cli.extra_migrations {
         s.migrations = s.migrations.with_extra(dir)?;
+    }
+    if let Some(dir) = secrets_dir {
+        s.secrets = s.secrets.in_dir(dir);
     }
     Ok(s)
 }
@@ -224,17 +234,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             secrets_dir,
             json,
         } => {
-            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
+            let mut s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             if let Some(list) = extensions {
                 s.extensions = s.extensions.with_list(list);
-            }
-            if let Some(dir) = secrets_dir {
-                s.secrets = s.secrets.in_dir(dir);
             }
             apply_and_report(&s, cli.quiet, *json).await
         }
         Command::Status { dsn, json } => {
-            let s = settings(&cli, &cfg, dsn.as_deref())?;
+            let s = settings(&cli, &cfg, dsn.as_deref(), None)?;
             let report = runner::status(&s).await?;
             print_report(&report, || report.lines(), *json, false);
             Ok(ExitCode::Success)
@@ -244,10 +251,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             json,
             secrets_dir,
         } => {
-            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
-            if let Some(dir) = secrets_dir {
-                s.secrets = s.secrets.in_dir(dir);
-            }
+            let s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             let report = runner::plan(&s).await?;
             print_report(&report, || report.lines(), *json, false);
             Ok(ExitCode::Success)
@@ -257,10 +261,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             json,
             secrets_dir,
         } => {
-            let mut s = settings(&cli, &cfg, dsn.as_deref())?;
-            if let Some(dir) = secrets_dir {
-                s.secrets = s.secrets.in_dir(dir);
-            }
+            let s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             let report = check::check(&s).await?;
             print_report(&report, || report.lines(), *json, false);
             let failed = report.failures().count();
@@ -271,7 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Hook { args } => {
             let last = args.last().expect("clap requires one argument");
-            let mut s = settings(&cli, &cfg, Some(last))?;
+            let mut s = settings(&cli, &cfg, Some(last), None)?;
             if last.trim() == "postgres" {
                 // Spilo's promotion callback form: the server may still be leaving recovery.
                 s.wait_for_primary = promotion_wait;
@@ -280,7 +281,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::OnRoleChange { role, scope } => {
             if role == "master" || role == "primary" {
-                let mut s = settings(&cli, &cfg, None)?;
+                let mut s = settings(&cli, &cfg, None, None)?;
                 s.wait_for_primary = promotion_wait;
                 if !cli.quiet {
                     println!(
