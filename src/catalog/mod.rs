@@ -106,6 +106,22 @@ impl Diagnostic for CatalogError {
     }
 }
 
+impl Extension {
+    /// The entry for version `v`, or an error listing the versions there are.
+    pub fn require_version(&self, v: &str) -> Result<&Version, CatalogError> {
+        self.version(v).ok_or_else(|| CatalogError::UnknownVersion {
+            name: self.name.clone(),
+            version: v.to_string(),
+            available: self
+                .versions
+                .iter()
+                .map(|v| v.version.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
+
 /// The set of known extensions, by SQL name.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -323,16 +339,7 @@ impl Catalog {
             })
         };
         if let Some(v) = explicit {
-            let version = ext.version(v).ok_or_else(|| CatalogError::UnknownVersion {
-                name: ext.name.clone(),
-                version: v.to_string(),
-                available: ext
-                    .versions
-                    .iter()
-                    .map(|v| v.version.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+            let version = ext.require_version(v)?;
             if let Some(e) = unmet(version) {
                 return Err(e);
             }

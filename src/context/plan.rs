@@ -5,7 +5,7 @@
 
 use super::ContextError;
 use super::base::{BaseImage, BaseKnowledge, BaseOverrides, DEFAULT_BASE_IMAGE};
-use crate::catalog::{BuildKind, Catalog, CatalogError, Preload, SelectRequest, Selected};
+use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest, Selected};
 use crate::hash::Sha256Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -384,18 +384,7 @@ impl BuildPlan {
         self.sources_needed()
             .map(|(e, _)| {
                 let extension = catalog.get(&e.name)?;
-                let version = extension
-                    .version(&e.version)
-                    .ok_or_else(|| CatalogError::UnknownVersion {
-                        name: e.name.clone(),
-                        version: e.version.clone(),
-                        available: extension
-                            .versions
-                            .iter()
-                            .map(|v| v.version.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })?;
+                let version = extension.require_version(&e.version)?;
                 Ok(Selected {
                     extension,
                     version,
