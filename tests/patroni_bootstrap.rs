@@ -192,6 +192,10 @@ postgresql:
   data_dir: {data}
   bin_dir: {PG_BIN}
   pgpass: {pgpass}
+  # Replicas clone with pg_basebackup; a fast checkpoint keeps that from
+  # waiting minutes for a spread one on the leader after the bootstrap.
+  basebackup:
+  - checkpoint: fast
   authentication:
     superuser:
       username: postgres
