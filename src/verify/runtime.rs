@@ -1,0 +1,239 @@
+//! Everything a verify run creates under the engine, and its removal.
+//!
+//! Each container, network and volume gets the run's name as a prefix and
+//! the label `io.pgha.verify.run=<run>`; removal goes by that label, so it
+//! also finds what was being created when the run was interrupted.
+//!
+//! Creation and removal take turns through one lock: once a run is aborted
+//! (Ctrl-C, SIGTERM) no further create command starts, and the removal
+//! waits for one already in flight to finish, so nothing is created after
+//! the sweep. The sweep runs on success, failure and panic (the guard's
+//! Drop) and on a signal ([`Resources::abort`]); `--keep` skips it and
+//! prints how to do it by hand instead.
+
+use super::error::VerifyError;
+use crate::engine::Engine;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+pub const RUN_LABEL: &str = "io.pgha.verify.run";
+
+pub struct Resources {
+    engine: Engine,
+    run: String,
+    keep: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    aborted: bool,
+    swept: bool,
+}
+
+impl Resources {
+    pub fn new(engine: Engine, run: String, keep: bool) -> Self {
+        Self {
+            engine,
+            run,
+            keep,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
+    /// `<run>-<suffix>`: the name of one of the run's objects.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.run)
+    }
+
+    pub fn label_arg(&self) -> String {
+        format!("{RUN_LABEL}={}", self.run)
+    }
+
+    /// Run an engine command that creates something (`run`, `network
+    /// create`, `volume create`); the caller adds `--label` [`Self::label_arg`].
+    pub fn create(&self, args: &[String]) -> Result<Output, VerifyError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.aborted {
+            return Err(VerifyError::Interrupted {
+                signal: "a signal".into(),
+                cleanup: "not creating anything more".into(),
+            });
+        }
+        let out = self.output(args)?;
+        drop(state);
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(VerifyError::Command {
+                command: format!("{} {}", self.engine.kind(), args.join(" ")),
+                detail: last_line(&out),
+            })
+        }
+    }
+
+    /// Run an engine command that creates nothing (exec, inspect, logs, stop, start).
+    pub fn output(&self, args: &[String]) -> Result<Output, VerifyError> {
+        self.engine
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| VerifyError::Io {
+                what: format!("running {}", self.engine.program().display()),
+                source: e,
+            })
+    }
+
+    /// A command of the engine, for callers that stream or pipe.
+    pub fn command(&self) -> Command {
+        self.engine.command()
+    }
+
+    /// Stop creating; remove everything unless --keep. Called on a signal.
+    pub fn abort(&self) -> String {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.aborted = true;
+        if self.keep {
+            return format!(
+                "kept for a post-mortem; remove with: {}",
+                self.removal_commands().join("; ")
+            );
+        }
+        let left = self.sweep_locked();
+        state.swept = true;
+        match left.is_empty() {
+            true => format!(
+                "removed the run's containers, networks and volumes ({}*)",
+                self.run
+            ),
+            false => format!("could not remove: {}", left.join(", ")),
+        }
+    }
+
+    /// Remove everything (unless --keep, or already done). Returns what could not be removed.
+    pub fn sweep(&self) -> Vec<String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.keep || state.swept {
+            return Vec::new();
+        }
+        state.swept = true;
+        self.sweep_locked()
+    }
+
+    fn list(&self, what: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = what.iter().map(|s| s.to_string()).collect();
+        args.push("--filter".into());
+        args.push(format!("label={}", self.label_arg()));
+        args.push("--format".into());
+        args.push("{{.Name}}".into());
+        if what[0] == "ps" {
+            args.pop();
+            args.push("{{.Names}}".into());
+        }
+        match self.output(&args) {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn containers(&self) -> Vec<String> {
+        self.list(&["ps", "-a"])
+    }
+    fn networks(&self) -> Vec<String> {
+        self.list(&["network", "ls"])
+    }
+    fn volumes(&self) -> Vec<String> {
+        self.list(&["volume", "ls"])
+    }
+
+    fn sweep_locked(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let rm = |args: Vec<String>, names: Vec<String>, left: &mut Vec<String>| {
+            if names.is_empty() {
+                return;
+            }
+            let mut a = args;
+            a.extend(names.iter().cloned());
+            match self.output(&a) {
+                Ok(o) if o.status.success() => {}
+                _ => left.extend(names),
+            }
+        };
+        rm(
+            vec!["rm".into(), "-f".into(), "-v".into()],
+            self.containers(),
+            &mut left,
+        );
+        rm(vec!["network".into(), "rm".into()], self.networks(), &mut left);
+        rm(
+            vec!["volume".into(), "rm".into(), "-f".into()],
+            self.volumes(),
+            &mut left,
+        );
+        left
+    }
+
+    /// Commands that remove what the run left (for --keep).
+    pub fn removal_commands(&self) -> Vec<String> {
+        let e = self.engine.kind().program_name();
+        let mut out = Vec::new();
+        let c = self.containers();
+        if !c.is_empty() {
+            out.push(format!("{e} rm -f -v {}", c.join(" ")));
+        }
+        let n = self.networks();
+        if !n.is_empty() {
+            out.push(format!("{e} network rm {}", n.join(" ")));
+        }
+        let v = self.volumes();
+        if !v.is_empty() {
+            out.push(format!("{e} volume rm {}", v.join(" ")));
+        }
+        out
+    }
+}
+
+/// Sweeps when dropped: the normal end of a run, a failure, a panic.
+pub struct SweepGuard<'a>(pub &'a Resources);
+
+impl Drop for SweepGuard<'_> {
+    fn drop(&mut self) {
+        self.0.sweep();
+    }
+}
+
+pub fn last_line(out: &Output) -> String {
+    let s = String::from_utf8_lossy(&out.stderr);
+    let l = s
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string();
+    if l.is_empty() { out.status.to_string() } else { l }
+}
+
+/// stdout + stderr of a command, as text.
+pub fn text(out: &Output) -> String {
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    s
+}
