@@ -15,6 +15,7 @@ packages=(
   patroni python3-etcd etcd-server etcd-client haproxy
   podman runc debootstrap uidmap
   curl ca-certificates dpkg-dev
+  libxml2-utils
 )
 
 missing=()

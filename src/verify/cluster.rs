@@ -66,6 +66,7 @@ pub const BOOTSTRAP_FAILED: &str = "removing initialize key after failed attempt
 impl<'r> Cluster<'r> {
     pub fn start(res: &'r Resources, spec: &StartSpec<'_>) -> Result<Self, VerifyError> {
         let mut etcd_host = None;
+        let mut dcs_host = None;
         let mut network = None;
         if spec.members > 1 {
             let net = res.name("net");
@@ -102,6 +103,8 @@ impl<'r> Cluster<'r> {
                 "--enable-v2=true".into(),
             ])?;
             let ip = address(res, &dcs, &net)?;
+            // etcd hands out its advertised URL (its name): members resolve it through /etc/hosts.
+            dcs_host = Some(format!("{dcs}:{ip}"));
             etcd_host = Some(format!("{ip}:2379"));
             network = Some(net);
         }
@@ -142,10 +145,12 @@ impl<'r> Cluster<'r> {
                 "-e".into(),
                 format!("SPILO_CONFIGURATION={}", spec.spilo_configuration),
             ];
-            if let (Some(net), Some(etcd)) = (&network, &etcd_host) {
+            if let (Some(net), Some(etcd), Some(host)) = (&network, &etcd_host, &dcs_host) {
                 a.extend([
                     "--network".into(),
                     net.clone(),
+                    "--add-host".into(),
+                    host.clone(),
                     "-e".into(),
                     format!("ETCD_HOST={etcd}"),
                 ]);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The Spilo stand-in's /launch.sh (tests/support/spilo-standin/launch.sh) with
-# two more points of the Spilo contract that `pgha-image verify` relies on:
+# three more points of Spilo that `pgha-image verify` relies on:
 # - SPILO_CONFIGURATION (YAML/JSON) is merged over the generated configuration
 #   as Spilo does it: dicts merge, scalars and lists of the user win;
 # - ETCD_HOST (host:port) selects an external etcd; only without it is a local
@@ -61,6 +61,9 @@ postgresql:
   data_dir: $PGDATA
   bin_dir: /usr/lib/postgresql/15/bin
   pgpass: /run/postgresql/pgpass
+  # As Spilo's basebackup.sh: replicas clone with a fast checkpoint.
+  basebackup:
+  - checkpoint: fast
   authentication:
     superuser:
       username: $PGUSER_SUPERUSER
