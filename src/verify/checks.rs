@@ -44,12 +44,18 @@ impl Recorder<'_> {
     fn check(&mut self, id: &str, title: &str, f: impl FnOnce() -> Verdict) -> bool {
         let start = Instant::now();
         let v = f();
+        let at = self.results.len();
+        self.record_at(at, id, title, v, start.elapsed())
+    }
+
+    /// Record a verdict reached elsewhere (a check run alongside others) at
+    /// its place in the report.
+    fn record_at(&mut self, at: usize, id: &str, title: &str, v: Verdict, duration: Duration) -> bool {
         let (outcome, message, details) = match v {
             Pass(m) => (Outcome::Passed, m, vec![]),
             Fail(m, d) => (Outcome::Failed, m, d),
             Skip(m) => (Outcome::Skipped, m, vec![]),
         };
-        let duration = start.elapsed();
         self.progress.println(format!(
             "{:<7} {id} ({:.1}s){}",
             outcome.word(),
@@ -60,14 +66,17 @@ impl Recorder<'_> {
                 format!(": {message}")
             }
         ));
-        self.results.push(CheckResult {
-            id: id.into(),
-            title: title.into(),
-            outcome,
-            message,
-            details,
-            duration,
-        });
+        self.results.insert(
+            at.min(self.results.len()),
+            CheckResult {
+                id: id.into(),
+                title: title.into(),
+                outcome,
+                message,
+                details,
+                duration,
+            },
+        );
         outcome == Outcome::Passed
     }
 
@@ -108,21 +117,43 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
         build_tools(&facts)
     });
     rec.check("hygiene.apt", "no apt lists or caches", || apt(&facts));
-    rec.check(
-        "hygiene.secrets",
-        "no secret in the environment, labels, history or any layer's files",
-        || secrets_in_image(res, image, &meta),
-    );
+    let secrets_at = rec.results.len();
     rec.check(
         "bootstrap.binary",
         "pgha-bootstrap runs on the image's glibc",
         || bootstrap_binary(&facts, &m),
     );
+    // The layer scan (the image's save: seconds to a minute) runs while the cluster starts.
+    let secrets_title = "no secret in the environment, labels, history or any layer's files";
+    std::thread::scope(|scope| {
+        let scan = scope.spawn(|| {
+            let start = Instant::now();
+            (secrets_in_image(res, image, &meta), start.elapsed())
+        });
+        let cluster = cluster_part(req, res, &m, &bcfg, &facts, &mut rec);
+        let (v, took) = scan
+            .join()
+            .unwrap_or_else(|_| (Fail("the layer scan panicked".into(), vec![]), Duration::ZERO));
+        rec.record_at(secrets_at, "hygiene.secrets", secrets_title, v, took);
+        cluster
+    })?;
+    Ok(finish(req, res, &meta, started_at, t0, rec.results))
+}
 
+/// The checks of the running cluster (`Ok` also when checks failed).
+fn cluster_part(
+    req: &Request,
+    res: &Resources,
+    m: &ImageManifest,
+    bcfg: &crate::bootstrap::config::Config,
+    facts: &ImageFacts,
+    rec: &mut Recorder<'_>,
+) -> Result<(), VerifyError> {
+    let image = req.image.as_str();
     // ---------------------------------------------------------------- the cluster
     let secrets = Secrets::generate(facts.postgres_owner, &req.omit_secrets)?;
     let secrets_target = bcfg.secrets.dir.display().to_string();
-    progress.println(format!(
+    rec.progress.println(format!(
         "starting {} member{} of {image} …",
         req.members,
         if req.members == 1 { "" } else { "s" }
@@ -158,7 +189,7 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
     let pgsodium = m.all_parameters().get("pgsodium.getkey_script").cloned();
     let no_leader = "skipped: no leader";
     let Some(leader) = leader else {
-        for (id, title) in cluster_checks(&m, req.members) {
+        for (id, title) in cluster_checks(m, req.members) {
             if let Some(name) = id.strip_prefix("extension.") {
                 let files = &facts.extension_files[name];
                 if !files.is_empty() {
@@ -179,7 +210,7 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
             }
             rec.skip(&id, &title, no_leader);
         }
-        return Ok(finish(req, res, &meta, started_at, t0, rec.results));
+        return Ok(());
     };
 
     rec.check(
@@ -204,21 +235,21 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
                 "{} {} is installed for PostgreSQL {} and its smoke test passes",
                 e.name,
                 e.version,
-                majors(&m)
+                majors(m)
             ),
             || match &scratch {
                 Err(err) => Fail(format!("cannot make a scratch database: {err}"), vec![]),
-                Ok(_) => extension(&cluster, &leader, &m, e, &facts.extension_files[&e.name]),
+                Ok(_) => extension(&cluster, &leader, m, e, &facts.extension_files[&e.name]),
             },
         );
     }
     rec.check("server.preloads", "the preload libraries are active", || {
-        preloads(&cluster, &leader, &m)
+        preloads(&cluster, &leader, m)
     });
     rec.check(
         "server.settings",
         "the manifest's server settings are in effect",
-        || settings(&cluster, &leader, &m),
+        || settings(&cluster, &leader, m),
     );
     rec.check(
         "pgsodium.key",
@@ -233,14 +264,14 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
     );
 
     if req.members > 1 {
-        three_members(&mut rec, &cluster, &leader, &all, &m, &secrets, req.timeout);
+        three_members(rec, &cluster, &leader, &all, m, &secrets, req.timeout);
     }
     let _ = cluster.psql(
         &leader,
         "postgres",
         &format!("DROP DATABASE IF EXISTS {SCRATCH_DB}"),
     );
-    Ok(finish(req, res, &meta, started_at, t0, rec.results))
+    Ok(())
 }
 
 /// The ids and titles of the checks that need the cluster (for skipping them).
