@@ -5,6 +5,7 @@
 
 use super::error::BootstrapError;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where the image puts the file.
@@ -47,6 +48,18 @@ pub struct Connection {
     /// long to wait for the server to leave recovery before giving up
     /// quietly (Patroni calls the callback right after asking for promotion).
     pub promotion_wait_seconds: u64,
+    /// Bound on connecting (socket, startup, authentication) when the DSN
+    /// gives no `connect_timeout`.
+    pub connect_timeout_seconds: u64,
+    /// `statement_timeout` of the bootstrap's own sessions (Patroni's
+    /// `PGOPTIONS` sets 0 = none; a hook must not hang on a stuck server).
+    pub statement_timeout_seconds: u64,
+    /// `lock_timeout` of the bootstrap's own sessions (also bounds the wait
+    /// for a concurrent run's advisory lock).
+    pub lock_timeout_seconds: u64,
+    /// Bound on a whole command, client side (a server that stops answering
+    /// mid-session cannot enforce its own timeouts).
+    pub run_timeout_seconds: u64,
 }
 
 impl Default for Connection {
@@ -57,6 +70,10 @@ impl Default for Connection {
             user: "postgres".into(),
             dbname: "postgres".into(),
             promotion_wait_seconds: 30,
+            connect_timeout_seconds: 10,
+            statement_timeout_seconds: 120,
+            lock_timeout_seconds: 60,
+            run_timeout_seconds: 900,
         }
     }
 }
@@ -115,13 +132,31 @@ pub struct Extensions {
     /// Of those, the ones whose absence from the image is a failure; the
     /// others are recorded as pending and created by a later run.
     pub required: Vec<String>,
+    /// Extensions whose library must be in `shared_preload_libraries`
+    /// before `CREATE EXTENSION` can work: extension name = library name.
+    /// Such an extension is recorded as pending (with a warning naming the
+    /// setting) while its library is not preloaded, instead of failing the
+    /// bootstrap; the next promotion or `apply` creates it once it is.
+    /// Optional in the file: absent means [`DEFAULT_PRELOAD`].
+    pub preload: BTreeMap<String, String>,
 }
+
+/// Which of the contract's extensions need their library preloaded.
+pub const DEFAULT_PRELOAD: &[(&str, &str)] = &[
+    ("pg_net", "pg_net"),
+    ("pg_cron", "pg_cron"),
+    ("pgsodium", "pgsodium"),
+];
 
 impl Default for Extensions {
     fn default() -> Self {
         Self {
             create: DEFAULT_CREATE.iter().map(|s| s.to_string()).collect(),
             required: DEFAULT_REQUIRED.iter().map(|s| s.to_string()).collect(),
+            preload: DEFAULT_PRELOAD
+                .iter()
+                .map(|(e, l)| (e.to_string(), l.to_string()))
+                .collect(),
         }
     }
 }
