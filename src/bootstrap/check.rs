@@ -230,6 +230,7 @@ fn catalog_checks() -> Vec<(String, String)> {
         "extensions.pgrst_drop_watch()",
         "graphql_public.graphql(text,text,jsonb,jsonb)",
         "pgbouncer.get_auth(text)",
+        "extensions.pgha_grant_extension_access(text)",
     ] {
         c.push((
             format!("function {f} exists"),
@@ -280,6 +281,67 @@ fn catalog_checks() -> Vec<(String, String)> {
         "database _supabase exists, owned by supabase_admin".into(),
         "SELECT coalesce((SELECT pg_get_userbyid(datdba) = 'supabase_admin' FROM pg_database WHERE datname = '_supabase'), false)"
             .into(),
+    ));
+    c
+}
+
+/// `(extension, what, SQL returning one boolean)`, asked when the extension exists.
+fn extension_grant_checks() -> Vec<(&'static str, String, String)> {
+    let mut c = Vec::new();
+    for f in [
+        "pgsodium.crypto_aead_det_encrypt(bytea,bytea,uuid,bytea)",
+        "pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid,bytea)",
+        "pgsodium.crypto_aead_det_keygen()",
+    ] {
+        c.push((
+            "pgsodium",
+            format!("service_role may execute {f}"),
+            format!(
+                "SELECT CASE WHEN to_regprocedure('{f}') IS NULL THEN true \
+                 ELSE has_function_privilege('service_role', '{f}', 'EXECUTE') END"
+            ),
+        ));
+    }
+    c.push((
+        "pgsodium",
+        "service_role is a member of pgsodium_keyholder".into(),
+        "SELECT to_regrole('pgsodium_keyholder') IS NULL OR pg_has_role('service_role', 'pgsodium_keyholder', 'MEMBER')"
+            .into(),
+    ));
+    c.push((
+        "supabase_vault",
+        "service_role may read vault.decrypted_secrets and execute vault.create_secret".into(),
+        "SELECT has_schema_privilege('service_role', 'vault', 'USAGE') \
+           AND has_table_privilege('service_role', 'vault.decrypted_secrets', 'SELECT') \
+           AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = 'vault' AND p.proname = 'create_secret' \
+             AND NOT has_function_privilege('service_role', p.oid, 'EXECUTE'))"
+            .into(),
+    ));
+    for r in API_ROLES {
+        c.push((
+            "pg_net",
+            format!("{r} may use schema net and execute net.http_get/http_post (SECURITY DEFINER, search_path=net)"),
+            format!(
+                "SELECT has_schema_privilege('{r}', 'net', 'USAGE') AND NOT EXISTS (\
+                   SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                   WHERE n.nspname = 'net' AND p.proname IN ('http_get', 'http_post') \
+                   AND NOT (has_function_privilege('{r}', p.oid, 'EXECUTE') AND p.prosecdef \
+                            AND 'search_path=net' = ANY(coalesce(p.proconfig, '{{}}'))))"
+            ),
+        ));
+    }
+    c.push((
+        "pg_cron",
+        "postgres has USAGE on schema cron WITH GRANT OPTION".into(),
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = 'cron' \
+           AND a.grantee = 'postgres'::regrole AND a.privilege_type = 'USAGE' AND a.is_grantable)"
+            .into(),
+    ));
+    c.push((
+        "pgjwt",
+        "pgjwt is in schema extensions".into(),
+        "SELECT extnamespace = 'extensions'::regnamespace FROM pg_extension WHERE extname = 'pgjwt'".into(),
     ));
     c
 }
@@ -434,6 +496,28 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
                 what: format!("extension {name} is created"),
                 ok: false,
             }),
+        }
+    }
+    // The grants Supabase gives on what these extensions create (0011), when present.
+    for (ext, what, sql) in extension_grant_checks() {
+        let present: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1)",
+                &[&ext],
+            )
+            .await
+            .map_err(query_err("looking up the extensions"))?
+            .get(0);
+        if present {
+            let ok: Option<bool> = client
+                .query_one(&sql, &[])
+                .await
+                .map_err(query_err(format!("checking that {what}")))?
+                .get(0);
+            findings.push(Finding {
+                what,
+                ok: ok.unwrap_or(false),
+            });
         }
     }
     // Who may act as a contract role: exactly the members the contract gives.

@@ -137,26 +137,32 @@ pub struct Extensions {
     /// Such an extension is recorded as pending (with a warning naming the
     /// setting) while its library is not preloaded, instead of failing the
     /// bootstrap; the next promotion or `apply` creates it once it is.
-    /// Optional in the file: absent means [`DEFAULT_PRELOAD`].
+    /// Optional in the file: absent means [`default_preload`].
     pub preload: BTreeMap<String, String>,
 }
 
-/// Which of the contract's extensions need their library preloaded.
-pub const DEFAULT_PRELOAD: &[(&str, &str)] = &[
-    ("pg_net", "pg_net"),
-    ("pg_cron", "pg_cron"),
-    ("pgsodium", "pgsodium"),
-];
+/// Which extensions need their library preloaded, from pgha-image's
+/// catalog (`preload = "required"`, or `"when-used"`: the image configures
+/// pgsodium's server key, which needs it). The image renders the same facts
+/// into `[extensions.preload]`.
+pub fn default_preload() -> BTreeMap<String, String> {
+    use crate::catalog::{Catalog, model::Preload};
+    let Ok(catalog) = Catalog::embedded() else {
+        return BTreeMap::new();
+    };
+    catalog
+        .iter()
+        .filter(|e| !matches!(e.preload, Preload::No))
+        .map(|e| (e.name.clone(), e.library().to_string()))
+        .collect()
+}
 
 impl Default for Extensions {
     fn default() -> Self {
         Self {
             create: DEFAULT_CREATE.iter().map(|s| s.to_string()).collect(),
             required: DEFAULT_REQUIRED.iter().map(|s| s.to_string()).collect(),
-            preload: DEFAULT_PRELOAD
-                .iter()
-                .map(|(e, l)| (e.to_string(), l.to_string()))
-                .collect(),
+            preload: default_preload(),
         }
     }
 }
@@ -223,6 +229,17 @@ create = ["uuid-ossp", "pgcrypto", "pgjwt", "pg_stat_statements", "pgsodium", "s
 required = ["uuid-ossp", "pgcrypto", "pg_stat_statements"]
 "#;
         assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn preload_defaults_come_from_the_catalog_and_the_file_may_replace_them() {
+        let d = Config::default().extensions.preload;
+        for e in ["pg_net", "pg_cron", "pgsodium", "supabase_vault"] {
+            assert_eq!(d.get(e).map(String::as_str), Some(e), "{d:?}");
+        }
+        assert!(!d.contains_key("pgjwt"));
+        let c = Config::parse("[extensions.preload]\npg_net = \"pg_net\"\n").unwrap();
+        assert_eq!(c.extensions.preload.len(), 1);
     }
 
     #[test]

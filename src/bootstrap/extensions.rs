@@ -350,26 +350,11 @@ pub fn decide(
         .collect()
 }
 
-/// The contract's grants on objects an extension brings with it.
-fn after_create(name: &str) -> Option<&'static str> {
-    match name {
-        "pgsodium" => Some(
-            "DO $g$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keyholder') THEN
-                 GRANT pgsodium_keyholder TO service_role;
-                 GRANT pgsodium_keyholder TO postgres WITH ADMIN OPTION;
-               END IF;
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keyiduser') THEN
-                 GRANT pgsodium_keyiduser TO postgres WITH ADMIN OPTION;
-               END IF;
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keymaker') THEN
-                 GRANT pgsodium_keymaker TO postgres WITH ADMIN OPTION;
-               END IF;
-             END $g$;",
-        ),
-        _ => None,
-    }
-}
+/// The contract's grants on what an extension brings with it (pgsodium,
+/// supabase_vault, pg_net, pg_cron): one function, defined by migration
+/// 0011, a no-op for other extensions and before that migration exists.
+const GRANTS: &str = "SELECT extensions.pgha_grant_extension_access($1::text) \
+     WHERE to_regprocedure('extensions.pgha_grant_extension_access(text)') IS NOT NULL";
 
 /// The SQL that creates one extension (also used by `plan`).
 pub fn create_sql(name: &str, schema: Option<&str>) -> String {
@@ -434,9 +419,16 @@ pub async fn apply(
                 schema,
                 version,
             } => {
-                ledger::record_extension(&*client, name, "present", Some(schema), Some(version), None)
+                // Found created (e.g. by the base image): the contract's grants, then the record.
+                let what = format!("recording extension {name}");
+                let tx = client.transaction().await.map_err(query_err(&what))?;
+                tx.execute(GRANTS, &[&*name])
                     .await
-                    .map_err(query_err(format!("recording extension {name}")))?;
+                    .map_err(query_err(format!("granting access to extension {name}")))?;
+                ledger::record_extension(&tx, name, "present", Some(schema), Some(version), None)
+                    .await
+                    .map_err(query_err(&what))?;
+                tx.commit().await.map_err(query_err(what))?;
             }
             ExtensionAction::Pending { name, newly: true } => {
                 ledger::record_extension(&*client, name, "pending", None, None, Some("not installed"))
@@ -471,9 +463,7 @@ async fn create(client: &mut Client, name: &str, schema: Option<&str>) -> Result
     let err = |e: tokio_postgres::Error| describe_pg(&e);
     let tx = client.transaction().await.map_err(err)?;
     tx.batch_execute(&create_sql(name, schema)).await.map_err(err)?;
-    if let Some(sql) = after_create(name) {
-        tx.batch_execute(sql).await.map_err(err)?;
-    }
+    tx.execute(GRANTS, &[&name]).await.map_err(err)?;
     let row = tx
         .query_one(
             "SELECT s.nspname::text, e.extversion FROM pg_extension e

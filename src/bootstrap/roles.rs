@@ -384,6 +384,7 @@ pub const FUNCTIONS: &[&str] = &[
     "extensions.pgrst_ddl_watch()",
     "extensions.pgrst_drop_watch()",
     "pgbouncer.get_auth(text)",
+    "extensions.pgha_grant_extension_access(text)",
 ];
 
 /// The SHA-256 of each existing contract function's definition: its body,
