@@ -33,7 +33,8 @@ fn hostile_members_of_contract_roles_are_revoked_and_reported() {
     q(
         &pg,
         "CREATE ROLE supabase_admin NOLOGIN; CREATE ROLE mallory LOGIN; GRANT supabase_admin TO mallory; \
-         CREATE ROLE anon NOLOGIN; CREATE ROLE eve LOGIN; GRANT anon TO eve",
+         CREATE ROLE anon NOLOGIN; CREATE ROLE eve LOGIN; GRANT anon TO eve; \
+         CREATE ROLE supabase_auth_admin; GRANT supabase_auth_admin TO postgres",
     );
 
     let r = run(&["--config", cfg, "apply", "--dsn", &pg.dsn()], &[]).ok();
@@ -55,6 +56,15 @@ fn hostile_members_of_contract_roles_are_revoked_and_reported() {
             "SELECT count(*) FROM pg_auth_members WHERE member IN ('mallory'::regrole, 'eve'::regrole)"
         ),
         "0"
+    );
+    // postgres (Patroni's superuser, which Supabase's image makes a member) is accepted.
+    assert_eq!(
+        q(
+            &pg,
+            "SELECT pg_has_role('postgres', 'supabase_auth_admin', 'MEMBER') \
+                AND EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = 'supabase_auth_admin'::regrole)"
+        ),
+        "t"
     );
     // mallory cannot become supabase_admin (and so cannot make a superuser).
     let e = pg

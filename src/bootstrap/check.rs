@@ -26,7 +26,7 @@ const API_ROLES: &[&str] = &["postgres", "anon", "authenticated", "service_role"
 /// `(what, SQL returning one boolean)`.
 fn catalog_checks() -> Vec<(String, String)> {
     let mut c: Vec<(String, String)> = Vec::new();
-    let q = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let q = postgres_protocol::escape::escape_literal;
     for r in ROLES {
         let attrs = r.attributes();
         c.push((

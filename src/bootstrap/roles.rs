@@ -16,7 +16,8 @@
 //!   its own roles *to* `authenticator` (PostgREST's way), which is left alone.
 //!
 //! `postgres` is Patroni's superuser: its attributes and its members are
-//! not touched, only the memberships the contract gives it are granted.
+//! not touched, only the memberships the contract gives it are granted; as
+//! a member of a contract role it is always accepted (it gains nothing).
 //!
 //! The functions the contract defines are recorded by a SHA-256 of their
 //! definition (body, SECURITY DEFINER, per-function settings) once the
@@ -295,7 +296,10 @@ pub async fn inspect(client: &Client) -> Result<Vec<RoleDrift>, BootstrapError> 
         if spec.owned() {
             let expected = expected_members(spec.name);
             for (g, m, grantor) in &pairs {
-                if g == spec.name && !expected.contains(&m.as_str()) {
+                // postgres is Patroni's superuser: a membership gives it
+                // nothing it lacks (Supabase's image grants it
+                // supabase_auth_admin and supabase_storage_admin).
+                if g == spec.name && m != "postgres" && !expected.contains(&m.as_str()) {
                     out.push(RoleDrift::UnexpectedMember {
                         group: g.clone(),
                         member: m.clone(),

@@ -521,9 +521,9 @@ async fn apply_secrets(
         let tx = client.transaction().await.map_err(err)?;
         tx.batch_execute(QUIET_LOGGING).await.map_err(err)?;
         tx.batch_execute(&format!(
-            "ALTER ROLE {} PASSWORD '{}'",
+            "ALTER ROLE {} PASSWORD {}",
             extensions::quote_ident(role),
-            verifier
+            postgres_protocol::escape::escape_literal(&verifier)
         ))
         .await
         .map_err(err)?;

@@ -26,15 +26,18 @@ use std::time::Duration;
         pgha-bootstrap DSN                      (bootstrap.post_bootstrap: pgha-bootstrap)\n  \
         pgha-bootstrap hook ARGS... DSN|postgres (Spilo's post_init wrapper: hook \"$@\")\n  \
         pgha-bootstrap on_role_change ROLE SCOPE (Patroni callback; applies pending work on promotion)",
-    after_help = "Exit codes: 0 success or nothing to do, 1 failure, 2 bad input (configuration, DSN, secret \
-        file), 3 drift or contract check failed, 4 missing prerequisite (a required extension, an unreadable secret)."
+    after_help = "Exit codes: 0 success or nothing to do, 1 failure (also a connect/statement/lock/run \
+        timeout), 2 bad input (configuration, DSN, secret file, a missing --secrets-dir, an unknown --extensions \
+        name), 3 drift (a migration or a contract function changed) or contract check failed, 4 missing \
+        prerequisite (a required extension, an unreadable secret)."
 )]
 struct Cli {
     /// The configuration file [default: /etc/pgha/bootstrap.toml; missing = built-in defaults]
     #[arg(long, global = true, value_name = "FILE", env = "PGHA_BOOTSTRAP_CONFIG")]
     config: Option<PathBuf>,
 
-    /// Also apply the NNNN_name.sql migrations of DIR (site-specific additions, after the built-in ones)
+    /// Also apply the NNNN_name.sql migrations of DIR (site-specific additions, after the built-in ones;
+    /// apply records DIR, later runs use it without the flag)
     #[arg(long, global = true, value_name = "DIR")]
     extra_migrations: Option<PathBuf>,
 
@@ -48,12 +51,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply what is pending: migrations, extensions, passwords, JWT settings
+    /// Apply what is pending: migrations, the contract roles' attributes and members, extensions,
+    /// passwords, JWT settings
     Apply {
         /// libpq key=value string, postgresql:// URL, or `postgres` (the local socket) [default: the configured local server]
         #[arg(long, value_name = "DSN")]
         dsn: Option<String>,
-        /// Extensions to create, comma-separated, instead of the configured list
+        /// Extensions to create, comma-separated, instead of the configured (or last recorded) list;
+        /// recorded, so later runs and a bare check use it
         #[arg(long, value_name = "LIST")]
         extensions: Option<String>,
         /// Read secrets from DIR (one file per role, `password`, `jwt_secret`); DIR must exist
