@@ -344,6 +344,62 @@ fn a_lock_held_elsewhere_times_out_with_a_clear_error() {
     run(&["--config", cfg, "apply", "--dsn", &pg.dsn()], &[]).ok();
 }
 
+/// A statement that runs past the bootstrap's statement_timeout (here a
+/// site migration that sleeps) fails clearly, naming the setting, and is
+/// rolled back, although PGOPTIONS says statement_timeout=0 as Patroni's does.
+#[test]
+fn a_statement_past_the_statement_timeout_fails_clearly_and_is_rolled_back() {
+    let pg = PgCluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &pg, &tmp.path().join("none"), CREATE, REQUIRED);
+    // The contract first (CREATE DATABASE alone can take a second here).
+    run(&["--config", cfg.to_str().unwrap(), "apply", "--dsn", &pg.dsn()], &[]).ok();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "promotion_wait_seconds = 1\n",
+        "promotion_wait_seconds = 1\nstatement_timeout_seconds = 1\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let extra = tmp.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(
+        extra.join("9001_slow.sql"),
+        "-- 9001_slow: hangs\nCREATE TABLE public.slow_done (x int);\nSELECT pg_sleep(30);\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let r = run(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--extra-migrations",
+            extra.to_str().unwrap(),
+            "apply",
+            "--dsn",
+            &pg.dsn(),
+        ],
+        &[("PGOPTIONS", "-c statement_timeout=0")],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("migration 9001_slow failed") && r.stderr.contains("statement_timeout_seconds"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(q(&pg, "SELECT to_regclass('public.slow_done') IS NULL"), "t");
+    assert_eq!(
+        q(
+            &pg,
+            "SELECT count(*) FROM pgha_bootstrap.migrations WHERE version = 9001"
+        ),
+        "0"
+    );
+}
+
 /// `--secrets-dir` naming a directory that does not exist, and typos in
 /// `--extensions`: exit 2 with a hint, before anything is written.
 #[test]

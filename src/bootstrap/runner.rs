@@ -205,6 +205,8 @@ pub struct ApplyReport {
     pub roles: Vec<roles::RoleDrift>,
     /// Contract functions whose changed definition was accepted.
     pub functions_accepted: Vec<String>,
+    /// The extension selection (and extra migrations) was recorded anew.
+    pub selection_recorded: bool,
     pub extensions: Vec<ExtensionAction>,
     pub secrets: SecretsReport,
 }
@@ -216,6 +218,7 @@ impl ApplyReport {
             applied: vec![],
             roles: vec![],
             functions_accepted: vec![],
+            selection_recorded: false,
             extensions: vec![],
             secrets: SecretsReport::default(),
         }
@@ -269,6 +272,11 @@ impl ApplyReport {
         }
         if self.secrets.jwt.as_deref() == Some("set") {
             out.push("database setting app.settings.jwt_secret / jwt_exp: set".into());
+        }
+        if self.selection_recorded {
+            out.push(
+                "recorded the extension selection for later runs (check, status, the promotion hook)".into(),
+            );
         }
         if self.outcome == Outcome::NothingToDo {
             out.push("pgha-bootstrap: nothing to do, the database is up to date".into());
@@ -687,6 +695,7 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         applied,
         roles,
         functions_accepted: changed,
+        selection_recorded: recorded_selection,
         extensions: actions,
         secrets,
     })
@@ -890,6 +899,9 @@ impl StatusReport {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             ));
+        }
+        for e in &self.ledger.events {
+            out.push(format!("event {}: {}", e.at, e.detail));
         }
         for w in &self.warnings {
             out.push(format!("warning: {w}"));
