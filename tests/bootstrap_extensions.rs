@@ -230,6 +230,22 @@ fn an_extension_whose_library_is_not_preloaded_is_pending_until_the_setting_is_f
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
     let create = ["uuid-ossp", "pgcrypto", "pg_stat_statements", "pg_net"];
+    // Required, it cannot wait: exit 4 naming the setting, nothing written.
+    let strict = write_config(tmp.path(), &pg, &tmp.path().join("none"), &create, &create);
+    let r = run(
+        &["--config", strict.to_str().unwrap(), "hook", "admin", &pg.dsn()],
+        &[],
+    );
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("pg_net (shared_preload_libraries must include pg_net)")
+            && r.stderr
+                .contains("hint: add the library to shared_preload_libraries"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pg.psql("SELECT to_regnamespace('pgha_bootstrap') IS NULL"), "t");
     let cfg = write_config(tmp.path(), &pg, &tmp.path().join("none"), &create, REQUIRED);
     let cfg = cfg.to_str().unwrap();
     // Second line of defence: a configuration that does not know pg_net
