@@ -320,6 +320,10 @@ mod tests {
         let c = cfg(r"password = 'it\'s a \\ pw' user=x");
         assert_eq!(c.get_password(), Some(&br"it's a \ pw"[..]));
         assert!(!info.redacted().contains("it's"), "{}", info.redacted());
+        // Patroni escapes spaces, quotes and backslashes with a backslash, unquoted.
+        let c = cfg(r"user=a\ b password=x\'y\\z host=/run/postgresql");
+        assert_eq!(c.get_user(), Some("a b"));
+        assert_eq!(c.get_password(), Some(&br"x'y\z"[..]));
         assert!(ConnInfo::parse("host").is_err());
         assert!(ConnInfo::parse("password='x").is_err());
         let e = ConnInfo::parse("bogus=1").unwrap_err().to_string();
