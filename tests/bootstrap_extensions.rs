@@ -407,4 +407,16 @@ fn check_and_status_know_the_selection_apply_was_given() {
         r.stdout
     );
     run(&["--config", cfg, "check", "--dsn", &pg.dsn()], &[]).ok();
+    // A selection from the configuration follows the configuration: a newer
+    // image listing one more extension gets it at the next bare apply.
+    let pg2 = PgCluster::start();
+    let tmp2 = tempfile::tempdir().unwrap();
+    let mut list = vec!["uuid-ossp", "pgcrypto", "pg_stat_statements"];
+    let cfg2 = write_config(tmp2.path(), &pg2, &tmp2.path().join("none"), &list, REQUIRED);
+    let cfg2 = cfg2.to_str().unwrap();
+    run(&["--config", cfg2, "apply", "--dsn", &pg2.dsn()], &[]).ok();
+    list.push("pgtap");
+    write_config(tmp2.path(), &pg2, &tmp2.path().join("none"), &list, REQUIRED);
+    let r = run(&["--config", cfg2, "apply", "--dsn", &pg2.dsn()], &[]).ok();
+    assert!(r.stdout.contains("extension pgtap: created"), "{}", r.stdout);
 }
