@@ -257,7 +257,7 @@ fn a_digest_mismatch_names_everything_and_caches_nothing() {
             ..
         } => {
             assert_eq!(name, "a");
-            assert_eq!(url, &f.server.url("/a.tar.gz"));
+            assert_eq!(url.expose(), f.server.url("/a.tar.gz"));
             assert_eq!(*expected, Sha256Digest::of(&good));
             assert_eq!(**actual, Sha256Digest::of(&tampered));
         }
@@ -402,7 +402,7 @@ fn a_truncated_body_is_an_error_and_leaves_nothing() {
         } => {
             assert_eq!(*expected, b.len() as u64);
             assert_eq!(*got, half.len() as u64);
-            assert_eq!(url, &f.server.url("/a.tar.gz"));
+            assert_eq!(url.expose(), f.server.url("/a.tar.gz"));
         }
         other => panic!("expected truncated, got {other:?}"),
     }

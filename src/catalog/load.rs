@@ -191,7 +191,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
         })?;
         let url = v.url.get_ref();
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 12 {
-            return Err(at(v.url.span(), format!("url = {url:?} is not an http(s) URL")));
+            return Err(at(
+                v.url.span(),
+                format!("url = {:?} is not an http(s) URL", crate::redact::url(url)),
+            ));
         }
         if let Some(c) = &v.commit
             && (c.get_ref().len() != 40 || !c.get_ref().bytes().all(|b| b.is_ascii_hexdigit()))

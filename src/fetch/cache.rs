@@ -1,10 +1,23 @@
 //! The content-addressed cache: `<cache>/sha256/<hex>` holds a file whose
 //! SHA-256 is `<hex>`. Files enter it only by atomic rename from
 //! `<cache>/tmp/`, after their digest has been checked.
+//!
+//! Several fetches may share one cache at the same time (e.g. parallel CI
+//! jobs). Nothing here takes a lock on an entry, so every step tolerates the
+//! others:
+//! - an entry is replaced only by rename, so a reader sees the old file or
+//!   the new one, never a mix;
+//! - a corrupted entry is removed only if the path still names the file that
+//!   was hashed (another fetch may already have removed or repaired it), and
+//!   "already removed" is not an error;
+//! - a download in progress holds an advisory lock on its `partial-*` file;
+//!   the sweep removes only unlocked ones, i.e. those whose fetch died
+//!   (killed, Ctrl-C, power loss).
 
 use super::FetchError;
 use crate::hash::Sha256Digest;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
@@ -48,11 +61,49 @@ impl Cache {
         self.root.join("tmp")
     }
 
-    /// Remove `partial-*` files older than `age` from the cache's temporary
-    /// directory: what a killed fetch left behind. A fetch running at the
-    /// same time has only fresh ones. Returns how many were removed; errors
-    /// are ignored (this is housekeeping, never a reason to fail).
-    pub fn sweep_stale_partials(&self, age: std::time::Duration) -> usize {
+    /// Make sure the cache's root is a directory (that can be written, if
+    /// `write`), creating it if needed: a `--cache-dir` that names a file, or
+    /// that cannot be created or written, is refused before any download.
+    /// Reading alone (`--offline`) works on a read-only cache.
+    pub fn prepare(&self, write: bool) -> Result<(), FetchError> {
+        let bad = |source: io::Error| FetchError::CacheDir {
+            path: self.root.clone(),
+            source,
+        };
+        match std::fs::metadata(&self.root) {
+            Ok(m) if !m.is_dir() => {
+                return Err(bad(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "it exists and is not a directory",
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !write => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.root).map_err(bad)?
+            }
+            Err(e) => return Err(bad(e)),
+        }
+        if !write {
+            return Ok(());
+        }
+        for d in [self.root.join("sha256"), self.tmp_dir()] {
+            std::fs::create_dir_all(&d).map_err(bad)?;
+        }
+        // Writable? (Root passes permission bits; a read-only mount does not.)
+        tempfile::Builder::new()
+            .prefix(".probe-")
+            .tempfile_in(self.tmp_dir())
+            .map(drop)
+            .map_err(bad)
+    }
+
+    /// Remove the `partial-*` files that a dead fetch left in the cache's
+    /// temporary directory: those no process holds a lock on, and older
+    /// than `grace` (a fetch locks its file right after creating it).
+    /// Returns how many were removed; errors are ignored (this is
+    /// housekeeping, never a reason to fail).
+    pub fn sweep_stale_partials(&self, grace: std::time::Duration) -> usize {
         let Ok(entries) = std::fs::read_dir(self.tmp_dir()) else {
             return 0;
         };
@@ -65,7 +116,11 @@ impl Cache {
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|a| a > age)
+                    .is_some_and(|a| a > grace)
+            })
+            .filter(|e| {
+                // Held by a live fetch: leave it.
+                std::fs::File::open(e.path()).is_ok_and(|f| f.try_lock().is_ok())
             })
             .filter(|e| std::fs::remove_file(e.path()).is_ok())
             .count()
@@ -80,12 +135,25 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lookup::Miss),
             Err(e) => return Err(FetchError::io("cannot open cache entry", &path)(e)),
         };
+        let hashed = file
+            .metadata()
+            .map_err(FetchError::io("cannot read cache entry", &path))?;
         let (actual, size) =
             Sha256Digest::of_reader(file).map_err(FetchError::io("cannot read cache entry", &path))?;
         if actual == *digest {
             return Ok(Lookup::Hit { path, size });
         }
-        std::fs::remove_file(&path).map_err(FetchError::io("cannot remove corrupted cache entry", &path))?;
+        // Another fetch may have removed or repaired the entry meanwhile:
+        // remove it only if the path still names the file that was hashed.
+        let same = |m: &std::fs::Metadata| m.dev() == hashed.dev() && m.ino() == hashed.ino();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if same(&m) => match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FetchError::io("cannot remove corrupted cache entry", &path)(e)),
+            },
+            _ => {}
+        }
         Ok(Lookup::Corrupted { actual })
     }
 
@@ -95,10 +163,15 @@ impl Cache {
     pub fn temp_file(&self) -> Result<NamedTempFile, FetchError> {
         let dir = self.tmp_dir();
         std::fs::create_dir_all(&dir).map_err(FetchError::io("cannot create cache directory", &dir))?;
-        tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix("partial-")
             .tempfile_in(&dir)
-            .map_err(FetchError::io("cannot create a temporary file in", &dir))
+            .map_err(FetchError::io("cannot create a temporary file in", &dir))?;
+        // Marks the file as in use until this process closes it or dies.
+        tmp.as_file()
+            .try_lock()
+            .map_err(|e| FetchError::io("cannot lock a temporary file in", &dir)(e.into()))?;
+        Ok(tmp)
     }
 
     /// Move a verified temporary file into the cache under its digest.
@@ -124,21 +197,24 @@ mod tests {
     fn stale_partials_are_swept_fresh_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
-        let old = cache.temp_file().unwrap().keep().unwrap().1;
+        // A dead fetch's file (closed: unlocked), a live one's (locked), a
+        // fresh one, and a file that is not ours.
+        let dead = cache.temp_file().unwrap().keep().unwrap().1;
+        let live = cache.temp_file().unwrap();
         let fresh = cache.temp_file().unwrap().keep().unwrap().1;
         let other = dir.path().join("tmp/not-ours");
         std::fs::write(&other, b"x").unwrap();
-        let day_ago = SystemTime::now() - Duration::from_secs(2 * 86_400);
-        for p in [&old, &other] {
+        let minute_ago = SystemTime::now() - Duration::from_secs(60);
+        for p in [&dead, live.path(), &other] {
             std::fs::File::options()
                 .write(true)
                 .open(p)
                 .unwrap()
-                .set_modified(day_ago)
+                .set_modified(minute_ago)
                 .unwrap();
         }
-        assert_eq!(cache.sweep_stale_partials(Duration::from_secs(86_400)), 1);
-        assert!(!old.exists());
-        assert!(fresh.exists() && other.exists());
+        assert_eq!(cache.sweep_stale_partials(Duration::from_secs(10)), 1);
+        assert!(!dead.exists());
+        assert!(live.path().exists() && fresh.exists() && other.exists());
     }
 }

@@ -3,6 +3,7 @@
 use crate::Global;
 use clap::Subcommand;
 use pgha_image::catalog::{Extension, Preload, Set};
+use pgha_image::redact;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -45,8 +46,19 @@ pub fn run(cmd: Command, global: &Global) -> Result<(), pgha_image::Error> {
     Ok(())
 }
 
+/// JSON of catalog values, with credentials in any URL hidden.
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string_pretty(v).expect("catalog types serialize")
+    fn hide(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = redact::text(s).into_owned(),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(hide),
+            serde_json::Value::Object(o) => o.values_mut().for_each(hide),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(v).expect("catalog types serialize");
+    hide(&mut v);
+    serde_json::to_string_pretty(&v).expect("JSON values serialize")
 }
 
 fn set_word(s: Set) -> &'static str {
@@ -172,7 +184,7 @@ fn show(e: &Extension) -> String {
         let src = &v.source;
         let pinned = if v.version == e.version { " (pinned)" } else { "" };
         s.push_str(&format!("  {}{pinned}\n", v.version));
-        s.push_str(&format!("    url          {}\n", src.url));
+        s.push_str(&format!("    url          {}\n", redact::url(&src.url)));
         s.push_str(&format!("    sha256       {}\n", src.sha256));
         if let Some(t) = &src.tag {
             s.push_str(&format!("    tag          {t}\n"));

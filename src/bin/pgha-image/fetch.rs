@@ -35,7 +35,8 @@ pub struct FetchFlags {
 
     /// Fetch <MIRROR>/<extension>-<version><suffix> instead of upstream: an http(s) base URL or a
     /// directory (e.g. one written by `pgha-image mirror`). Digests are checked the same way.
-    #[arg(long, value_name = "URL|DIR", env = "PGHA_MIRROR")]
+    /// A URL may carry credentials (https://user:password@host/path); they are never shown.
+    #[arg(long, value_name = "URL|DIR", env = "PGHA_MIRROR", hide_env_values = true)]
     pub mirror: Option<String>,
 
     /// Allow plain http:// URLs (upstream, or a mirror not on 127.0.0.1/localhost)
@@ -54,6 +55,10 @@ pub struct FetchFlags {
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub stall_timeout: f64,
 
+    /// Seconds one download attempt may take in all (a server trickling data never stalls)
+    #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
+    pub timeout: f64,
+
     /// Largest source accepted, in bytes or with a K/M/G suffix
     #[arg(long, default_value = "512M", value_name = "SIZE", value_parser = parse_size)]
     pub max_size: u64,
@@ -65,8 +70,17 @@ pub struct FetchFlags {
 
 impl FetchFlags {
     pub fn options(&self, global: &Global) -> Result<FetchOptions, pgha_image::Error> {
-        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
-            return Err(UsageError::new("--stall-timeout must be a positive number of seconds").into());
+        for (flag, v) in [
+            ("--stall-timeout", self.stall_timeout),
+            ("--timeout", self.timeout),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v < 1e9) {
+                return Err(
+                    UsageError::new(format!("{flag} must be a positive number of seconds, not {v}"))
+                        .with_hint(format!("e.g. {flag} 30"))
+                        .into(),
+                );
+            }
         }
         let mirror = self.mirror.as_deref().map(Mirror::parse).transpose()?;
         Ok(FetchOptions {
@@ -77,6 +91,7 @@ impl FetchFlags {
             concurrency: self.concurrency.max(1),
             retries: self.retries,
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
+            timeout: Duration::from_secs_f64(self.timeout),
             max_size: self.max_size,
             max_redirects: self.max_redirects,
             ..FetchOptions::default()

@@ -1,0 +1,393 @@
+//! The fetch side's promise under bad input and faults, as a user meets it:
+//! each case runs the real `pgha-image` binary against real HTTP servers on
+//! 127.0.0.1 and asserts three things: the exit code, a message naming the
+//! fix (`hint:`), and that nothing was lost or leaked (cache entries intact,
+//! no partial file, no secret in any output).
+
+mod common;
+
+use assert_cmd::Command;
+use base64::Engine as _;
+use common::http::{Entry, Reply, Server, files_under, filler, sha256_hex, tarball, write_catalog};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// Planted credentials; none may appear in any output.
+const MIRROR_SECRET: &str = "PLANTEDmirrorS3cret7431";
+const CATALOG_SECRET: &str = "PLANTEDcatalogS3cret9182";
+const REDIRECT_SECRET: &str = "PLANTEDredirectS3cret5521";
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+    server: Server,
+    /// (name, body) of the good sources `a` and `b`.
+    bodies: Vec<(String, Vec<u8>)>,
+}
+
+impl Fixture {
+    /// Sources `a` and `b`, upstream at /a.tar.gz and /b.tar.gz, and in a
+    /// mirror at /m/<name>-1.0.tar.gz.
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = Server::start();
+        let mut bodies = Vec::new();
+        let mut entries = Vec::new();
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            let body = tarball(&format!("{name}-1.0"), &[("src.c", &filler(40_000, i as u8))]);
+            server.route(&format!("/{name}.tar.gz"), Reply::Bytes(body.clone()));
+            server.route(&format!("/m/{name}-1.0.tar.gz"), Reply::Bytes(body.clone()));
+            entries.push(Entry {
+                name,
+                version: "1.0",
+                url: server.url(&format!("/{name}.tar.gz")),
+                sha256: sha256_hex(&body),
+            });
+            bodies.push((name.to_string(), body));
+        }
+        write_catalog(&tmp.path().join("catalog"), &entries);
+        Fixture { tmp, server, bodies }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    fn sha(&self, name: &str) -> String {
+        sha256_hex(&self.bodies.iter().find(|(n, _)| n == name).unwrap().1)
+    }
+
+    /// `http://mirroruser:<secret>@127.0.0.1:PORT<path>`.
+    fn secret_url(&self, path: &str) -> String {
+        self.server
+            .url(path)
+            .replace("http://", &format!("http://mirroruser:{MIRROR_SECRET}@"))
+    }
+
+    /// `pgha-image --catalog <catalog> --cache-dir <cache> --progress plain ARGS`.
+    fn cmd(&self, catalog: &str, cache: &str, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("pgha-image").unwrap();
+        c.env_remove("PGHA_CATALOG")
+            .env_remove("PGHA_CACHE_DIR")
+            .env_remove("PGHA_MIRROR")
+            .arg("--catalog")
+            .arg(self.path(catalog))
+            .arg("--cache-dir")
+            .arg(self.path(cache))
+            .args(["--progress", "plain"])
+            .args(args)
+            .timeout(Duration::from_secs(60));
+        c
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// No secret, nor the Basic credentials made of it, in stdout or stderr.
+fn assert_no_secret(out: &Output, secrets: &[&str]) {
+    let all = text(out);
+    for s in secrets {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("mirroruser:{s}"));
+        assert!(!all.contains(s), "secret {s:?} printed:\n{all}");
+        assert!(!all.contains(&basic), "Basic credentials printed:\n{all}");
+    }
+}
+
+/// Failed with `code`, the report names `what` and ends with a hint.
+fn assert_fails(out: &Output, code: i32, what: &[&str]) {
+    let all = text(out);
+    assert_eq!(out.status.code(), Some(code), "{all}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: "), "{all}");
+    assert!(
+        err.lines().any(|l| l.trim_start().starts_with("hint: ")),
+        "no hint:\n{all}"
+    );
+    for w in what {
+        assert!(all.contains(w), "{w:?} not in:\n{all}");
+    }
+}
+
+/// Nothing half-done in the cache: no partial file, and every entry's bytes
+/// hash to its name.
+fn assert_cache_clean(cache: &Path) {
+    let left = files_under(&cache.join("tmp"));
+    assert!(left.is_empty(), "left behind in the cache: {left:?}");
+    for f in files_under(&cache.join("sha256")) {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            sha256_hex(&std::fs::read(&f).unwrap()),
+            name,
+            "corrupt entry {}",
+            f.display()
+        );
+    }
+}
+
+fn cache_entries(cache: &Path) -> Vec<String> {
+    files_under(&cache.join("sha256"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_mirror_password_is_used_but_never_shown_when_it_works() {
+    let f = Fixture::new();
+    let mirror = f.secret_url("/m/");
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "--mirror", &mirror, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_no_secret(&out, &[MIRROR_SECRET]);
+    // The progress lines did show the (redacted) mirror URL.
+    assert!(text(&out).contains("mirroruser:***@127.0.0.1"), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in v["sources"].as_array().unwrap() {
+        assert_eq!(s["origin"], "mirror");
+        assert!(s["from"].as_str().unwrap().contains("mirroruser:***@"), "{s}");
+    }
+    // The password was really sent (as Basic credentials), not dropped.
+    let sent = f.server.authorizations("/m/a-1.0.tar.gz");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("mirroruser:{MIRROR_SECRET}"));
+    assert_eq!(sent, vec![format!("Basic {basic}")]);
+    assert_eq!(cache_entries(&f.path("cache")).len(), 2);
+    assert_cache_clean(&f.path("cache"));
+
+    // `mirror DIR` from that mirror: its output, text and JSON.
+    for json in [false, true] {
+        let dir = f.path(&format!("out-{json}"));
+        let mut args = vec!["mirror", dir.to_str().unwrap(), "--mirror", &mirror];
+        if json {
+            args.push("--json");
+        }
+        let out = f.cmd("catalog", "cache2", &args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_no_secret(&out, &[MIRROR_SECRET]);
+        assert!(dir.join("a-1.0.tar.gz").is_file());
+    }
+}
+
+#[test]
+fn a_mirror_password_is_never_shown_when_it_fails() {
+    let f = Fixture::new();
+    let mut tampered = f.bodies[0].1.clone();
+    tampered[300] ^= 0xff;
+    f.server.route("/bad/a-1.0.tar.gz", Reply::Bytes(tampered));
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let unreachable = format!("http://mirroruser:{MIRROR_SECRET}@127.0.0.1:{dead}/m");
+    let cases: [(&str, String, i32, &[&str]); 3] = [
+        ("404", f.secret_url("/gone/"), 1, &["HTTP 404", "mirroruser:***@"]),
+        (
+            "digest mismatch",
+            f.secret_url("/bad/"),
+            3,
+            &["digest mismatch", "mirroruser:***@"],
+        ),
+        (
+            "unreachable",
+            unreachable,
+            1,
+            &["cannot download", "mirroruser:***@"],
+        ),
+    ];
+    for (what, mirror, code, names) in cases {
+        for extra in [&[][..], &["--json"][..]] {
+            let mut args = vec!["fetch", "-e", "a", "--retries", "0", "--mirror", &mirror];
+            args.extend_from_slice(extra);
+            let out = f.cmd("catalog", "cache", &args).output().unwrap();
+            assert_fails(&out, code, names);
+            assert_no_secret(&out, &[MIRROR_SECRET]);
+            assert!(
+                out.stdout.is_empty(),
+                "{what}: a failed fetch printed a result: {}",
+                text(&out)
+            );
+            assert!(
+                cache_entries(&f.path("cache")).is_empty(),
+                "{what}: something was cached"
+            );
+            assert_cache_clean(&f.path("cache"));
+        }
+    }
+    // `mirror DIR` fails the same way, and writes nothing.
+    let dir = f.path("out");
+    let out = f
+        .cmd(
+            "catalog",
+            "cache",
+            &[
+                "mirror",
+                dir.to_str().unwrap(),
+                "--mirror",
+                &f.secret_url("/gone/"),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_fails(&out, 1, &["HTTP 404"]);
+    assert_no_secret(&out, &[MIRROR_SECRET]);
+    assert!(files_under(&dir).is_empty());
+}
+
+#[test]
+fn a_bad_mirror_argument_is_refused_without_echoing_its_password() {
+    let f = Fixture::new();
+    let bad = [
+        format!("https://u:{MIRROR_SECRET}@mirror.example/m?token=x"),
+        format!("ftp://u:{MIRROR_SECRET}@mirror.example/m"),
+        format!("https://u:{MIRROR_SECRET}@/m"),
+        format!("https://u:{MIRROR_SECRET}%zz@mirror.example:99999/m"),
+        format!("file://u:{MIRROR_SECRET}@otherhost/m"),
+        String::new(),
+    ];
+    for m in &bad {
+        let out = f
+            .cmd("catalog", "cache", &["fetch", "--mirror", m])
+            .output()
+            .unwrap();
+        assert_fails(&out, 2, &["invalid --mirror"]);
+        assert_no_secret(&out, &[MIRROR_SECRET]);
+        assert_eq!(f.server.total_requests(), 0, "{m}: a request was made");
+    }
+    // The same through the environment, and `--help` with it set.
+    let mut c = f.cmd("catalog", "cache", &["fetch", "--help"]);
+    c.env("PGHA_MIRROR", f.secret_url("/m/"));
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains("PGHA_MIRROR"), "{}", text(&out));
+    assert_no_secret(&out, &[MIRROR_SECRET]);
+    // A mirror path that is a file, not a directory.
+    let file = f.path("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "--mirror", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_fails(&out, 2, &["not a directory"]);
+}
+
+#[test]
+fn catalog_and_redirect_urls_are_shown_without_credentials() {
+    let f = Fixture::new();
+    // A catalog whose URL carries a password, pointing at nothing (404).
+    let with_secret = f
+        .server
+        .url("/private/a.tar.gz")
+        .replace("http://", &format!("http://cu:{CATALOG_SECRET}@"));
+    write_catalog(
+        &f.path("catalog-secret"),
+        &[Entry {
+            name: "a",
+            version: "1.0",
+            url: with_secret,
+            sha256: f.sha("a"),
+        }],
+    );
+    let out = f
+        .cmd(
+            "catalog-secret",
+            "cache",
+            &["fetch", "--allow-http", "--retries", "0"],
+        )
+        .output()
+        .unwrap();
+    assert_fails(&out, 1, &["HTTP 404", "cu:***@"]);
+    assert_no_secret(&out, &[CATALOG_SECRET]);
+    for args in [
+        &["extensions", "show", "a"][..],
+        &["extensions", "show", "a", "--json"],
+        &["extensions", "list", "--json"],
+    ] {
+        let out = f.cmd("catalog-secret", "cache", args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_no_secret(&out, &[CATALOG_SECRET]);
+    }
+    assert_cache_clean(&f.path("cache"));
+
+    // A redirect loop through a URL with credentials.
+    let target = f
+        .server
+        .url("/loop")
+        .replace("http://", &format!("http://ru:{REDIRECT_SECRET}@"));
+    f.server.route("/loop", Reply::Redirect(target));
+    write_catalog(
+        &f.path("catalog-loop"),
+        &[Entry {
+            name: "a",
+            version: "1.0",
+            url: f.server.url("/loop"),
+            sha256: f.sha("a"),
+        }],
+    );
+    let out = f
+        .cmd(
+            "catalog-loop",
+            "cache",
+            &["fetch", "--allow-http", "--max-redirects", "3", "--json"],
+        )
+        .output()
+        .unwrap();
+    assert_fails(&out, 1, &["redirect"]);
+    assert_no_secret(&out, &[REDIRECT_SECRET]);
+    assert_cache_clean(&f.path("cache"));
+}
+
+#[test]
+fn a_never_ending_or_trickling_response_is_cut_off() {
+    let f = Fixture::new();
+    f.server.route("/endless", Reply::Endless);
+    f.server.route(
+        "/trickle",
+        Reply::Trickle {
+            every: Duration::from_millis(100),
+            for_at_most: Duration::from_secs(60),
+        },
+    );
+    for (path, args, names) in [
+        (
+            "/endless",
+            &["--max-size", "2M"][..],
+            &["larger than the limit", "--max-size"][..],
+        ),
+        (
+            "/trickle",
+            &["--timeout", "2"],
+            &["took longer than", "--timeout"],
+        ),
+    ] {
+        let cat = format!("catalog{}", path.replace('/', "-"));
+        write_catalog(
+            &f.path(&cat),
+            &[Entry {
+                name: "a",
+                version: "1.0",
+                url: f.server.url(path),
+                sha256: f.sha("a"),
+            }],
+        );
+        let started = Instant::now();
+        let mut a = vec!["fetch", "--allow-http", "--retries", "0"];
+        a.extend_from_slice(args);
+        let out = f.cmd(&cat, "cache", &a).output().unwrap();
+        assert_fails(&out, 1, names);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{path}: took {:?}",
+            started.elapsed()
+        );
+        assert!(cache_entries(&f.path("cache")).is_empty());
+        assert_cache_clean(&f.path("cache"));
+    }
+}
