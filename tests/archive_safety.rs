@@ -259,7 +259,95 @@ fn garbage_is_not_an_archive() {
     let c = case(b"this is not a tarball at all".repeat(40), "junk.tar.gz");
     let err = archive::check(&c.archive).unwrap_err();
     assert!(
-        matches!(err, ArchiveError::Read { .. } | ArchiveError::Empty { .. }),
+        matches!(
+            err,
+            ArchiveError::NotAnArchive { .. } | ArchiveError::Empty { .. }
+        ),
         "{err:?}"
     );
+}
+
+// The build unpacks with `tar --strip-components=1`: what is inside the
+// archive's tree may be outside the source once the top directory is gone.
+
+#[test]
+fn a_link_to_the_top_directory_is_outside_the_source_once_stripped() {
+    // top/up -> .. is the archive's root; stripped, up -> .. leaves the source.
+    assert_refused(
+        &[E::Dir("top/"), E::File("top/a", b"x"), E::Symlink("top/up", "..")],
+        "top/up",
+        "once the build strips the top directory",
+    );
+    assert_refused(
+        &[E::Dir("top/"), E::Dir("top/d/"), E::Symlink("top/d/r", "../..")],
+        "top/d/r",
+        "once the build strips the top directory",
+    );
+    // Out of the top directory and back in: lexically inside, really outside.
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::File("top/b", b"x"),
+            E::Symlink("top/a", "../top/b"),
+        ],
+        "top/a",
+        "once the build strips the top directory",
+    );
+}
+
+#[test]
+fn entries_under_dot_slash_top_are_refused() {
+    // GNU tar strips the `.`, leaving top/ in place.
+    assert_refused(
+        &[E::Dir("./top/"), E::File("./top/Makefile", b"all:\n")],
+        "./top/",
+        "starts with `./`",
+    );
+}
+
+#[test]
+fn hard_links_outside_the_stripped_source_are_refused() {
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::File("top/f", b"x"),
+            E::Hardlink("top/h", "top"),
+        ],
+        "top/h",
+        "outside the source once the build strips",
+    );
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::File("top/f", b"x"),
+            E::Hardlink("top/h", "./top/f"),
+        ],
+        "top/h",
+        "outside the source once the build strips",
+    );
+}
+
+#[test]
+fn links_that_stay_inside_the_stripped_source_are_fine() {
+    let bytes = raw_tar(&[
+        E::Dir("top/"),
+        E::Dir("top/d/"),
+        E::File("top/f", b"x"),
+        E::Symlink("top/d/up", ".."),
+        E::Symlink("top/d/f", "../f"),
+        E::Hardlink("top/d/h", "top/f"),
+    ]);
+    let c = case(gz(&bytes), "ok.tar.gz");
+    let s = archive::check(&c.archive).unwrap();
+    assert_eq!(s.top_level.as_deref(), Some("top"));
+}
+
+#[test]
+fn compressed_garbage_is_bad_input_not_a_failure() {
+    use pgha_image::error::{Diagnostic, ExitCode};
+    let c = case(gz(&b"this is not a tarball at all".repeat(40)), "junk.tar.gz");
+    let err = archive::check(&c.archive).unwrap_err();
+    assert!(matches!(err, ArchiveError::NotAnArchive { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), ExitCode::Usage);
+    assert!(err.hint().unwrap().contains("url"));
 }

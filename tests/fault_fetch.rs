@@ -391,3 +391,91 @@ fn a_never_ending_or_trickling_response_is_cut_off() {
         assert_cache_clean(&f.path("cache"));
     }
 }
+
+/// A gzipped tar written entry by entry, names and link targets verbatim.
+fn raw_tar_gz(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Sources that verify (their digest is pinned) but would put files outside
+/// the source once the build strips the top directory, or that are no
+/// archive at all: `generate` refuses them, names the fix, writes nothing.
+#[test]
+fn generate_refuses_sources_that_escape_once_stripped() {
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let f = Fixture::new();
+    let cases: [(&str, Vec<u8>, i32, &str); 3] = [
+        (
+            "up-link",
+            raw_tar_gz(&[
+                ("a-1.0/", Directory, "", b""),
+                ("a-1.0/Makefile", Regular, "", b"all:\n"),
+                ("a-1.0/up", Symlink, "..", b""),
+            ]),
+            3,
+            "once the build strips the top directory",
+        ),
+        (
+            "dot-top",
+            raw_tar_gz(&[
+                ("./a-1.0/", Directory, "", b""),
+                ("./a-1.0/Makefile", Regular, "", b"all:\n"),
+            ]),
+            3,
+            "starts with `./`",
+        ),
+        (
+            "not-tar",
+            {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&b"not a tar archive, just text\n".repeat(30))
+                    .unwrap();
+                gz.finish().unwrap()
+            },
+            2,
+            "not a .tar",
+        ),
+    ];
+    for (what, bytes, code, reason) in cases {
+        let mirror = f.path(&format!("mirror-{what}"));
+        std::fs::create_dir_all(&mirror).unwrap();
+        std::fs::write(mirror.join("a-1.0.tar.gz"), &bytes).unwrap();
+        let cat = format!("catalog-{what}");
+        write_catalog(
+            &f.path(&cat),
+            &[Entry {
+                name: "a",
+                version: "1.0",
+                url: "https://example.invalid/a.tar.gz".into(),
+                sha256: sha256_hex(&bytes),
+            }],
+        );
+        let out_dir = f.path(&format!("ctx-{what}"));
+        let out = f
+            .cmd(&cat, "cache", &["generate", "--out", out_dir.to_str().unwrap()])
+            .args(["--base-image", "localhost/x:1", "--pg", "15", "--mirror"])
+            .arg(&mirror)
+            .args(["--bootstrap-bin", env!("CARGO_BIN_EXE_pgha-bootstrap")])
+            .output()
+            .unwrap();
+        assert_fails(&out, code, &[reason, "a 1.0"]);
+        assert!(!out_dir.exists(), "{what}: a context was written");
+        // The verified source stays in the cache, intact.
+        assert_cache_clean(&f.path("cache"));
+    }
+}
