@@ -1,11 +1,10 @@
-//! Safe unpacking of source archives (`.tar.gz`, `.tar.zst`, plain `.tar`;
-//! the format is recognised by its magic bytes, not its name).
+//! Checking that a source archive (`.tar.gz`, `.tar.zst`, plain `.tar`;
+//! the format is recognised by its magic bytes, not its name) is safe to
+//! unpack, before the build unpacks it.
 //!
-//! Before anything is written, every entry is checked: no absolute paths, no
-//! `..` components, no path through a symbolic link, no symbolic or hard
-//! link whose target leaves the archive's tree, no device files or FIFOs.
-//! The archive is unpacked into a temporary directory beside `dest`, which is
-//! renamed to `dest` only when everything has been written.
+//! Every entry is checked: no absolute paths, no `..` components, no path
+//! through a symbolic link, no symbolic or hard link whose target leaves the
+//! archive's tree, no device files or FIFOs.
 //!
 //! The image build unpacks sources differently: `tar -x --strip-components=1`
 //! (GNU tar) drops the first component of every path and of every hard
@@ -43,15 +42,6 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot unpack into {dest}: {reason}")]
-    Dest { dest: PathBuf, reason: String },
-    #[error("{archive}: cannot unpack into {dest}")]
-    Write {
-        archive: PathBuf,
-        dest: PathBuf,
-        #[source]
-        source: io::Error,
-    },
 }
 
 impl Diagnostic for ArchiveError {
@@ -68,8 +58,6 @@ impl Diagnostic for ArchiveError {
                 archive/refs/tags/TAG.tar.gz) and sha256"
                     .into()
             }
-            ArchiveError::Dest { .. } => "remove the directory or choose another destination".into(),
-            ArchiveError::Write { .. } => "check free space and permissions of the destination".into(),
         })
     }
 
@@ -385,70 +373,6 @@ fn check_stripped(top: &str, dotted: &[String], links: &[Link]) -> Result<(), (S
         }
     }
     Ok(())
-}
-
-/// Check `archive`, then unpack it so that its entries end up under `dest`
-/// (which must not exist yet, or be an empty directory). On any error
-/// nothing is left at `dest`.
-pub fn unpack(archive: &Path, dest: &Path) -> Result<Summary, ArchiveError> {
-    let summary = check(archive)?;
-    let dest_err = |reason: String| ArchiveError::Dest {
-        dest: dest.to_path_buf(),
-        reason,
-    };
-    if dest.exists() {
-        let empty = std::fs::read_dir(dest)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(dest_err("it exists and is not an empty directory".into()));
-        }
-    }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| dest_err(format!("cannot create {}: {e}", parent.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".unpack-")
-        .tempdir_in(&parent)
-        .map_err(|e| dest_err(format!("cannot create a temporary directory: {e}")))?;
-    let write = |source| ArchiveError::Write {
-        archive: archive.to_path_buf(),
-        dest: dest.to_path_buf(),
-        source,
-    };
-    let mut ar = open(archive).map_err(|source| ArchiveError::Read {
-        archive: archive.to_path_buf(),
-        source,
-    })?;
-    ar.set_overwrite(false);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(false);
-    ar.set_unpack_xattrs(false);
-    for e in ar.entries().map_err(write)? {
-        let mut e = e.map_err(write)?;
-        // Checked above; tar's own guard (`unpack_in`) stays as a second line.
-        let ok = e.unpack_in(tmp.path()).map_err(write)?;
-        if !ok {
-            let entry = e.path().map(|p| p.display().to_string()).unwrap_or_default();
-            return Err(ArchiveError::Unsafe {
-                archive: archive.to_path_buf(),
-                entry,
-                reason: "was refused by the unpacker".into(),
-            });
-        }
-    }
-    if dest.exists() {
-        std::fs::remove_dir(dest).map_err(|e| dest_err(e.to_string()))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, dest).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&kept);
-        dest_err(format!("cannot rename the unpacked tree into place: {e}"))
-    })?;
-    Ok(summary)
 }
 
 #[cfg(test)]

@@ -70,12 +70,6 @@ impl Error {
         }
         crate::redact::text(&out).into_owned()
     }
-
-    /// The inner error, for tests that want to match on the typed error.
-    pub fn downcast_ref<T: Diagnostic>(&self) -> Option<&T> {
-        let any: &dyn std::error::Error = &*self.0;
-        any.downcast_ref::<T>()
-    }
 }
 
 impl<E: Diagnostic> From<E> for Error {
@@ -100,7 +94,7 @@ impl fmt::Debug for Error {
 /// message an earlier one already contains is left out (thiserror messages
 /// often embed their source). The one chain walk of the crate: [`Error::report`]
 /// prints it a line each, [`one_line`] joins it.
-pub fn causes(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+fn causes(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for cause in std::iter::successors(Some(e), |e| e.source()) {
         let msg = cause.to_string();
@@ -186,6 +180,5 @@ mod tests {
         assert!(r.contains("caused by: no such file"), "{r}");
         assert!(r.contains("hint: check the path"), "{r}");
         assert_eq!(e.exit_code(), ExitCode::Prerequisite);
-        assert!(e.downcast_ref::<Outer>().is_some());
     }
 }

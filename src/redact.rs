@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// What replaces a hidden part.
-pub const MASK: &str = "***";
+const MASK: &str = "***";
 
 /// A URL kept whole (it is needed to connect) but shown redacted: its
 /// `Display`, `Debug` and `Serialize` all hide credentials.

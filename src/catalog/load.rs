@@ -91,6 +91,58 @@ struct RawVersion {
     build_requires: BTreeMap<String, String>,
 }
 
+/// The largest catalog file read (a real one is a few KiB).
+const MAX_FILE: u64 = 1 << 20;
+
+/// Read one catalog file: a regular file (symlinks followed) of at most
+/// [`MAX_FILE`] bytes of UTF-8. Opened without blocking, so that a FIFO
+/// named `x.toml` cannot hang the load, and a link to `/dev/zero` cannot
+/// fill memory.
+pub fn read(path: &Path) -> Result<String, CatalogError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| CatalogError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let invalid = |message: String| CatalogError::Invalid {
+        path: path.to_path_buf(),
+        line: 1,
+        message,
+    };
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(invalid(format!(
+            "{} bytes is too large for a catalog file (at most {MAX_FILE})",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(invalid(format!(
+            "too large for a catalog file (at most {MAX_FILE} bytes)"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        CatalogError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            message: "not UTF-8 text".into(),
+        }
+    })
+}
+
 /// Parse and validate one catalog file's text. `path` is only for messages.
 pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
     let at = |span: Range<usize>, message: String| CatalogError::Invalid {

@@ -131,7 +131,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// Worth another attempt: resets, timeouts, stalls, 5xx, truncated bodies.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             FetchError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             FetchError::Truncated { .. } | FetchError::Stalled { .. } => true,

@@ -3,7 +3,8 @@
 //! cache, and move it into the content-addressed cache only when the digest
 //! matches the catalog's pin.
 //!
-//! - [`cache`]: `<cache>/sha256/<hex>`, entries re-verified on every use.
+//! - `cache` (private): `<cache>/sha256/<hex>`, entries re-verified on every use,
+//!   safe to share between concurrent fetches.
 //! - [`http`] (private): one download with retries, stall timeout, size cap,
 //!   redirect limit.
 //! - [`mirror`]: `--mirror URL|DIR` and `pgha-image mirror DIR`.
@@ -13,12 +14,12 @@
 //! fetched like any other when selected, so that `--from-source` and
 //! `pgha-image mirror` work without a second fetch.
 
-pub mod cache;
+mod cache;
 mod error;
 mod http;
 pub mod mirror;
 
-pub use cache::Cache;
+use cache::Cache;
 pub use error::FetchError;
 pub use mirror::{Mirror, MirrorFile, MirrorSummary, write_mirror};
 
