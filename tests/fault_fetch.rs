@@ -479,3 +479,140 @@ fn generate_refuses_sources_that_escape_once_stripped() {
         assert_cache_clean(&f.path("cache"));
     }
 }
+
+#[test]
+fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
+    let f = Fixture::new();
+    // A file given as the cache, and a path under a file.
+    let file = f.path("a-file");
+    std::fs::write(&file, b"mine").unwrap();
+    for cache in ["a-file", "a-file/sub"] {
+        let out = f
+            .cmd("catalog", cache, &["fetch", "--allow-http"])
+            .output()
+            .unwrap();
+        assert_fails(&out, 2, &["cannot use", "as the source cache", "--cache-dir"]);
+        assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+    }
+    assert_eq!(
+        f.server.total_requests(),
+        0,
+        "downloaded before checking the cache"
+    );
+
+    // A cache this user cannot write (run as nobody; root ignores modes).
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "--allow-http", "-e", "a"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let before = cache_entries(&f.path("cache"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("pgha-image");
+    for (args, code, what) in [
+        // Writing: refused up front.
+        (
+            &["fetch", "--allow-http"][..],
+            2,
+            &["as the source cache", "Permission denied"][..],
+        ),
+        // Reading what is there (--offline) works on a read-only cache.
+        (&["fetch", "--offline", "-e", "a"], 0, &[]),
+    ] {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin)
+            .arg("--catalog")
+            .arg(f.path("catalog"))
+            .arg("--cache-dir")
+            .arg(f.path("cache"))
+            .args(["--progress", "plain"])
+            .args(args)
+            .env_remove("PGHA_MIRROR")
+            .output()
+            .expect("setpriv (util-linux) runs the binary as nobody");
+        if code == 0 {
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        } else {
+            assert_fails(&out, code, what);
+        }
+    }
+    assert_eq!(cache_entries(&f.path("cache")), before);
+    assert_cache_clean(&f.path("cache"));
+}
+
+#[test]
+fn ctrl_c_mid_download_leaves_nothing_under_the_final_name() {
+    let f = Fixture::new();
+    // Half the body, then nothing for a long time.
+    let body = f.bodies[0].1.clone();
+    f.server.route(
+        "/slow/a-1.0.tar.gz",
+        Reply::Stall {
+            body: body.clone(),
+            after: body.len() / 2,
+            stall: Duration::from_secs(60),
+        },
+    );
+    let cache = f.path("cache");
+    let bin = assert_cmd::cargo::cargo_bin("pgha-image");
+    let mut child = std::process::Command::new(&bin)
+        .arg("--catalog")
+        .arg(f.path("catalog"))
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args([
+            "--progress",
+            "plain",
+            "fetch",
+            "-e",
+            "a",
+            "--mirror",
+            &f.server.url("/slow"),
+        ])
+        .env_remove("PGHA_MIRROR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the download is under way.
+    let started = Instant::now();
+    let partial = loop {
+        let p: Vec<PathBuf> = files_under(&cache.join("tmp"))
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("partial-"))
+            .collect();
+        if let Some(p) = p.into_iter().next()
+            && f.server.requests("/slow/a-1.0.tar.gz") == 1
+        {
+            // Let the first half arrive.
+            std::thread::sleep(Duration::from_millis(300));
+            break p;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the download never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    // Nothing under the final name; only the partial file, which is not in the cache.
+    assert!(cache_entries(&cache).is_empty());
+    assert!(!cache.join("sha256").join(f.sha("a")).exists());
+    // The next fetch removes the dead fetch's partial file and succeeds.
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "-e", "a", "--allow-http"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !partial.exists(),
+        "the interrupted fetch's partial file was not swept"
+    );
+    assert_eq!(cache_entries(&cache), vec![f.sha("a")]);
+    assert_cache_clean(&cache);
+}

@@ -235,6 +235,15 @@ fn mirror_writes_a_directory_that_fetch_can_use() {
         sums.push_str(&format!("{}  {name}-1.0.tar.gz\n", sha256_hex(body)));
     }
     assert_eq!(std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap(), sums);
+    // Readable by whoever serves or copies the mirror.
+    use std::os::unix::fs::PermissionsExt;
+    for p in files_under(&dir) {
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644,
+            "{p:?}"
+        );
+    }
     let requests = f.server.total_requests();
 
     // A fresh cache fills from the mirror directory, without the server.

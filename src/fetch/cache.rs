@@ -17,7 +17,7 @@
 use super::FetchError;
 use crate::hash::Sha256Digest;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
@@ -179,6 +179,11 @@ impl Cache {
         let path = self.path_for(digest);
         let dir = path.parent().expect("entry has a parent");
         std::fs::create_dir_all(dir).map_err(FetchError::io("cannot create cache directory", dir))?;
+        // Readable by all (a temp file is 0600): a cache may be shared, e.g.
+        // read-only with --offline by another user; sources are public.
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(FetchError::io("cannot set the mode of", tmp.path()))?;
         // No fsync: every look-up re-hashes the entry, so a file damaged by a
         // crash is detected and replaced rather than trusted.
         tmp.persist(&path).map_err(|e| {

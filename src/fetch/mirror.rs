@@ -77,6 +77,15 @@ impl std::str::FromStr for Mirror {
     }
 }
 
+/// Make a temporary file (0600) readable by all before it lands: a mirror
+/// directory is meant to be served or copied by others.
+fn readable(tmp: &tempfile::NamedTempFile, dest: &Path) -> Result<(), FetchError> {
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(FetchError::io("cannot set the mode of", dest))
+}
+
 /// What [`write_mirror`] did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MirrorSummary {
@@ -138,6 +147,7 @@ pub fn write_mirror(fetched: &[Fetched], dir: &Path) -> Result<MirrorSummary, Fe
                 size,
             });
         }
+        readable(&tmp, &dest)?;
         tmp.persist(&dest)
             .map_err(|e| FetchError::io("cannot rename into", &dest)(e.error))?;
         files.push(MirrorFile {
@@ -158,6 +168,7 @@ pub fn write_mirror(fetched: &[Fetched], dir: &Path) -> Result<MirrorSummary, Fe
         .map_err(FetchError::io("cannot create a temporary file in", dir))?;
     tmp.write_all(text.as_bytes())
         .map_err(FetchError::io("cannot write", &sums))?;
+    readable(&tmp, &sums)?;
     tmp.persist(&sums)
         .map_err(|e| FetchError::io("cannot rename into", &sums)(e.error))?;
     Ok(MirrorSummary {
