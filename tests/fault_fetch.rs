@@ -616,3 +616,99 @@ fn ctrl_c_mid_download_leaves_nothing_under_the_final_name() {
     assert_eq!(cache_entries(&cache), vec![f.sha("a")]);
     assert_cache_clean(&cache);
 }
+
+#[test]
+fn hostile_mirrors_and_redirects_are_refused() {
+    let f = Fixture::new();
+    // A mirror directory whose file is a symlink to a file outside it: read,
+    // but only its digest decides (it is not the source: exit 3, nothing
+    // cached, the outside file's content never shown).
+    let outside = f.path("outside-secret.txt");
+    std::fs::write(&outside, format!("password={MIRROR_SECRET}\n")).unwrap();
+    let dir = f.path("mirror-dir");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("a-1.0.tar.gz")).unwrap();
+    let out = f
+        .cmd(
+            "catalog",
+            "cache",
+            &["fetch", "-e", "a", "--mirror", dir.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+    assert_fails(&out, 3, &["digest mismatch", "a 1.0"]);
+    assert_no_secret(&out, &[MIRROR_SECRET]);
+    assert!(cache_entries(&f.path("cache")).is_empty());
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        format!("password={MIRROR_SECRET}\n")
+    );
+    assert_cache_clean(&f.path("cache"));
+
+    // A FIFO in the mirror: refused at once, not waited on.
+    let fifo = dir.join("b-1.0.tar.gz");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let started = Instant::now();
+    let out = f
+        .cmd(
+            "catalog",
+            "cache",
+            &["fetch", "-e", "b", "--mirror", dir.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+    assert_fails(&out, 2, &["not a regular file", "b 1.0"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_cache_clean(&f.path("cache"));
+
+    // A file: URL works like the directory.
+    let good = f.path("good-mirror");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::write(good.join("a-1.0.tar.gz"), &f.bodies[0].1).unwrap();
+    let url = format!("file://{}", good.display());
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "-e", "a", "--mirror", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(cache_entries(&f.path("cache")), vec![f.sha("a")]);
+
+    // Credentials over plain http to another host: refused before any request,
+    // even with --allow-http.
+    let clear = format!("http://u:{MIRROR_SECRET}@192.0.2.1/m");
+    let out = f
+        .cmd(
+            "catalog",
+            "cache2",
+            &["fetch", "--allow-http", "--mirror", &clear],
+        )
+        .output()
+        .unwrap();
+    assert_fails(&out, 2, &["in clear", "https://"]);
+    assert_no_secret(&out, &[MIRROR_SECRET]);
+
+    // A redirect to a local file is not followed.
+    f.server.route(
+        "/to-file/a-1.0.tar.gz",
+        Reply::Redirect("file:///etc/passwd".into()),
+    );
+    let out = f
+        .cmd(
+            "catalog",
+            "cache2",
+            &["fetch", "-e", "a", "--mirror", &f.server.url("/to-file")],
+        )
+        .output()
+        .unwrap();
+    assert_fails(&out, 1, &["not http(s)"]);
+    assert!(!text(&out).contains("root:x:0:0"));
+    assert_cache_clean(&f.path("cache2"));
+
+    // An empty selection is a mistake, not "nothing to do".
+    for e in ["", ",", " , "] {
+        let out = f.cmd("catalog", "cache3", &["fetch", "-e", e]).output().unwrap();
+        assert_fails(&out, 2, &["--extensions is empty"]);
+        assert!(!f.path("cache3").exists());
+    }
+}

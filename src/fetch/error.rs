@@ -186,9 +186,9 @@ impl Diagnostic for FetchError {
             FetchError::MirrorNotFile { .. } => "a mirror holds plain files (or symlinks to them), \
                 as `pgha-image mirror DIR` writes them: replace it"
                 .into(),
-            FetchError::BadMirror { .. } => {
-                "give an http(s):// base URL or an existing directory".into()
-            }
+            FetchError::BadMirror { .. } => "give --mirror (or PGHA_MIRROR) an https:// base URL (http:// on \
+                127.0.0.1/localhost), a file:///path URL or an existing directory"
+                .into(),
             FetchError::Io { .. } => "check the path's permissions and free space (--cache-dir)".into(),
             FetchError::CacheDir { .. } => "give --cache-dir (or PGHA_CACHE_DIR) a directory this user can \
                 write, or leave it out for the default cache"

@@ -173,6 +173,23 @@ async fn attempt_once(
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
+    if status.is_redirection() {
+        // The client follows every http(s) redirect the policy allows; one
+        // that comes back was not one (e.g. to file:, or no Location).
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        return Err(FetchError::Redirect {
+            name: job.name.clone(),
+            version: job.version.clone(),
+            url: RedactedUrl::new(url),
+            reason: match location {
+                Some(l) => format!("HTTP {} to {}: not http(s)", status.as_u16(), redact::url(&l)),
+                None => format!("HTTP {} without a Location", status.as_u16()),
+            },
+        });
+    }
     if !status.is_success() {
         return Err(FetchError::Status {
             name: job.name.clone(),

@@ -41,6 +41,12 @@ impl Mirror {
                     "a mirror URL is a base that file names are appended to: it cannot have a ?query or #fragment",
                 ));
             }
+            let has_credentials = !url.username().is_empty() || url.password().is_some();
+            if url.scheme() == "http" && has_credentials && !super::http::is_loopback(&url) {
+                return Err(bad(
+                    "credentials over plain http:// would cross the network in clear: use https://",
+                ));
+            }
             return Ok(Mirror::Url(RedactedUrl::new(s.trim_end_matches('/'))));
         }
         let path = if lower.starts_with("file:") {

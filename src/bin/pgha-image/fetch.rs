@@ -131,6 +131,15 @@ impl SourceArgs {
 
     /// Select from the catalog and fetch into the cache.
     pub fn fetch(&self, global: &Global) -> Result<(FetchOptions, Vec<Fetched>), pgha_image::Error> {
+        if let Some(list) = &self.extensions
+            && list.iter().all(|n| n.trim().is_empty())
+        {
+            return Err(UsageError::new("--extensions is empty: no extension selected")
+                .with_hint(
+                    "name extensions (e.g. -e vector,pg_cron), or leave the option out for the default set",
+                )
+                .into());
+        }
         let catalog = global.catalog()?;
         let selected = catalog.select(&self.request())?;
         let opts = self.flags.options(global)?;
