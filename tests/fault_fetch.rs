@@ -712,3 +712,65 @@ fn hostile_mirrors_and_redirects_are_refused() {
         assert!(!f.path("cache3").exists());
     }
 }
+
+#[test]
+fn mirror_never_writes_through_links_nor_into_a_file() {
+    let f = Fixture::new();
+    // The target is a file, or lies under one: refused before any download.
+    let file = f.path("a-file");
+    std::fs::write(&file, b"mine").unwrap();
+    for target in [file.clone(), file.join("sub")] {
+        let out = f
+            .cmd(
+                "catalog",
+                "cache",
+                &["mirror", target.to_str().unwrap(), "--allow-http"],
+            )
+            .output()
+            .unwrap();
+        assert_fails(&out, 2, &["the mirror directory", "a-file"]);
+        assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+    }
+    assert_eq!(
+        f.server.total_requests(),
+        0,
+        "downloaded before checking the target"
+    );
+
+    // Links under the names the mirror writes point at the user's files:
+    // they are replaced, the user's files stay as they were.
+    let dir = f.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    let precious = f.path("precious");
+    std::fs::write(&precious, b"user data").unwrap();
+    for name in ["a-1.0.tar.gz", "SHA256SUMS"] {
+        std::os::unix::fs::symlink(&precious, dir.join(name)).unwrap();
+    }
+    // And a FIFO where b's file goes (reading it would block forever).
+    let c = std::ffi::CString::new(dir.join("b-1.0.tar.gz").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let out = f
+        .cmd(
+            "catalog",
+            "cache",
+            &["mirror", dir.to_str().unwrap(), "--allow-http"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read(&precious).unwrap(), b"user data");
+    let a = dir.join("a-1.0.tar.gz");
+    assert!(!a.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&a).unwrap(), f.bodies[0].1);
+    assert_eq!(std::fs::read(dir.join("b-1.0.tar.gz")).unwrap(), f.bodies[1].1);
+    assert!(
+        std::fs::read_to_string(dir.join("SHA256SUMS"))
+            .unwrap()
+            .contains(&f.sha("a"))
+    );
+    let partials: Vec<_> = files_under(&dir)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+}

@@ -104,6 +104,8 @@ pub enum FetchError {
         version: String,
         path: PathBuf,
     },
+    #[error("the mirror directory {path} {reason}")]
+    MirrorOut { path: PathBuf, reason: String },
     #[error("invalid --mirror {value:?}: {reason}")]
     BadMirror {
         /// As given, credentials hidden.
@@ -189,7 +191,10 @@ impl Diagnostic for FetchError {
             FetchError::BadMirror { .. } => "give --mirror (or PGHA_MIRROR) an https:// base URL (http:// on \
                 127.0.0.1/localhost), a file:///path URL or an existing directory"
                 .into(),
-            FetchError::Io { .. } => "check the path's permissions and free space (--cache-dir)".into(),
+            FetchError::MirrorOut { .. } => "give `pgha-image mirror` a directory (it is created if \
+                missing) that this user can write"
+                .into(),
+            FetchError::Io { .. } => "check the path's permissions and free space".into(),
             FetchError::CacheDir { .. } => "give --cache-dir (or PGHA_CACHE_DIR) a directory this user can \
                 write, or leave it out for the default cache"
                 .into(),
@@ -206,7 +211,8 @@ impl Diagnostic for FetchError {
             FetchError::Offline { .. } => ExitCode::Prerequisite,
             FetchError::InsecureUrl { .. }
             | FetchError::BadMirror { .. }
-            | FetchError::MirrorNotFile { .. } => ExitCode::Usage,
+            | FetchError::MirrorNotFile { .. }
+            | FetchError::MirrorOut { .. } => ExitCode::Usage,
             FetchError::CacheDir { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotADirectory
                 | std::io::ErrorKind::AlreadyExists

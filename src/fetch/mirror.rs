@@ -92,6 +92,22 @@ fn readable(tmp: &tempfile::NamedTempFile, dest: &Path) -> Result<(), FetchError
         .map_err(FetchError::io("cannot set the mode of", dest))
 }
 
+/// Check the directory [`write_mirror`] writes into, without creating it:
+/// call it before the long work, so that a wrong target fails first.
+pub fn check_mirror_dir(dir: &Path) -> Result<(), FetchError> {
+    let bad = |reason: String| FetchError::MirrorOut {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(bad("is not a directory".into())),
+        Ok(_) => Ok(()),
+        // Created by write_mirror; a file on the way fails here already.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(bad(format!("cannot be used: {e}"))),
+    }
+}
+
 /// What [`write_mirror`] did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MirrorSummary {
@@ -114,13 +130,21 @@ pub struct MirrorFile {
 /// Write verified sources into `dir` as `<extension>-<version><suffix>`,
 /// the layout `--mirror DIR` reads, plus a `SHA256SUMS` file for
 /// `sha256sum -c`. Each file is re-hashed while it is copied and lands by
-/// atomic rename; a file already there with the right digest is kept.
+/// atomic rename (a symlink under that name is replaced, never written
+/// through); a file already there with the right digest is kept.
 pub fn write_mirror(fetched: &[Fetched], dir: &Path) -> Result<MirrorSummary, FetchError> {
-    std::fs::create_dir_all(dir).map_err(FetchError::io("cannot create mirror directory", dir))?;
+    check_mirror_dir(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| FetchError::MirrorOut {
+        path: dir.to_path_buf(),
+        reason: format!("cannot be created: {e}"),
+    })?;
     let mut files = Vec::new();
     for f in fetched {
         let dest = dir.join(&f.file_name);
-        if let Ok((d, size)) = Sha256Digest::of_file(&dest)
+        // Kept only if it is a plain file (not a link, FIFO, …) with the right digest.
+        let plain = std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file());
+        if plain
+            && let Ok((d, size)) = Sha256Digest::of_file(&dest)
             && d == f.sha256
         {
             files.push(MirrorFile {

@@ -21,7 +21,7 @@ pub mod mirror;
 
 use cache::Cache;
 pub use error::FetchError;
-pub use mirror::{Mirror, MirrorFile, MirrorSummary, write_mirror};
+pub use mirror::{Mirror, MirrorFile, MirrorSummary, check_mirror_dir, write_mirror};
 
 use crate::catalog::{Selected, Source};
 use crate::hash::Sha256Digest;

@@ -206,6 +206,8 @@ pub fn run_fetch(args: FetchArgs, global: &Global) -> Result<(), pgha_image::Err
 }
 
 pub fn run_mirror(args: MirrorArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    // A wrong target fails before anything is downloaded.
+    fetch::check_mirror_dir(&args.dir)?;
     let (_, fetched) = args.source.fetch(global)?;
     let summary = fetch::write_mirror(&fetched, &args.dir)?;
     if args.json {
