@@ -13,8 +13,8 @@
 //! A URL the parser refuses (e.g. a password with a `%` not followed by two
 //! hex digits) is still redacted: everything between `://` and the last `@`
 //! of the word is hidden. [`text`] applies the same to every URL found in a
-//! free-form message, which is what [`crate::Error::report`] does as a last
-//! line of defence.
+//! free-form message, and hides the value of a libpq-style `password=…`,
+//! which is what [`crate::Error::report`] does as a last line of defence.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -164,8 +164,13 @@ fn ends_word(c: char) -> bool {
     c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`')
 }
 
-/// Every URL in free text (error messages, log lines), redacted by [`url`].
+/// Every URL in free text (error messages, log lines), redacted by [`url`];
+/// and the value of a libpq-style `password=…` (quoted or not).
 pub fn text(s: &str) -> Cow<'_, str> {
+    let s = match key_value_password(s) {
+        Cow::Borrowed(_) => s,
+        Cow::Owned(o) => return Cow::Owned(text(&o).into_owned()),
+    };
     if !s.contains("://") {
         return Cow::Borrowed(s);
     }
@@ -186,6 +191,47 @@ pub fn text(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(out)
     }
+}
+
+/// `password=VALUE` / `password='VAL UE'` (any case) with VALUE hidden;
+/// returns the text unchanged (borrowed) when there is none, or when every
+/// one is already hidden.
+fn key_value_password(s: &str) -> Cow<'_, str> {
+    const KEY: &str = "password=";
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::new();
+    let mut last = 0;
+    let mut from = 0;
+    while let Some(i) = lower[from..].find(KEY).map(|i| from + i) {
+        let v = i + KEY.len();
+        // A key, not the end of a longer word (e.g. `nopassword=`).
+        let word_start = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
+        let end = if s[v..].starts_with('\'') {
+            // Up to the closing quote (backslash escapes skipped).
+            let b = s.as_bytes();
+            let mut j = v + 1;
+            while j < b.len() && b[j] != b'\'' {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            (j + 1).min(s.len())
+        } else {
+            s[v..]
+                .find(|c: char| c.is_whitespace())
+                .map_or(s.len(), |k| v + k)
+        };
+        from = end.max(v);
+        if !word_start || end == v || &s[v..end] == MASK {
+            continue;
+        }
+        out.push_str(&s[last..v]);
+        out.push_str(MASK);
+        last = end;
+    }
+    if last == 0 {
+        return Cow::Borrowed(s);
+    }
+    out.push_str(&s[last..]);
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -229,6 +275,17 @@ mod tests {
         assert_eq!(text(t), "invalid --mirror \"https://u:***@h/m\": bad");
         assert_eq!(text("no urls here: a@b"), "no urls here: a@b");
         assert_eq!(text("ünï https://h/x ok"), "ünï https://h/x ok");
+    }
+
+    #[test]
+    fn key_value_passwords_in_text_are_hidden() {
+        assert_eq!(
+            text("bad dsn \"host=db password=hunter2 user=x\""),
+            "bad dsn \"host=db password=*** user=x\""
+        );
+        assert_eq!(text("PASSWORD='a b\\' c' port=1"), "PASSWORD=*** port=1");
+        assert_eq!(text("nopassword=x password="), "nopassword=x password=");
+        assert_eq!(text("password=*** again"), "password=*** again");
     }
 
     #[test]

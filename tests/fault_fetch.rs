@@ -774,3 +774,27 @@ fn mirror_never_writes_through_links_nor_into_a_file() {
         .collect();
     assert!(partials.is_empty(), "{partials:?}");
 }
+
+#[test]
+fn bad_flag_values_are_bad_input_before_any_work() {
+    let f = Fixture::new();
+    for (args, names) in [
+        (&["--concurrency", "0"][..], &["--concurrency", "1..=64"][..]),
+        (&["--concurrency", "18446744073709551615"], &["--concurrency"]),
+        (&["--stall-timeout", "0"], &["--stall-timeout", "positive"]),
+        (&["--timeout", "NaN"], &["--timeout", "positive"]),
+        (&["--timeout", "1e300"], &["--timeout", "positive"]),
+        (&["--max-size", "5X"], &["--max-size", "K, M or G"]),
+    ] {
+        let mut a = vec!["fetch", "--allow-http"];
+        a.extend_from_slice(args);
+        let out = f.cmd("catalog", "cache", &a).output().unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
+        for n in names {
+            assert!(all.contains(n), "{args:?}: {n:?} not in {all}");
+        }
+        assert!(!f.path("cache").exists(), "{args:?}: the cache was touched");
+    }
+    assert_eq!(f.server.total_requests(), 0);
+}

@@ -43,8 +43,9 @@ pub struct FetchFlags {
     #[arg(long)]
     pub allow_http: bool,
 
-    /// Downloads at the same time
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    /// Downloads at the same time (1 to 64)
+    #[arg(long, default_value_t = 4, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub concurrency: usize,
 
     /// Further attempts after a transient failure (reset, timeout, 5xx, truncated body)
@@ -88,7 +89,7 @@ impl FetchFlags {
             offline: self.offline,
             mirror,
             allow_http: self.allow_http,
-            concurrency: self.concurrency.max(1),
+            concurrency: self.concurrency,
             retries: self.retries,
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
             timeout: Duration::from_secs_f64(self.timeout),
