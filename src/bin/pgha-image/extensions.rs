@@ -2,7 +2,7 @@
 
 use crate::Global;
 use clap::Subcommand;
-use pgha_image::catalog::{Extension, Preload, Set};
+use pgha_image::catalog::{Extension, Preload};
 use pgha_image::redact;
 
 #[derive(Subcommand)]
@@ -61,18 +61,12 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string_pretty(&v).expect("JSON values serialize")
 }
 
-fn set_word(s: Set) -> &'static str {
-    match s {
-        Set::Default => "default",
-        Set::Optional => "optional",
-    }
-}
-
-fn preload_word(p: Preload) -> &'static str {
-    match p {
-        Preload::No => "no",
-        Preload::Required => "required",
-        Preload::WhenUsed => "when-used",
+/// A catalog enum's word as the catalog file spells it (its serde name: one
+/// spelling, not a second table here).
+fn word<T: serde::Serialize>(v: T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => unreachable!("catalog enums serialize as strings, not {other:?}"),
     }
 }
 
@@ -87,10 +81,10 @@ fn table<'a>(exts: impl Iterator<Item = &'a Extension>) -> String {
             [
                 e.name.clone(),
                 e.version.clone(),
-                set_word(e.set).into(),
+                word(e.set),
                 build,
                 e.pg_majors.to_string(),
-                preload_word(e.preload).into(),
+                word(e.preload),
                 e.description.clone(),
             ]
         })
@@ -128,7 +122,7 @@ fn show(e: &Extension) -> String {
         kv("homepage", &e.homepage);
     }
     kv("license", &e.license);
-    kv("set", set_word(e.set));
+    kv("set", &word(e.set));
     kv("version", &format!("{} (pinned)", e.version));
     kv("postgresql", &e.pg_majors.to_string());
     kv(
@@ -141,7 +135,7 @@ fn show(e: &Extension) -> String {
     );
     let preload = match e.preload {
         Preload::No => "no".to_string(),
-        p => format!("{} (shared_preload_libraries: {})", preload_word(p), e.library()),
+        p => format!("{} (shared_preload_libraries: {})", word(p), e.library()),
     };
     kv("preload", &preload);
     for (k, v) in &e.settings {
@@ -192,10 +186,7 @@ fn show(e: &Extension) -> String {
         if let Some(c) = &src.commit {
             s.push_str(&format!("    commit       {c}\n"));
         }
-        let prov = match src.provenance {
-            pgha_image::catalog::Provenance::Independent => "independent",
-            pgha_image::catalog::Provenance::ReproducedOnly => "reproduced only",
-        };
+        let prov = word(src.provenance).replace('-', " ");
         let by = if src.confirmed_by.is_empty() {
             String::new()
         } else {
