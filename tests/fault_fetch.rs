@@ -345,7 +345,7 @@ fn catalog_and_redirect_urls_are_shown_without_credentials() {
 }
 
 #[test]
-fn a_never_ending_or_trickling_response_is_cut_off() {
+fn a_silent_never_ending_or_trickling_server_is_cut_off() {
     let f = Fixture::new();
     f.server.route("/endless", Reply::Endless);
     f.server.route(
@@ -355,7 +355,16 @@ fn a_never_ending_or_trickling_response_is_cut_off() {
             for_at_most: Duration::from_secs(60),
         },
     );
+    // A server that accepts the connection and never answers (the kernel
+    // completes the handshake; nobody reads).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/a.tar.gz", silent.local_addr().unwrap());
     for (path, args, names) in [
+        (
+            "silent",
+            &["--stall-timeout", "1"][..],
+            &["sent nothing for 1s", "--stall-timeout"][..],
+        ),
         (
             "/endless",
             &["--max-size", "2M"][..],
@@ -373,7 +382,11 @@ fn a_never_ending_or_trickling_response_is_cut_off() {
             &[Entry {
                 name: "a",
                 version: "1.0",
-                url: f.server.url(path),
+                url: if path == "silent" {
+                    silent_url.clone()
+                } else {
+                    f.server.url(path)
+                },
                 sha256: f.sha("a"),
             }],
         );
