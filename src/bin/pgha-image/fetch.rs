@@ -33,8 +33,9 @@ pub struct FetchFlags {
     #[arg(long)]
     pub offline: bool,
 
-    /// Fetch <MIRROR>/<extension>-<version><suffix> instead of upstream: an http(s) base URL or a
-    /// directory (e.g. one written by `pgha-image mirror`). Digests are checked the same way.
+    /// Fetch <MIRROR>/<extension>-<version><suffix> instead of upstream: an http(s) base URL, a
+    /// file:///path URL or a directory (e.g. one written by `pgha-image mirror`). Digests are
+    /// checked the same way.
     /// A URL may carry credentials (https://user:password@host/path); they are never shown.
     #[arg(long, value_name = "URL|DIR", env = "PGHA_MIRROR", hide_env_values = true)]
     pub mirror: Option<String>,
