@@ -538,6 +538,12 @@ fn several_failures_are_all_reported() {
         "{msg}"
     );
     assert_eq!(err.exit_code(), ExitCode::Verification);
+    // Each failure's fix is named (the 404's and the mismatch's).
+    let hint = err.hint().unwrap();
+    assert!(
+        hint.contains("catalog's url") && hint.contains("update sha256"),
+        "{hint}"
+    );
     // The good one still made it into the cache.
     let files = files_under(&f.cache().join("sha256"));
     assert_eq!(files, vec![f.cache().join("sha256").join(sha256_hex(&c))]);

@@ -201,7 +201,16 @@ impl Diagnostic for FetchError {
             FetchError::Runtime(_) => "the system refused threads or file descriptors: check the process \
                 limits (ulimit -n, -u)"
                 .into(),
-            FetchError::Several(errs) => return errs.first().and_then(|e| e.hint()),
+            FetchError::Several(errs) => {
+                // Each distinct fix once, in the order of the failures.
+                let mut hints: Vec<String> = Vec::new();
+                for h in errs.iter().filter_map(|e| e.hint()) {
+                    if !hints.contains(&h) {
+                        hints.push(h);
+                    }
+                }
+                hints.join("\n  hint: ")
+            }
         })
     }
 
