@@ -8,7 +8,7 @@ mod common;
 
 use assert_cmd::Command;
 use base64::Engine as _;
-use common::http::{Entry, Reply, Server, files_under, filler, sha256_hex, tarball, write_catalog};
+use common::http::{Entry, Reply, Server, files_under, sha256_hex, two_sources, write_catalog};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -31,21 +31,10 @@ impl Fixture {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let server = Server::start();
-        let mut bodies = Vec::new();
-        let mut entries = Vec::new();
-        for (i, name) in ["a", "b"].iter().enumerate() {
-            let body = tarball(&format!("{name}-1.0"), &[("src.c", &filler(40_000, i as u8))]);
-            server.route(&format!("/{name}.tar.gz"), Reply::Bytes(body.clone()));
+        let bodies = two_sources(&server, &tmp.path().join("catalog"));
+        for (name, body) in &bodies {
             server.route(&format!("/m/{name}-1.0.tar.gz"), Reply::Bytes(body.clone()));
-            entries.push(Entry {
-                name,
-                version: "1.0",
-                url: server.url(&format!("/{name}.tar.gz")),
-                sha256: sha256_hex(&body),
-            });
-            bodies.push((name.to_string(), body));
         }
-        write_catalog(&tmp.path().join("catalog"), &entries);
         Fixture { tmp, server, bodies }
     }
 

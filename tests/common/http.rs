@@ -378,6 +378,28 @@ provenance = "reproduced-only"
     dir.to_path_buf()
 }
 
+/// Two good sources `a` and `b` (version 1.0), served at `/a.tar.gz` and
+/// `/b.tar.gz`, and a catalog for them written to `catalog`; returns the
+/// (name, body) pairs.
+pub fn two_sources(server: &Server, catalog: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut bodies = Vec::new();
+    let mut entries = Vec::new();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let body = tarball(&format!("{name}-1.0"), &[("src.c", &filler(50_000, i as u8))]);
+        let path = format!("/{name}.tar.gz");
+        server.route(&path, Reply::Bytes(body.clone()));
+        entries.push(Entry {
+            name,
+            version: "1.0",
+            url: server.url(&path),
+            sha256: sha256_hex(&body),
+        });
+        bodies.push((name.to_string(), body));
+    }
+    write_catalog(catalog, &entries);
+    bodies
+}
+
 /// Every file under `dir` (recursively), for "nothing was left behind" checks.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
