@@ -800,3 +800,46 @@ fn bad_flag_values_are_bad_input_before_any_work() {
     }
     assert_eq!(f.server.total_requests(), 0);
 }
+
+#[test]
+fn links_and_fifos_planted_in_the_cache_are_replaced_not_followed() {
+    let f = Fixture::new();
+    let cache = f.path("cache");
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "--allow-http"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // a's entry becomes a link to a user's file whose bytes are a's source
+    // (so hashing through the link would say "verified"), b's a FIFO.
+    let user_file = f.path("users-copy");
+    std::fs::write(&user_file, &f.bodies[0].1).unwrap();
+    let a = cache.join("sha256").join(f.sha("a"));
+    let b = cache.join("sha256").join(f.sha("b"));
+    std::fs::remove_file(&a).unwrap();
+    std::os::unix::fs::symlink(&user_file, &a).unwrap();
+    std::fs::remove_file(&b).unwrap();
+    let c = std::ffi::CString::new(b.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+
+    // Offline: both reported corrupted (and removed), exit 4, quickly.
+    let started = Instant::now();
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "--offline"])
+        .output()
+        .unwrap();
+    assert_fails(&out, 4, &["a symbolic link", "not a regular file", "corrupted"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(a.symlink_metadata().is_err() && b.symlink_metadata().is_err());
+    // Online: fetched again as plain files; the user's file untouched.
+    let out = f
+        .cmd("catalog", "cache", &["fetch", "--allow-http"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for p in [&a, &b] {
+        assert!(p.symlink_metadata().unwrap().file_type().is_file(), "{p:?}");
+    }
+    assert_eq!(std::fs::read(&user_file).unwrap(), f.bodies[0].1);
+    assert_cache_clean(&cache);
+}

@@ -37,9 +37,12 @@ pub enum Lookup {
         size: u64,
     },
     Miss,
-    /// The entry existed but its bytes did not match: it has been removed.
+    /// The entry existed but was not the file it should be (other bytes, a
+    /// symbolic link, a FIFO, …): it has been removed, unless another fetch
+    /// had already removed or replaced it.
     Corrupted {
-        actual: Sha256Digest,
+        /// What was found instead, e.g. `sha256 <hex>` or `a symbolic link`.
+        found: String,
     },
 }
 
@@ -120,7 +123,7 @@ impl Cache {
             })
             .filter(|e| {
                 // Held by a live fetch: leave it.
-                std::fs::File::open(e.path()).is_ok_and(|f| f.try_lock().is_ok())
+                open_plain(&e.path()).is_ok_and(|f| f.try_lock().is_ok())
             })
             .filter(|e| std::fs::remove_file(e.path()).is_ok())
             .count()
@@ -128,33 +131,40 @@ impl Cache {
 
     /// Look an entry up and re-verify it by hashing it (no trust in a file's
     /// name alone). A corrupted entry is removed.
+    /// A symbolic link or a special file (FIFO, device) in the cache was
+    /// not put there by a fetch: it counts as corrupted, and is never
+    /// followed or waited on.
     pub fn lookup(&self, digest: &Sha256Digest) -> Result<Lookup, FetchError> {
         let path = self.path_for(digest);
-        let file = match std::fs::File::open(&path) {
+        let file = match open_plain(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                remove_entry(&path, None)?;
+                return Ok(Lookup::Corrupted {
+                    found: "a symbolic link".into(),
+                });
+            }
             Err(e) => return Err(FetchError::io("cannot open cache entry", &path)(e)),
         };
-        let hashed = file
+        let opened = file
             .metadata()
             .map_err(FetchError::io("cannot read cache entry", &path))?;
+        if !opened.is_file() {
+            remove_entry(&path, Some(&opened))?;
+            return Ok(Lookup::Corrupted {
+                found: "not a regular file".into(),
+            });
+        }
         let (actual, size) =
             Sha256Digest::of_reader(file).map_err(FetchError::io("cannot read cache entry", &path))?;
         if actual == *digest {
             return Ok(Lookup::Hit { path, size });
         }
-        // Another fetch may have removed or repaired the entry meanwhile:
-        // remove it only if the path still names the file that was hashed.
-        let same = |m: &std::fs::Metadata| m.dev() == hashed.dev() && m.ino() == hashed.ino();
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if same(&m) => match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(FetchError::io("cannot remove corrupted cache entry", &path)(e)),
-            },
-            _ => {}
-        }
-        Ok(Lookup::Corrupted { actual })
+        remove_entry(&path, Some(&opened))?;
+        Ok(Lookup::Corrupted {
+            found: format!("sha256 {actual}"),
+        })
     }
 
     /// A new temporary file inside the cache (same filesystem as the
@@ -190,6 +200,33 @@ impl Cache {
             FetchError::io("cannot move a verified download into the cache at", &path)(e.error)
         })?;
         Ok(path)
+    }
+}
+
+/// Open for reading without following a final symbolic link and without
+/// blocking on a FIFO.
+fn open_plain(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Remove a bad cache entry. Another fetch may have removed or repaired it
+/// meanwhile: with `opened`, remove it only if the path still names that
+/// file; "already removed" is fine.
+fn remove_entry(path: &Path, opened: Option<&std::fs::Metadata>) -> Result<(), FetchError> {
+    if let Some(o) = opened {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.dev() == o.dev() && m.ino() == o.ino() => {}
+            _ => return Ok(()),
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FetchError::io("cannot remove corrupted cache entry", path)(e)),
     }
 }
 

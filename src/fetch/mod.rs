@@ -266,9 +266,9 @@ async fn fetch_one(job: &Job, shared: &Shared) -> Result<Fetched, FetchError> {
             let from = path.display().to_string();
             return Ok(fetched(path, size, Origin::Cache, from));
         }
-        Ok(cache::Lookup::Corrupted { actual }) => {
+        Ok(cache::Lookup::Corrupted { found }) => {
             shared.progress.println(format!(
-                "{}: the cache entry {} was corrupted (sha256 {actual}); removed it, fetching again",
+                "{}: the cache entry {} was corrupted ({found}); removed it, fetching again",
                 job.label(),
                 shared.cache.path_for(&expected).display()
             ));
