@@ -203,3 +203,32 @@ fn unknown_names_are_refused_with_suggestions() {
         .unwrap();
     assert_bad_input(&out, &cache, &["9.9", "0.8.0"], "vector@VERSION");
 }
+
+#[test]
+fn a_version_cannot_walk_out_of_the_directories_it_names_files_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let body = tarball("a-1.0", &[("a.c", &filler(1000, 1))]);
+    let catalog = write_catalog(
+        &tmp.path().join("catalog"),
+        &[Entry {
+            name: "a",
+            // The mirror file would be <DIR>/a-1.0/../../escaped.tar.gz.
+            version: "1.0/../../escaped",
+            url: "https://example.invalid/a.tar.gz".into(),
+            sha256: sha256_hex(&body),
+        }],
+    );
+    let out_dir = tmp.path().join("out/mirror");
+    std::fs::create_dir_all(out_dir.join("a-1.0")).unwrap();
+    for args in [
+        &["mirror", out_dir.to_str().unwrap(), "--offline"][..],
+        &["fetch"],
+        &["extensions", "list"],
+    ] {
+        let out = pgha(Some(&catalog), &cache, args).output().unwrap();
+        assert_bad_input(&out, &cache, &["a.toml:", "is not a version"], "catalog file");
+    }
+    assert!(!tmp.path().join("escaped.tar.gz").exists());
+    assert!(!tmp.path().join("out/escaped.tar.gz").exists());
+}

@@ -232,6 +232,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
     for v in raw.versions {
         let span = v.span();
         let v = v.into_inner();
+        // The version becomes part of file names (<name>-<version><suffix>
+        // in a mirror and a build context): no separators, no `..`.
+        if !valid_version(&v.version) {
+            return Err(at(
+                span,
+                format!(
+                    "version {:?} is not a version: use letters, digits and . _ + ~ - \
+                    (not first), at most 64 characters",
+                    v.version
+                ),
+            ));
+        }
         if versions.iter().any(|x: &Version| x.version == v.version) {
             return Err(at(span, format!("version {} is listed twice", v.version)));
         }
@@ -310,6 +322,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
         versions,
         notes: raw.notes,
     })
+}
+
+/// A version string safe to put in a file name: `[A-Za-z0-9._+~-]`, not
+/// starting with `.` or `-`, at most 64 characters.
+fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && !v.starts_with(['.', '-'])
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '~' | '-'))
 }
 
 /// 1-based line number of a byte offset.
