@@ -512,14 +512,16 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = assert_cmd::cargo::cargo_bin("pgha-image");
+    let requests = f.server.total_requests();
     for (args, code, what) in [
-        // Writing: refused up front.
+        // b must be written: refused before its download.
         (
             &["fetch", "--allow-http"][..],
             2,
             &["as the source cache", "Permission denied"][..],
         ),
-        // Reading what is there (--offline) works on a read-only cache.
+        // Reading what is there works on a read-only cache, online or not.
+        (&["fetch", "--allow-http", "-e", "a"], 0, &[]),
         (&["fetch", "--offline", "-e", "a"], 0, &[]),
     ] {
         let out = std::process::Command::new("setpriv")
@@ -540,6 +542,11 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
             assert_fails(&out, code, what);
         }
     }
+    assert_eq!(
+        f.server.total_requests(),
+        requests,
+        "a request was made for an unwritable cache"
+    );
     assert_eq!(cache_entries(&f.path("cache")), before);
     assert_cache_clean(&f.path("cache"));
 }

@@ -26,6 +26,9 @@ pub(crate) use crate::hash::{BUF, copy_hashing};
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Whether the cache can be written, probed once (when the first
+    /// source is missing) and shared by the clones of one fetch.
+    writable: std::sync::Arc<std::sync::OnceLock<Result<(), (io::ErrorKind, String)>>>,
 }
 
 /// What a look-up found.
@@ -48,7 +51,10 @@ pub enum Lookup {
 
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            writable: Default::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -64,41 +70,47 @@ impl Cache {
         self.root.join("tmp")
     }
 
-    /// Make sure the cache's root is a directory (that can be written, if
-    /// `write`), creating it if needed: a `--cache-dir` that names a file, or
-    /// that cannot be created or written, is refused before any download.
-    /// Reading alone (`--offline`) works on a read-only cache.
-    pub fn prepare(&self, write: bool) -> Result<(), FetchError> {
+    /// Make sure the cache's root is a directory, creating it if needed (and
+    /// `create`): a `--cache-dir` that names a file, lies under one, or
+    /// cannot be created is refused before any download. A read-only cache
+    /// is fine as long as nothing has to be written ([`Cache::writable`]).
+    pub fn prepare(&self, create: bool) -> Result<(), FetchError> {
         let bad = |source: io::Error| FetchError::CacheDir {
             path: self.root.clone(),
             source,
         };
         match std::fs::metadata(&self.root) {
-            Ok(m) if !m.is_dir() => {
-                return Err(bad(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    "it exists and is not a directory",
-                )));
+            Ok(m) if !m.is_dir() => Err(bad(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "it exists and is not a directory",
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(&self.root).map_err(bad),
+            Err(e) => Err(bad(e)),
+        }
+    }
+
+    /// Check, once, that sources can be written into the cache: called
+    /// before the first download, so that an unwritable cache fails before
+    /// any request (root passes permission bits; a read-only mount does not).
+    pub fn writable(&self) -> Result<(), FetchError> {
+        let probe = || -> io::Result<()> {
+            for d in [self.root.join("sha256"), self.tmp_dir()] {
+                std::fs::create_dir_all(&d)?;
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !write => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.root).map_err(bad)?
-            }
-            Err(e) => return Err(bad(e)),
-        }
-        if !write {
-            return Ok(());
-        }
-        for d in [self.root.join("sha256"), self.tmp_dir()] {
-            std::fs::create_dir_all(&d).map_err(bad)?;
-        }
-        // Writable? (Root passes permission bits; a read-only mount does not.)
-        tempfile::Builder::new()
-            .prefix(".probe-")
-            .tempfile_in(self.tmp_dir())
-            .map(drop)
-            .map_err(bad)
+            tempfile::Builder::new()
+                .prefix(".probe-")
+                .tempfile_in(self.tmp_dir())
+                .map(drop)
+        };
+        self.writable
+            .get_or_init(|| probe().map_err(|e| (e.kind(), e.to_string())))
+            .clone()
+            .map_err(|(kind, msg)| FetchError::CacheDir {
+                path: self.root.clone(),
+                source: io::Error::new(kind, msg),
+            })
     }
 
     /// Remove the `partial-*` files that a dead fetch left in the cache's

@@ -277,6 +277,12 @@ async fn fetch_one(job: &Job, shared: &Shared) -> Result<Fetched, FetchError> {
         Ok(cache::Lookup::Miss) => false,
     };
 
+    if !opts.offline
+        && let Err(e) = shared.cache.writable()
+    {
+        task.fail("cache not writable");
+        return Err(e);
+    }
     if opts.offline {
         task.fail("not cached (offline)");
         return Err(FetchError::Offline {
