@@ -192,7 +192,8 @@ impl Diagnostic for ContextError {
 
     fn exit_code(&self) -> ExitCode {
         match self {
-            ContextError::SourceMismatch { .. } | ContextError::UnsafeSource { .. } => ExitCode::Verification,
+            ContextError::SourceMismatch { .. } => ExitCode::Verification,
+            ContextError::UnsafeSource { source, .. } => source.exit_code(),
             ContextError::MissingSource { .. }
             | ContextError::BootstrapMissing { .. }
             | ContextError::BootstrapUnreadable { .. }
