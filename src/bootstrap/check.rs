@@ -213,26 +213,13 @@ fn catalog_checks() -> Vec<(String, String)> {
         "SELECT coalesce((SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass('storage.objects')), false)"
             .into(),
     ));
-    // Functions.
-    for f in [
-        "auth.uid()",
-        "auth.role()",
-        "auth.email()",
-        "auth.jwt()",
-        "storage.foldername(text)",
-        "storage.filename(text)",
-        "storage.extension(text)",
-        "storage.search(text,text,integer,integer,integer)",
-        "extensions.grant_pg_cron_access()",
-        "extensions.grant_pg_net_access()",
-        "extensions.grant_pg_graphql_access()",
-        "extensions.set_graphql_placeholder()",
-        "extensions.pgrst_ddl_watch()",
-        "extensions.pgrst_drop_watch()",
-        "graphql_public.graphql(text,text,jsonb,jsonb)",
-        "pgbouncer.get_auth(text)",
-        "extensions.pgha_grant_extension_access(text)",
-    ] {
+    // Functions: the contract's (one list, shared with the digests `apply`
+    // records), plus pg_graphql's entry point, which pg_graphql may replace.
+    for f in roles::FUNCTIONS
+        .iter()
+        .copied()
+        .chain(["graphql_public.graphql(text,text,jsonb,jsonb)"])
+    {
         c.push((
             format!("function {f} exists"),
             format!("SELECT to_regprocedure({}) IS NOT NULL", q(f)),
