@@ -22,7 +22,9 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod fsutil;
 pub mod hash;
+pub mod pipeline;
 pub mod progress;
 
 pub use error::{Error, ExitCode};
