@@ -1,5 +1,8 @@
 //! An interrupted export leaves nothing that looks finished: neither when the
-//! process is killed, nor when the engine's save fails half-way.
+//! process is killed, nor when the engine's save fails half-way. Stopped by
+//! SIGINT/SIGTERM or by the engine's failure, it leaves nothing at all: not
+//! its temporary file, not the engine's temporary copy of the image (Podman
+//! writes ~the image's size to its image_copy_tmp_dir, /var/tmp by default).
 
 mod common;
 
@@ -61,10 +64,28 @@ fn assert_nothing_final(dir: &Path, name: &str) {
             entries(dir)
         );
     }
-    // Whatever is left is a hidden temporary name.
+    // Whatever is left is a hidden temporary name (the file, or the engine's scratch directory).
     for (n, _) in entries(dir) {
-        assert!(n.starts_with('.') && n.ends_with(".partial"), "unexpected {n}");
+        assert!(
+            n.starts_with(&format!(".{name}.")) && (n.ends_with(".partial") || n.contains(".pgha-save-")),
+            "unexpected {n}"
+        );
     }
+}
+
+/// Entries of /var/tmp (where Podman puts its temporary image copy by default).
+fn var_tmp() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/var/tmp")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_no_new_in_var_tmp(before: &[String], what: &str) {
+    let new: Vec<String> = var_tmp().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(new.is_empty(), "{what}: new in /var/tmp: {new:?}");
 }
 
 #[test]
@@ -72,6 +93,7 @@ fn killing_the_export_leaves_no_final_file() {
     let _engine = images::engine_lock();
     // The stand-in is large (~800 MB uncompressed): the export takes seconds.
     let image = images::spilo_standin();
+    let var_tmp_before = var_tmp();
     let dir = tempfile::tempdir().unwrap();
     let name = "killed.tar.zst";
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
@@ -95,6 +117,9 @@ fn killing_the_export_leaves_no_final_file() {
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_nothing_final(dir.path(), name);
+    // Even killed outright, the engine's copy is not in /var/tmp (it may be in
+    // the hidden scratch directory next to the file, which the user can see).
+    assert_no_new_in_var_tmp(&var_tmp_before, "SIGKILL");
 }
 
 #[test]
@@ -138,7 +163,9 @@ fn sigterm_or_ctrl_c_stops_the_export_and_removes_its_temporary_file() {
     let _engine = images::engine_lock();
     let image = images::spilo_standin();
     for signal in ["TERM", "INT"] {
+        let var_tmp_before = var_tmp();
         let dir = tempfile::tempdir().unwrap();
+        let own_tmp = tempfile::tempdir().unwrap();
         let name = "stopped.tar.zst";
         let mut child = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
             .args([
@@ -152,11 +179,19 @@ fn sigterm_or_ctrl_c_stops_the_export_and_removes_its_temporary_file() {
                 "-o",
             ])
             .arg(dir.path().join(name))
+            .env("TMPDIR", own_tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         wait_for_partial(dir.path(), &mut child, 1 << 20);
+        // The engine's temporary copy is in the export's private directory, not /var/tmp.
+        let scratch: Vec<String> = entries(dir.path())
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.contains(".pgha-save-"))
+            .collect();
+        assert_eq!(scratch.len(), 1, "SIG{signal}: {:?}", entries(dir.path()));
         // Only our process gets the signal (a terminal's Ctrl-C would reach podman too).
         let st = Command::new("kill")
             .arg(format!("-{signal}"))
@@ -169,5 +204,11 @@ fn sigterm_or_ctrl_c_stops_the_export_and_removes_its_temporary_file() {
         assert_eq!(out.status.code(), Some(1), "SIG{signal}: {stderr}");
         assert!(stderr.contains("stopped by a signal"), "SIG{signal}: {stderr}");
         assert_eq!(entries(dir.path()), Vec::<(String, u64)>::new(), "SIG{signal}");
+        assert_eq!(
+            std::fs::read_dir(own_tmp.path()).unwrap().count(),
+            0,
+            "SIG{signal}: $TMPDIR"
+        );
+        assert_no_new_in_var_tmp(&var_tmp_before, &format!("SIG{signal}"));
     }
 }

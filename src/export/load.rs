@@ -102,7 +102,8 @@ pub fn load(engine: &Engine, file: &Path, progress: &Progress) -> Result<LoadOut
     };
     // The first tar header, before the engine sees a byte.
     let mut first = vec![0u8; 512];
-    let n = read_full(&mut reader, &mut first).map_err(|e| corrupt(format!("{kind} data: {e}")))?;
+    let n = read_full(&mut reader, &mut first)
+        .map_err(|e| corrupt(format!("its {kind} data ends early or is damaged: {e}")))?;
     if !is_tar_header(&first[..n]) {
         return Err(corrupt(format!("its {kind} data is not a tar archive")));
     }
