@@ -322,23 +322,6 @@ impl Engine {
         })
     }
 
-    pub fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
-        let mut cmd = self.command();
-        cmd.args(["image", "rm", reference]);
-        let out = self.output(cmd, &format!("image rm {reference}"))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let lower = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
-        if lower.contains("no such image") || lower.contains("image not known") {
-            return Err(EngineError::ImageNotFound {
-                kind: self.kind,
-                reference: reference.to_string(),
-            });
-        }
-        Err(self.command_failed(&format!("image rm {reference}"), &out))
-    }
-
     /// Push an image to its registry, writing the output to `on_line`.
     pub fn push(&self, reference: &str, on_line: &mut dyn FnMut(&str)) -> Result<(), EngineError> {
         let mut cmd = self.command();
