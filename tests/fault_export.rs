@@ -279,7 +279,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
-fn a_full_disk_or_read_only_target_leaves_nothing_behind() {
+fn a_full_disk_or_read_only_target_leaves_nothing_behind_and_force_replaces() {
     let _engine = images::engine_lock();
     let image = images::debian_base();
     let dir = tempfile::tempdir().unwrap();
@@ -323,6 +323,26 @@ fn a_full_disk_or_read_only_target_leaves_nothing_behind() {
     assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
     assert!(stderr(&o).contains("hint: give -o a file name"), "{}", stderr(&o));
     assert_eq!(listing(&ro.0).keys().collect::<Vec<_>>(), ["keep"]);
+
+    // --force replaces an earlier export and its sidecars; the result checks out.
+    let d = dir.path();
+    for f in ["x.tar.zst", "x.tar.zst.sha256", "x.tar.zst.manifest.json"] {
+        std::fs::write(d.join(f), b"old").unwrap();
+    }
+    let o = pgha()
+        .args(["export", "--engine", "podman", "--force", "--tag", &image, "-o"])
+        .arg(d.join("x.tar.zst"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "x.tar.zst.sha256"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let names: Vec<String> = listing(d).into_keys().filter(|n| n.starts_with('.')).collect();
+    assert!(names.is_empty(), "left behind: {names:?}");
 
     let var_tmp_after = listing(Path::new("/var/tmp"));
     let new: Vec<_> = var_tmp_after
