@@ -523,10 +523,6 @@ fn the_generate_pipeline_is_one_library_call() {
     std::fs::write(mine.join("keep.txt"), b"keep").unwrap();
     let e = pipeline::generate(&f.catalog, &request(mine.clone(), true), &Progress::quiet()).unwrap_err();
     assert_eq!(e.exit_code(), ExitCode::Usage, "{}", e.report());
-    assert!(
-        e.report().contains("has no .pgha-output.json"),
-        "{}",
-        e.report()
-    );
+    assert!(e.report().contains("has no .pgha-output.json"), "{}", e.report());
     assert_eq!(std::fs::read(mine.join("keep.txt")).unwrap(), b"keep");
 }

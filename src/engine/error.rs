@@ -155,7 +155,20 @@ impl Diagnostic for EngineError {
                     None => format!("read {} for the whole engine output", log_path.display()),
                 })
             }
-            _ => None,
+            EngineError::Command { .. } => Some(
+                "read the engine's message above; a full disk (the engine's storage or temporary \
+                 directory) is a common cause"
+                    .into(),
+            ),
+            EngineError::NoContext { .. } => {
+                Some("give the context directory `pgha-image generate` wrote (DIR/context)".into())
+            }
+            EngineError::Io { .. } => Some("check that the path is writable and has room".into()),
+            EngineError::Unexpected { .. } => Some(
+                "the engine answered in a way this tool does not know: check its version \
+                 (`podman version` / `docker version`) and report it"
+                    .into(),
+            ),
         }
     }
 

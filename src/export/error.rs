@@ -76,15 +76,13 @@ impl ExportError {
 impl Diagnostic for ExportError {
     fn hint(&self) -> Option<String> {
         Some(match self {
-            ExportError::Engine(e) => {
-                return e.hint().or_else(|| {
-                    Some(
-                        "read the engine's message above; an export needs free space next to FILE for \
-                         the engine's temporary copy of the image and for the export itself"
-                            .into(),
-                    )
-                });
+            ExportError::Engine(EngineError::Command { .. }) => {
+                "read the engine's message above; an export needs free space next to FILE for the \
+                 engine's temporary copy of the image and for the export itself, a load needs it in \
+                 the engine's storage"
+                    .into()
             }
+            ExportError::Engine(e) => return e.hint(),
             ExportError::Io { .. } => {
                 "check that the directory is writable and has room for the export (about the image's \
                  size while the engine saves it); no file was left under the final name"
