@@ -9,6 +9,10 @@
 //! plus at worst a hidden `.partial`; an error removes the temporary file.
 //! [`write_atomic`] does it for bytes in memory, [`AtomicFile`] for a stream.
 //!
+//! The temporary names carry the writer's process id, so that what a killed
+//! process left can be told from what a running one is writing
+//! ([`remove_stale`]).
+//!
 //! **Checksum files** are what `sha256sum` writes and `sha256sum -c` reads:
 //! one `<64 hex>  <name>` line per file (`*<name>` for binary mode is read too).
 //!
@@ -52,7 +56,7 @@ impl AtomicFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
+            .prefix(&format!(".{name}.{}.", std::process::id()))
             .suffix(".partial")
             .permissions(file_mode())
             .tempfile_in(parent_dir(dest))?;
@@ -109,6 +113,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(path)?;
     f.write_all(bytes)?;
     f.commit()
+}
+
+/// Remove the entries of `dir` named `<prefix><pid><non-digit>…` whose
+/// process is gone: what a killed run left (its [`AtomicFile`] is
+/// `.NAME.<pid>.XXXXXX.partial`). Entries of live processes, and anything
+/// not of that form, are left alone. Returns what was removed.
+pub fn remove_stale(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Ok(pid) = digits.parse::<i32>() else {
+            continue;
+        };
+        if digits.len() == rest.len() || pid <= 0 || process_alive(pid) {
+            continue;
+        }
+        let path = e.path();
+        let gone = match e.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// fsync a directory, so that a rename in it survives a crash.
@@ -278,9 +321,34 @@ mod tests {
         let p = d.path().join("g");
         let mut f = AtomicFile::create(&p).unwrap();
         f.write_all(b"half").unwrap();
-        assert!(f.path().file_name().unwrap().to_string_lossy().starts_with(".g."));
+        let own = format!(".g.{}.", std::process::id());
+        assert!(f.path().file_name().unwrap().to_string_lossy().starts_with(&own));
+        // Ours (a live process): not stale.
+        assert!(remove_stale(d.path(), ".g.").is_empty());
         drop(f);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn stale_entries_of_dead_processes_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        // A process that has exited: its pid is free (until reused, when it is left alone).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        fs::write(d.path().join(format!(".g.{dead}.abc.partial")), "x").unwrap();
+        fs::create_dir(d.path().join(format!(".g.pgha-save-{dead}-abc"))).unwrap();
+        fs::write(d.path().join(format!(".g.{dead}.abc.partial.keep")), "x").unwrap();
+        fs::write(d.path().join(".g.sha256.1.abc.partial"), "x").unwrap();
+        fs::write(d.path().join("g"), "user").unwrap();
+        assert_eq!(remove_stale(d.path(), ".g.").len(), 2);
+        assert_eq!(remove_stale(d.path(), ".g.pgha-save-").len(), 1);
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".g.sha256.1.abc.partial", "g"]);
     }
 
     #[test]

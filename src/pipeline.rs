@@ -113,6 +113,15 @@ pub fn generate(
     progress: &Progress,
 ) -> Result<GenerateOutcome, Error> {
     context::pack::check_out_dir(&req.out)?;
+    generate_checked(catalog, req, progress)
+}
+
+/// [`generate`] once `req.out` has been checked.
+fn generate_checked(
+    catalog: &Catalog,
+    req: &GenerateRequest,
+    progress: &Progress,
+) -> Result<GenerateOutcome, Error> {
     let plan = BuildPlan::new(catalog, &req.plan)?;
     progress.println(format!(
         "base: {} ({})",
@@ -195,7 +204,7 @@ pub fn build(catalog: &Catalog, req: &BuildRequest, progress: &Progress) -> Resu
     context::pack::check_out_dir(&req.generate.out)?;
     // The engine next: no point fetching for an engine that is not there.
     let engine = Engine::detect(req.engine)?;
-    let generated = generate(catalog, &req.generate, progress)?;
+    let generated = generate_checked(catalog, &req.generate, progress)?;
     let g = &generated.generated;
     progress.println(format!(
         "context {} ({} extensions)",

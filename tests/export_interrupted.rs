@@ -120,6 +120,35 @@ fn killing_the_export_leaves_no_final_file() {
     // Even killed outright, the engine's copy is not in /var/tmp (it may be in
     // the hidden scratch directory next to the file, which the user can see).
     assert_no_new_in_var_tmp(&var_tmp_before, "SIGKILL");
+
+    // The next export to the same file removes what the killed one left (even
+    // one that fails at once: the image here does not exist).
+    std::thread::sleep(Duration::from_secs(2)); // the orphaned engine's save notices its closed pipe
+    let out = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
+        .args([
+            "--progress",
+            "quiet",
+            "export",
+            "--engine",
+            "podman",
+            "--tag",
+            "localhost/pgha-test/no-such-image:0",
+            "-o",
+        ])
+        .arg(dir.path().join(name))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        entries(dir.path()),
+        Vec::<(String, u64)>::new(),
+        "left after the next export"
+    );
 }
 
 #[test]

@@ -149,7 +149,8 @@ pub fn pack(
     bootstrap: &ElfNeeds,
     out: &Path,
 ) -> Result<Generated, ContextError> {
-    check_out_dir(out)?;
+    // `out` is checked just before it is replaced (below); the pipeline
+    // checks it before any work too.
     let epoch = inputs.source_date_epoch.unwrap_or(0);
 
     // What goes in, before writing anything.
@@ -488,13 +489,13 @@ fn walk_files(root: &Path, rel: &Path, out: &mut Vec<(String, bool)>) -> io::Res
 }
 
 fn copy_hashing(from: &Path, to: &Path) -> Result<(Sha256Digest, u64), ContextError> {
-    let mut src = File::open(from).map_err(io_err(from))?;
-    let dst = File::create(to).map_err(io_err(to))?;
-    let mut w = HashingWriter::new(BufWriter::new(dst));
-    io::copy(&mut src, &mut w).map_err(io_err(from))?;
-    let (mut buf, digest, size) = w.finish();
-    buf.flush().map_err(io_err(to))?;
-    Ok((digest, size))
+    let src = File::open(from).map_err(io_err(from))?;
+    let mut dst = BufWriter::new(File::create(to).map_err(io_err(to))?);
+    let done = crate::hash::copy_hashing(src, &mut dst, u64::MAX, |_| {})
+        .map_err(io_err(from))?
+        .expect("no limit");
+    dst.flush().map_err(io_err(to))?;
+    Ok(done)
 }
 
 /// Write the deterministic tar of `root` (see [`fsutil::write_dir_tar`]) to `dest`.

@@ -71,6 +71,13 @@ impl Target {
         })
     }
 
+    /// Remove what an export to the same name left when it was killed
+    /// outright (its temporary file and the engine's scratch directory).
+    pub fn remove_stale(&self) {
+        crate::fsutil::remove_stale(&self.dir, &format!(".{}.", self.name));
+        crate::fsutil::remove_stale(&self.dir, &format!(".{}.pgha-save-", self.name));
+    }
+
     /// The temporary file the tarball is written to: made now, so that an
     /// unwritable directory is found before the long work.
     pub fn create_temp(&self) -> Result<AtomicFile, ExportError> {
@@ -85,7 +92,7 @@ impl Target {
     /// export), removed when dropped.
     pub fn scratch_dir(&self) -> Result<tempfile::TempDir, ExportError> {
         tempfile::Builder::new()
-            .prefix(&format!(".{}.pgha-save-", self.name))
+            .prefix(&format!(".{}.pgha-save-{}-", self.name, std::process::id()))
             .tempdir_in(&self.dir)
             .map_err(|e| ExportError::Target {
                 path: self.file.clone(),

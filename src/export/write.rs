@@ -78,6 +78,7 @@ pub fn export(
     progress: &Progress,
 ) -> Result<ExportOutcome, ExportError> {
     let target = target(req)?;
+    target.remove_stale();
     let image_id = engine.image_id(&req.tag)?;
     let labels = engine.labels(&req.tag)?;
 
