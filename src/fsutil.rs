@@ -229,8 +229,7 @@ pub fn read_checksum_file(path: &Path) -> Result<Vec<ChecksumLine>, ChecksumFile
 /// Write `root` as a deterministic tar (see the module docs) into `w`,
 /// every mtime `mtime`; returns `w`.
 pub fn write_dir_tar<W: Write>(root: &Path, mtime: u64, w: W) -> io::Result<W> {
-    let mut entries = Vec::new();
-    walk(root, Path::new(""), &mut entries)?;
+    let mut entries = walk_tree(root)?;
     // Full relative paths in byte order: one order whatever the walk's.
     entries.sort_by(|a, b| {
         a.0.as_os_str()
@@ -269,6 +268,14 @@ pub fn write_dir_tar<W: Write>(root: &Path, mtime: u64, w: W) -> io::Result<W> {
         }
     }
     builder.into_inner()
+}
+
+/// Every entry under `root` (directories too, symlinks not followed), as
+/// (path relative to `root`, its type), in no particular order.
+pub fn walk_tree(root: &Path) -> io::Result<Vec<(PathBuf, fs::FileType)>> {
+    let mut entries = Vec::new();
+    walk(root, Path::new(""), &mut entries)?;
+    Ok(entries)
 }
 
 fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, fs::FileType)>) -> io::Result<()> {

@@ -439,8 +439,12 @@ pub fn check_out_dir(out: &Path) -> Result<(), ContextError> {
     if !meta.is_dir() {
         return Err(refuse("it is not a directory".into()));
     }
-    let mut found = Vec::new();
-    walk_files(out, Path::new(""), &mut found).map_err(|e| refuse(e.to_string()))?;
+    let found: Vec<(String, bool)> = fsutil::walk_tree(out)
+        .map_err(|e| refuse(e.to_string()))?
+        .into_iter()
+        .filter(|(_, t)| !t.is_dir())
+        .map(|(p, t)| (p.to_string_lossy().into_owned(), t.is_file()))
+        .collect();
     if found.is_empty() {
         return Ok(());
     }
@@ -468,21 +472,6 @@ pub fn check_out_dir(out: &Path) -> Result<(), ContextError> {
             if actual != *expected {
                 return Err(refuse(format!("{rel} was changed since generate wrote it")));
             }
-        }
-    }
-    Ok(())
-}
-
-/// Every non-directory under `root`: (relative path, is a regular file).
-fn walk_files(root: &Path, rel: &Path, out: &mut Vec<(String, bool)>) -> io::Result<()> {
-    for e in fs::read_dir(root.join(rel))? {
-        let e = e?;
-        let rel_path = rel.join(e.file_name());
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            walk_files(root, &rel_path, out)?;
-        } else {
-            out.push((rel_path.to_string_lossy().into_owned(), ft.is_file()));
         }
     }
     Ok(())
