@@ -237,24 +237,38 @@ impl Engine {
     /// `save` the image as a docker-archive tar, streamed: read it, then call
     /// [`SaveStream::finish`] to learn whether the engine succeeded.
     ///
-    /// `scratch`: a directory the caller owns and removes afterwards, for the
-    /// engine's own temporary files. Podman 4 first writes the whole archive
-    /// to its `image_copy_tmp_dir` (/var/tmp, whatever TMPDIR says) and leaves
-    /// it there when killed; it is pointed at `scratch` through a private
-    /// `containers.conf` (the user's settings merged, that one key changed).
-    pub fn save(&self, reference: &str, scratch: Option<&Path>) -> Result<SaveStream, EngineError> {
+    /// The engine's own temporary files go to a private directory in
+    /// `$TMPDIR`, removed with the stream; [`Engine::save_into`] chooses it.
+    pub fn save(&self, reference: &str) -> Result<SaveStream, EngineError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("pgha-save-")
+            .tempdir()
+            .map_err(|e| EngineError::Io {
+                what: "creating a temporary directory for the engine's save".into(),
+                source: e,
+            })?;
+        self.save_into(reference, scratch)
+    }
+
+    /// [`Engine::save`] with the engine's temporary files in `scratch`, a
+    /// directory the stream owns and removes (after stopping the engine)
+    /// when it is finished or dropped. Podman 4 first writes the whole
+    /// archive to its `image_copy_tmp_dir` (/var/tmp, whatever TMPDIR says)
+    /// and leaves it there when killed; it is pointed at `scratch` through a
+    /// private `containers.conf` (the user's settings merged, that one key
+    /// changed) and TMPDIR.
+    pub fn save_into(&self, reference: &str, scratch: tempfile::TempDir) -> Result<SaveStream, EngineError> {
         // Fail early and clearly on a missing image.
         self.inspect(reference, "{{.Id}}")?;
         let mut cmd = self.command();
-        if let Some(dir) = scratch {
-            cmd.env("TMPDIR", dir);
-            if self.kind == EngineKind::Podman {
-                let conf = podman_conf::private_conf(dir).map_err(|e| EngineError::Io {
-                    what: format!("writing a private containers.conf in {}", dir.display()),
-                    source: e,
-                })?;
-                cmd.env("CONTAINERS_CONF", conf);
-            }
+        let dir = scratch.path();
+        cmd.env("TMPDIR", dir);
+        if self.kind == EngineKind::Podman {
+            let conf = podman_conf::private_conf(dir).map_err(|e| EngineError::Io {
+                what: format!("writing a private containers.conf in {}", dir.display()),
+                source: e,
+            })?;
+            cmd.env("CONTAINERS_CONF", conf);
         }
         cmd.arg("save");
         if self.kind == EngineKind::Podman {
@@ -275,6 +289,7 @@ impl Engine {
             stdout: Some(stdout),
             stderr: Some(stderr),
             what,
+            _scratch: scratch,
         })
     }
 
@@ -320,6 +335,23 @@ impl Engine {
             command: what,
             output: text.trim().chars().take(300).collect(),
         })
+    }
+
+    pub fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        let mut cmd = self.command();
+        cmd.args(["image", "rm", reference]);
+        let out = self.output(cmd, &format!("image rm {reference}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let lower = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
+        if lower.contains("no such image") || lower.contains("image not known") {
+            return Err(EngineError::ImageNotFound {
+                kind: self.kind,
+                reference: reference.to_string(),
+            });
+        }
+        Err(self.command_failed(&format!("image rm {reference}"), &out))
     }
 
     /// Push an image to its registry, writing the output to `on_line`.
@@ -368,6 +400,9 @@ pub struct SaveStream {
     stdout: Option<ChildStdout>,
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
     what: String,
+    /// The engine's temporary files; removed after the engine has stopped
+    /// (fields drop after [`Drop::drop`] has killed and reaped it).
+    _scratch: tempfile::TempDir,
 }
 
 impl Read for SaveStream {

@@ -82,12 +82,12 @@ pub fn export(
     let image_id = engine.image_id(&req.tag)?;
     let labels = engine.labels(&req.tag)?;
 
-    // Declared before the save, so dropped after it: the engine is stopped
-    // before its scratch directory is removed.
-    let scratch = target.scratch_dir()?;
     let tmp = target.create_temp()?;
+    // The engine's scratch directory is next to the output; the save stream
+    // owns it and removes it once the engine has stopped.
+    let scratch = target.scratch_dir()?;
     let task = progress.bytes(&format!("export {}", target.name), None);
-    let mut save = engine.save(&req.tag, Some(scratch.path()))?;
+    let mut save = engine.save_into(&req.tag, scratch)?;
     let piped = compress_stream(&mut save, tmp.file(), req.compression, req.level, &task);
     if stopped() {
         return Err(ExportError::Stopped);
@@ -95,7 +95,6 @@ pub fn export(
     // Our side failed (disk full, …): dropping `save` stops the engine's save too.
     let (digest, size, uncompressed) = piped.map_err(ExportError::io("writing", tmp.path()))?;
     save.finish()?;
-    drop(scratch);
     if uncompressed == 0 {
         return Err(EngineError::Unexpected {
             command: format!("{} save {}", engine.kind(), req.tag),
