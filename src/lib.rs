@@ -23,7 +23,9 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod fsutil;
 pub mod hash;
+pub mod pipeline;
 pub mod progress;
 pub mod redact;
 
