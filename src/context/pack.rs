@@ -70,6 +70,11 @@ pub struct Manifest {
     pub shared_preload_libraries: Vec<String>,
     pub parameters: BTreeMap<String, String>,
     pub dcs_parameters: BTreeMap<String, String>,
+    /// The image's default Patroni configuration (`/etc/pgha/spilo-defaults.json`):
+    /// the settings above as the launch wrapper merges them under the
+    /// deployment's `SPILO_CONFIGURATION`.
+    #[serde(default)]
+    pub spilo_configuration: serde_json::Value,
     pub runtime_packages: Vec<String>,
     pub bootstrap_bin: serde_json::Value,
     pub source_date_epoch: u64,
@@ -270,6 +275,7 @@ pub fn pack(
         shared_preload_libraries: plan.preload.clone(),
         parameters: plan.local_parameters.clone(),
         dcs_parameters: plan.dcs_parameters.clone(),
+        spilo_configuration: plan.spilo_configuration_value(),
         runtime_packages: plan.runtime_packages.clone(),
         bootstrap_bin: serde_json::json!({
             "sha256": bin_file.map(|f| f.sha256.to_hex()),
