@@ -57,6 +57,10 @@ pub struct ManifestExtension {
     pub url: Option<String>,
     pub stage: Option<String>,
     pub min_version: Option<String>,
+    /// The catalog's smoke test: SQL and its expected output, run by
+    /// `pgha-image verify` as `catalog::Smoke` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<crate::catalog::Smoke>,
 }
 
 /// What went into the context (stored inside it, so without its own digest).
@@ -270,6 +274,7 @@ pub fn pack(
                 url: e.source.as_ref().map(|s| s.url.clone()),
                 stage: e.stage.clone(),
                 min_version: e.min_version.clone(),
+                smoke: e.smoke.clone(),
             })
             .collect(),
         shared_preload_libraries: plan.preload.clone(),

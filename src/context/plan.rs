@@ -5,7 +5,7 @@
 
 use super::ContextError;
 use super::base::{BaseImage, BaseKnowledge, BaseOverrides, DEFAULT_BASE_IMAGE};
-use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest, Selected};
+use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest, Selected, Smoke};
 use crate::hash::Sha256Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -106,6 +106,8 @@ pub struct PlannedExtension {
     pub min_version: Option<String>,
     /// Why this version, when it is not the pinned one.
     pub note: Option<String>,
+    /// The catalog's smoke test (carried into the build manifest).
+    pub smoke: Option<Smoke>,
 }
 
 /// The bootstrap configuration shipped at /etc/pgha/bootstrap.toml.
@@ -341,6 +343,7 @@ impl BuildPlan {
                     e.base.as_ref().and_then(|b| b.min_version.clone())
                 },
                 note: s.note.clone(),
+                smoke: e.smoke.clone(),
             });
         }
 
