@@ -14,7 +14,7 @@ packages=(
   postgresql-15 postgresql-15-cron postgresql-15-pgtap postgresql-server-dev-15
   patroni python3-etcd etcd-server etcd-client haproxy
   podman runc debootstrap uidmap
-  curl ca-certificates dpkg-dev
+  curl ca-certificates dpkg-dev binutils
   libsodium-dev libcurl4-openssl-dev
 )
 
