@@ -14,6 +14,7 @@ use super::report::{CheckResult, Outcome, Report};
 use super::runtime::{Resources, SweepGuard, text};
 use super::scan;
 use super::secrets::{PGSODIUM_KEY, Secrets};
+use crate::catalog::{SMOKE_PSQL_ARGS, Smoke};
 use crate::progress::Progress;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +26,6 @@ pub const HOOK_MARKER: &str = "running pgha-bootstrap hook (bootstrap)";
 /// What pgha-bootstrap prints when a run (e.g. after a promotion) finds the
 /// database up to date (bootstrap/runner.rs).
 pub const NOTHING_TO_DO: &str = "pgha-bootstrap: nothing to do";
-const SCRATCH_DB: &str = "pgha_verify";
 
 pub enum Verdict {
     Pass(String),
@@ -102,6 +102,7 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
     let ImageConfig {
         manifest: m,
         bootstrap: bcfg,
+        launch_wrapper,
     } = image::read_config(res, image)?;
     let facts = image::read_facts(res, image, &m)?;
     let mut rec = Recorder {
@@ -130,7 +131,7 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
             let start = Instant::now();
             (secrets_in_image(res, image, &meta), start.elapsed())
         });
-        let cluster = cluster_part(req, res, &m, &bcfg, &facts, &mut rec);
+        let cluster = cluster_part(req, res, &m, &bcfg, launch_wrapper, &facts, &mut rec);
         let (v, took) = scan
             .join()
             .unwrap_or_else(|_| (Fail("the layer scan panicked".into(), vec![]), Duration::ZERO));
@@ -146,6 +147,7 @@ fn cluster_part(
     res: &Resources,
     m: &ImageManifest,
     bcfg: &crate::bootstrap::config::Config,
+    launch_wrapper: bool,
     facts: &ImageFacts,
     rec: &mut Recorder<'_>,
 ) -> Result<(), VerifyError> {
@@ -154,9 +156,14 @@ fn cluster_part(
     let secrets = Secrets::generate(facts.postgres_owner, &req.omit_secrets)?;
     let secrets_target = bcfg.secrets.dir.display().to_string();
     rec.progress.println(format!(
-        "starting {} member{} of {image} …",
+        "starting {} member{} of {image} ({}) …",
         req.members,
-        if req.members == 1 { "" } else { "s" }
+        if req.members == 1 { "" } else { "s" },
+        if launch_wrapper {
+            "server settings: the image's own defaults"
+        } else {
+            "server settings: the manifest's, in SPILO_CONFIGURATION"
+        }
     ));
     let cluster = Cluster::start(
         res,
@@ -165,7 +172,9 @@ fn cluster_part(
             members: req.members,
             secrets: &secrets,
             secrets_target: &secrets_target,
-            spilo_configuration: m.spilo_configuration(),
+            // The image's launch wrapper merges its defaults by itself: a
+            // deployment sets nothing, and neither does verify.
+            spilo_configuration: (!launch_wrapper).then(|| m.spilo_configuration()),
             socket_dir: bcfg.connection.socket_dir.display().to_string(),
             port: bcfg.connection.port,
             user: bcfg.connection.user.clone(),
@@ -221,13 +230,6 @@ fn cluster_part(
     rec.check("bootstrap.check", "`pgha-bootstrap check` passes", || {
         bootstrap_check(&cluster, &leader)
     });
-    let scratch = cluster
-        .psql(
-            &leader,
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {SCRATCH_DB}"),
-        )
-        .and_then(|_| cluster.psql(&leader, "postgres", &format!("CREATE DATABASE {SCRATCH_DB}")));
     for e in &m.extensions {
         rec.check(
             &format!("extension.{}", e.name),
@@ -237,10 +239,7 @@ fn cluster_part(
                 e.version,
                 majors(m)
             ),
-            || match &scratch {
-                Err(err) => Fail(format!("cannot make a scratch database: {err}"), vec![]),
-                Ok(_) => extension(&cluster, &leader, m, e, &facts.extension_files[&e.name]),
-            },
+            || extension(&cluster, &leader, m, e, &facts.extension_files[&e.name]),
         );
     }
     rec.check("server.preloads", "the preload libraries are active", || {
@@ -266,11 +265,6 @@ fn cluster_part(
     if req.members > 1 {
         three_members(rec, &cluster, &leader, &all, m, &secrets, req.timeout);
     }
-    let _ = cluster.psql(
-        &leader,
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {SCRATCH_DB}"),
-    );
     Ok(())
 }
 
@@ -521,7 +515,13 @@ fn secrets_in_image(res: &Resources, image: &str, meta: &ImageMeta) -> Verdict {
         Err(e) => return Fail(format!("cannot save the image to scan its layers: {e}"), vec![]),
         Ok(mut stream) => {
             let scanned = scan::scan_archive(&mut stream);
+            // The tar's end (zero blocks, padding) is read too: `finish`
+            // closes the pipe, and an engine still writing would die of SIGPIPE.
+            let drained = std::io::copy(&mut stream, &mut std::io::sink());
             let finished = stream.finish();
+            if let (Ok(_), Err(e)) = (&scanned, drained) {
+                return Fail(format!("cannot read the saved image: {e}"), vec![]);
+            }
             match (scanned, finished) {
                 (Ok((n, f)), Ok(())) => {
                     found.extend(f);
@@ -688,24 +688,66 @@ fn extension(
     let lit = escape_literal(&e.name);
     let available = c.psql(
         leader,
-        SCRATCH_DB,
+        "postgres",
         &format!("SELECT count(*) FROM pg_available_extensions WHERE name = {lit}"),
     );
-    match available.as_deref() {
+    let has_control = match available.as_deref() {
         Err(err) => return Fail(format!("cannot ask the server: {err}"), vec![]),
-        Ok("0") => {
-            // A module without a control file (e.g. supautils): it works by being loaded.
-            return if m.shared_preload_libraries.iter().any(|p| p == &e.name) {
-                Pass("a module without a control file, preloaded".into())
-            } else {
-                Pass("a module without a control file; its library is present for every major".into())
-            };
+        Ok(n) => n != "0",
+    };
+    // The catalog's smoke, as the manifest carries it: run as the catalog
+    // runs it (crate::catalog::Smoke: superuser, database postgres, on the
+    // primary; CREATE EXTENSION … CASCADE first unless `create = false`).
+    if let Some(raw) = &e.smoke {
+        let smoke: Smoke = match serde_json::from_value(raw.clone()) {
+            Ok(s) => s,
+            Err(err) => {
+                return Fail(
+                    format!("the manifest's smoke test of {} cannot be read: {err}", e.name),
+                    vec![raw.to_string()],
+                );
+            }
+        };
+        if smoke.create && !has_control {
+            return Fail(
+                format!(
+                    "{} is not an available extension (no control file on the server)",
+                    e.name
+                ),
+                vec![],
+            );
         }
-        Ok(_) => {}
+        let script = smoke.script(&e.name);
+        return match c.psql_script(leader, "postgres", SMOKE_PSQL_ARGS, &script) {
+            Err(err) => Fail(
+                format!("the smoke test failed: {}", error_line(&err)),
+                vec![script, err],
+            ),
+            Ok(out) => match smoke.check(&out) {
+                Ok(()) => Pass(format!(
+                    "smoke test passed ({} line(s) as expected)",
+                    smoke.expect.trim().lines().count()
+                )),
+                Err(diff) => Fail(
+                    "the smoke test's output differs from the expected".to_string(),
+                    diff.lines().map(String::from).collect(),
+                ),
+            },
+        };
+    }
+    // An image of an older tool (no smoke in its manifest): create it and
+    // compare the version.
+    if !has_control {
+        // A module without a control file (e.g. supautils): it works by being loaded.
+        return if m.shared_preload_libraries.iter().any(|p| p == &e.name) {
+            Pass("a module without a control file, preloaded".into())
+        } else {
+            Pass("a module without a control file; its library is present for every major".into())
+        };
     }
     if let Err(err) = c.psql(
         leader,
-        SCRATCH_DB,
+        "postgres",
         &format!(
             "CREATE EXTENSION IF NOT EXISTS {} CASCADE",
             escape_identifier(&e.name)
@@ -716,37 +758,30 @@ fn extension(
             vec![err],
         );
     }
-    match &e.smoke {
-        Some(smoke) => match c.psql(leader, SCRATCH_DB, &smoke.sql) {
-            Err(err) => Fail(
-                format!("the smoke test failed: {}", first_line(&err)),
-                vec![smoke.sql.clone(), err],
-            ),
-            Ok(out) => match &smoke.expect {
-                Some(want) if out.trim() != want.trim() => Fail(
-                    format!("the smoke test gave {:?}, expected {:?}", out.trim(), want.trim()),
-                    vec![smoke.sql.clone()],
-                ),
-                _ => Pass("smoke test passed".into()),
-            },
-        },
-        None => {
-            let v = c.psql(
-                leader,
-                SCRATCH_DB,
-                &format!("SELECT extversion FROM pg_extension WHERE extname = {lit}"),
-            );
-            match v {
-                Err(err) => Fail(format!("cannot read its version: {err}"), vec![]),
-                Ok(v) if e.recipe == "base" => Pass(format!("version {v} (from the base)")),
-                Ok(v) if v.trim() == e.version => Pass(format!("version {v}")),
-                Ok(v) => Fail(
-                    format!("the installed version is {v:?}, the manifest says {}", e.version),
-                    vec![],
-                ),
-            }
-        }
+    let v = c.psql(
+        leader,
+        "postgres",
+        &format!("SELECT extversion FROM pg_extension WHERE extname = {lit}"),
+    );
+    match v {
+        Err(err) => Fail(format!("cannot read its version: {err}"), vec![]),
+        Ok(v) if e.recipe == "base" => Pass(format!(
+            "version {v} (from the base; no smoke test in the manifest)"
+        )),
+        Ok(v) if v.trim() == e.version => Pass(format!("version {v} (no smoke test in the manifest)")),
+        Ok(v) => Fail(
+            format!("the installed version is {v:?}, the manifest says {}", e.version),
+            vec![],
+        ),
     }
+}
+
+/// The line of psql's output that says what went wrong (its ERROR line).
+fn error_line(s: &str) -> String {
+    s.lines()
+        .find(|l| l.contains("ERROR") || l.contains("FATAL"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| first_line(s))
 }
 
 fn first_line(s: &str) -> String {
@@ -880,7 +915,7 @@ fn getkey(
 fn server_key(c: &Cluster<'_>, leader: &str, secrets: &Secrets) -> Verdict {
     let sql = "CREATE EXTENSION IF NOT EXISTS pgsodium; \
                SELECT encode(pgsodium.derive_key(1, 32, 'pgsodium'::bytea), 'hex')";
-    match c.psql(leader, SCRATCH_DB, sql) {
+    match c.psql(leader, "postgres", sql) {
         Err(e) => Fail(format!("pgsodium.derive_key failed: {}", first_line(&e)), vec![e]),
         Ok(v) if v.trim() == secrets.pgsodium_derived_key(1, b"pgsodium") => {
             Pass("the server's derived key matches the mounted root key".into())

@@ -1,7 +1,8 @@
 //! A Patroni cluster of the image under the engine, run as a deployment runs
 //! it: the image's own CMD, the secrets mounted read-only, the server
-//! settings of its manifest in `SPILO_CONFIGURATION`, one data volume per
-//! member. One member uses the image's local etcd (Spilo's single-node
+//! settings from the image itself (its launch wrapper merges its defaults;
+//! for an image without one, its manifest's in `SPILO_CONFIGURATION`), one
+//! data volume per member. One member uses the image's local etcd (Spilo's single-node
 //! mode); three members share an etcd (the image's own etcd binary, in a
 //! container of the image) on a network of the run, found by `ETCD_HOST`.
 //!
@@ -35,7 +36,9 @@ pub struct StartSpec<'a> {
     pub secrets: &'a Secrets,
     /// Where the image reads its secrets (bootstrap.toml's `secrets.dir`).
     pub secrets_target: &'a str,
-    pub spilo_configuration: String,
+    /// `SPILO_CONFIGURATION` to set, if any (`None`: the image's launch
+    /// wrapper applies its own defaults, as under a deployment that sets none).
+    pub spilo_configuration: Option<String>,
     pub socket_dir: String,
     pub port: u16,
     pub user: String,
@@ -108,6 +111,7 @@ impl<'r> Cluster<'r> {
             etcd_host = Some(format!("{ip}:2379"));
             network = Some(net);
         }
+        let env_file = spec.secrets.env_file()?.display().to_string();
         let mut members = Vec::new();
         for i in 1..=spec.members {
             let name = res.name(&format!("m{i}"));
@@ -138,13 +142,12 @@ impl<'r> Cluster<'r> {
                 format!("{volume}:/home/postgres/pgdata"),
                 "-e".into(),
                 format!("SCOPE={}", res.run()),
-                "-e".into(),
-                format!("PGPASSWORD_SUPERUSER={}", spec.secrets.superuser_password),
-                "-e".into(),
-                format!("PGPASSWORD_STANDBY={}", spec.secrets.replication_password),
-                "-e".into(),
-                format!("SPILO_CONFIGURATION={}", spec.spilo_configuration),
+                "--env-file".into(),
+                env_file.clone(),
             ];
+            if let Some(c) = &spec.spilo_configuration {
+                a.extend(["-e".into(), format!("SPILO_CONFIGURATION={c}")]);
+            }
             if let (Some(net), Some(etcd), Some(host)) = (&network, &etcd_host, &dcs_host) {
                 a.extend([
                     "--network".into(),
@@ -204,6 +207,39 @@ impl<'r> Cluster<'r> {
             .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+        } else {
+            Err(text(&out).trim().to_string())
+        }
+    }
+
+    /// A script through the member's psql on the local socket (stdin), with
+    /// `args` (e.g. [`crate::catalog::SMOKE_PSQL_ARGS`]); Ok(stdout), Err(stdout and stderr).
+    pub fn psql_script(&self, member: &str, db: &str, args: &[&str], script: &str) -> Result<String, String> {
+        let port = self.port.to_string();
+        let mut a: Vec<String> = [
+            "exec",
+            "-i",
+            member,
+            "psql",
+            "-h",
+            &self.socket_dir,
+            "-p",
+            &port,
+            "-U",
+            &self.user,
+            "-d",
+            db,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = self
+            .res
+            .output_with_input(&a, script.as_bytes())
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(text(&out).trim().to_string())
         }

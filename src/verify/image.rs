@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 /// Where `pgha-image build` puts the build manifest (context/pack.rs).
 pub const MANIFEST_PATH: &str = "/etc/pgha/build-manifest.json";
 pub const BOOTSTRAP_BIN: &str = "/usr/local/bin/pgha-bootstrap";
+/// What the generated `/launch.sh` says of itself (dockerfiles/launch.sh.j2).
+pub const LAUNCH_WRAPPER_MARK: &str = "pgha-image launch wrapper";
 
 /// The fields of the image's build manifest that verify uses. Read
 /// leniently (unknown fields ignored, new ones optional), so that images of
@@ -45,25 +47,20 @@ pub struct ManifestExtension {
     pub sha256: Option<String>,
     #[serde(default)]
     pub min_version: Option<String>,
+    /// The catalog's smoke test as the manifest carries it
+    /// ([`crate::catalog::Smoke`]); read when the check runs, so that a
+    /// smoke this tool cannot read fails that extension's check only.
     #[serde(default)]
-    pub smoke: Option<Smoke>,
-}
-
-/// An extension's smoke test: SQL run after `CREATE EXTENSION`, and the
-/// output it must give (psql unaligned, tuples only), if any.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Smoke {
-    pub sql: String,
-    #[serde(default)]
-    pub expect: Option<String>,
+    pub smoke: Option<serde_json::Value>,
 }
 
 impl ImageManifest {
-    /// `SPILO_CONFIGURATION` for the members: the recorded one, or the
-    /// preload list and settings (local) and the DCS-only settings
-    /// (`bootstrap.dcs`), as docs/generate.md says a deployment gives them.
+    /// `SPILO_CONFIGURATION` for the members of an image without the launch
+    /// wrapper (which applies the image's defaults itself): the recorded
+    /// configuration, or the preload list and settings (local) and the
+    /// DCS-only settings (`bootstrap.dcs`), as a deployment gives them.
     pub fn spilo_configuration(&self) -> String {
-        if let Some(v) = &self.spilo_configuration {
+        if let Some(v) = self.spilo_configuration.as_ref().filter(|v| !v.is_null()) {
             return match v {
                 serde_json::Value::String(s) => s.clone(),
                 v => v.to_string(),
@@ -100,6 +97,9 @@ impl ImageManifest {
 pub struct ImageConfig {
     pub manifest: ImageManifest,
     pub bootstrap: Config,
+    /// `/launch.sh` is pgha-image's launch wrapper: the image merges its own
+    /// default server settings under the deployment's (docs/image.md).
+    pub launch_wrapper: bool,
 }
 
 /// Facts for the image-level checks.
@@ -168,7 +168,8 @@ fn sections(out: &str) -> BTreeMap<String, String> {
 pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyError> {
     let script = format!(
         "echo @@manifest; cat {MANIFEST_PATH} || echo '@@manifest-error'; \
-         echo @@bootstrap; cat {} 2>/dev/null; true",
+         echo @@bootstrap; cat {} 2>/dev/null; \
+         echo @@launch; grep -c '{LAUNCH_WRAPPER_MARK}' /launch.sh 2>/dev/null; true",
         crate::bootstrap::config::DEFAULT_PATH
     );
     let out = probe(res, image, "probe-config", &script, &[])?;
@@ -191,7 +192,15 @@ pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyEr
             detail: format!("not a pgha-bootstrap configuration: {e}"),
         })?,
     };
-    Ok(ImageConfig { manifest, bootstrap })
+    let launch_wrapper = s
+        .get("launch")
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .is_some_and(|n| n > 0);
+    Ok(ImageConfig {
+        manifest,
+        bootstrap,
+        launch_wrapper,
+    })
 }
 
 const FACTS_SCRIPT: &str = r#"
@@ -213,7 +222,16 @@ for e in $exts; do
   for n in $majors; do
     share=/usr/share/postgresql/$n/extension; lib=/usr/lib/postgresql/$n/lib
     if [ -f "$share/$e.control" ]; then
-      for l in $(cat "$share/$e.control" "$share/$e"--*.sql 2>/dev/null | grep -o '\$libdir/[A-Za-z0-9_.-]*' | sed 's|^\$libdir/||' | sort -u); do
+      # The libraries of what CREATE EXTENSION installs: the default
+      # version's script (old upgrade scripts name libraries of
+      # long-gone versions); without such a script, every script.
+      def=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$share/$e.control")
+      scripts="$share/$e--$def.sql"
+      [ -f "$scripts" ] || scripts=$(ls "$share/$e"--*.sql 2>/dev/null)
+      # The control file's module_pathname counts where a script uses it.
+      files=$scripts
+      grep -q MODULE_PATHNAME $scripts 2>/dev/null && files="$share/$e.control $scripts"
+      for l in $(cat $files 2>/dev/null | grep -o '\$libdir/[A-Za-z0-9_.-]*' | sed 's|^\$libdir/||' | sort -u); do
         [ -f "$lib/$l.so" ] || [ -f "$lib/$l" ] || echo "$e $n the library $lib/$l.so is missing"
       done
     elif [ ! -f "$lib/$e.so" ]; then
@@ -337,7 +355,7 @@ mod tests {
             "tool_version": "0.1.0", "base_image": "b", "pg_majors": [15, 16],
             "extensions": [
                 {"name": "vector", "version": "0.8.0", "recipe": "pgxs", "sha256": "ab",
-                 "smoke": {"sql": "SELECT 1", "expect": "1"}},
+                 "smoke": {"sql": "SELECT 1", "expect": "1", "create": false}},
                 {"name": "pg_cron", "version": "1.6", "recipe": "base", "min_version": "1.6"}
             ],
             "shared_preload_libraries": ["pg_cron"],
@@ -351,10 +369,9 @@ mod tests {
     #[test]
     fn manifest_reads_leniently_and_makes_the_configuration() {
         let m = manifest();
-        assert_eq!(
-            m.extensions[0].smoke.as_ref().unwrap().expect.as_deref(),
-            Some("1")
-        );
+        let smoke: crate::catalog::Smoke =
+            serde_json::from_value(m.extensions[0].smoke.clone().unwrap()).unwrap();
+        assert_eq!((smoke.expect.as_str(), smoke.create), ("1", false));
         let c: serde_json::Value = serde_json::from_str(&m.spilo_configuration()).unwrap();
         assert_eq!(
             c["postgresql"]["parameters"]["shared_preload_libraries"],

@@ -92,6 +92,7 @@ pub fn run(req: Request, progress: Progress) -> Result<Report, VerifyError> {
         .into());
     }
     let res = Arc::new(Resources::new(engine, run_name(), req.keep));
+    res.start_watcher()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,6 +4,12 @@
 //! the label `io.pgha.verify.run=<run>`; removal goes by that label, so it
 //! also finds what was being created when the run was interrupted.
 //!
+//! A watcher process (a small shell script in its own process group) holds
+//! the read end of a pipe whose write end only this process has: when this
+//! process dies without saying `done` (SIGKILL, a crash), the pipe closes and
+//! the watcher removes everything with the label, repeating for a while in
+//! case an engine command was still creating something.
+//!
 //! Creation and removal take turns through one lock: once a run is aborted
 //! (Ctrl-C, SIGTERM) no further create command starts, and the removal
 //! waits for one already in flight to finish, so nothing is created after
@@ -13,7 +19,7 @@
 
 use super::error::VerifyError;
 use crate::engine::Engine;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
 pub const RUN_LABEL: &str = "io.pgha.verify.run";
@@ -23,7 +29,32 @@ pub struct Resources {
     run: String,
     keep: bool,
     state: Mutex<State>,
+    watcher: Mutex<Option<Child>>,
 }
+
+/// The watcher: `$1` the engine program, `$2` the label filter. It ends at
+/// once when it reads `done`; at end of file (its parent died) it removes
+/// what carries the label, until two sweeps in a row found nothing and
+/// [`WATCH_SECONDS`] have passed (an engine command of the dead process may
+/// still be creating a container).
+const WATCHER: &str = r#"
+IFS= read -r line
+[ "$line" = done ] && exit 0
+end=$(( $(date +%s) + $3 )); quiet=0
+while :; do
+  c=$("$1" ps -a -q --filter "$2" 2>/dev/null)
+  [ -n "$c" ] && "$1" rm -f -v $c >/dev/null 2>&1
+  n=$("$1" network ls -q --filter "$2" 2>/dev/null)
+  [ -n "$n" ] && "$1" network rm $n >/dev/null 2>&1
+  v=$("$1" volume ls -q --filter "$2" 2>/dev/null)
+  [ -n "$v" ] && "$1" volume rm -f $v >/dev/null 2>&1
+  if [ -z "$c$n$v" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+  [ $quiet -ge 2 ] && [ "$(date +%s)" -ge $end ] && exit 0
+  sleep 1
+done
+"#;
+/// How long the watcher keeps removing after its parent died.
+const WATCH_SECONDS: u32 = 20;
 
 #[derive(Default)]
 struct State {
@@ -38,6 +69,49 @@ impl Resources {
             run,
             keep,
             state: Mutex::new(State::default()),
+            watcher: Mutex::new(None),
+        }
+    }
+
+    /// Start the watcher that removes the run's objects if this process
+    /// dies without removing them itself (see the module docs).
+    pub fn start_watcher(&self) -> Result<(), VerifyError> {
+        use std::os::unix::process::CommandExt;
+        let probe = self.engine.command();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", WATCHER, "pgha-verify-watcher"])
+            .arg(self.engine.program())
+            .arg(format!("label={}", self.label_arg()))
+            .arg(WATCH_SECONDS.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Not in the terminal's process group: Ctrl-C reaches only verify,
+            // which removes everything itself and then releases the watcher.
+            .process_group(0);
+        for (k, v) in probe.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let child = cmd.spawn().map_err(|source| VerifyError::Io {
+            what: "starting the watcher that removes the run's objects should verify be killed".into(),
+            source,
+        })?;
+        *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        Ok(())
+    }
+
+    /// Tell the watcher the run cleaned up (or kept) its objects itself.
+    fn release_watcher(&self) {
+        use std::io::Write;
+        let mut w = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut child) = w.take() {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(b"done\n");
+            }
+            let _ = child.wait();
         }
     }
 
@@ -97,6 +171,33 @@ impl Resources {
             })
     }
 
+    /// Like [`Self::output`], with `input` on the command's stdin (`exec -i`).
+    pub fn output_with_input(&self, args: &[String], input: &[u8]) -> Result<Output, VerifyError> {
+        use std::io::Write;
+        let io = |e| VerifyError::Io {
+            what: format!("running {}", self.engine.program().display()),
+            source: e,
+        };
+        let mut child = self
+            .engine
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io)?;
+        let mut stdin = child.stdin.take().expect("piped");
+        // A script larger than the pipe is written while the output is read.
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().map_err(io)?;
+        let _ = writer.join();
+        Ok(out)
+    }
+
     /// A command of the engine, for callers that stream or pipe.
     pub fn command(&self) -> Command {
         self.engine.command()
@@ -107,6 +208,7 @@ impl Resources {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.aborted = true;
         if self.keep {
+            self.release_watcher();
             return format!(
                 "kept for a post-mortem; remove with: {}",
                 self.removal_commands().join("; ")
@@ -114,6 +216,7 @@ impl Resources {
         }
         let left = self.sweep_locked();
         state.swept = true;
+        self.release_watcher();
         match left.is_empty() {
             true => format!(
                 "removed the run's containers, networks and volumes ({}*)",
@@ -127,10 +230,13 @@ impl Resources {
     pub fn sweep(&self) -> Vec<String> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.keep || state.swept {
+            self.release_watcher();
             return Vec::new();
         }
         state.swept = true;
-        self.sweep_locked()
+        let left = self.sweep_locked();
+        self.release_watcher();
+        left
     }
 
     fn list(&self, what: &[&str]) -> Vec<String> {

@@ -1,11 +1,12 @@
 //! The secrets of a verify run: made fresh for each run, written into a
 //! private temporary directory (0700, removed at the end) and mounted
 //! read-only into every member at the image's secrets directory. Never
-//! printed, never put in the environment.
+//! printed; the two passwords Spilo reads from its environment reach the
+//! members through an `--env-file` beside the mount, never a command line.
 
 use super::error::VerifyError;
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 
 /// The file pgsodium's getkey script reads, inside the secrets directory.
@@ -74,6 +75,31 @@ impl Secrets {
 
     pub fn mount_dir(&self) -> &Path {
         &self.mount
+    }
+
+    /// An `--env-file` (0600, beside the mounted directory, not in it) with
+    /// the passwords Spilo takes from its environment: they never appear on
+    /// an engine command line.
+    pub fn env_file(&self) -> Result<PathBuf, VerifyError> {
+        use std::io::Write;
+        let path = self._dir.path().join("member.env");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                writeln!(f, "PGPASSWORD_SUPERUSER={}", self.superuser_password)?;
+                writeln!(f, "PGPASSWORD_STANDBY={}", self.replication_password)?;
+                Ok(f)
+            })
+            .map_err(|source| VerifyError::Io {
+                what: "writing the members' environment file".into(),
+                source,
+            })?;
+        f.flush().ok();
+        Ok(path)
     }
 
     /// What pgsodium derives from the root key: `pgsodium.derive_key(id, 32,
