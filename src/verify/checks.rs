@@ -872,7 +872,7 @@ fn getkey(
         return Ok("is not configured".into());
     };
     let out = res
-        .create(&[
+        .create_output(&[
             "run".into(),
             "--rm".into(),
             "--name".into(),
@@ -890,15 +890,27 @@ fn getkey(
             image.into(),
         ])
         .map_err(|e| {
-            let msg = e.to_string();
             (
-                format!(
-                    "the getkey script {script} failed: {}",
-                    msg.rsplit(": ").next().unwrap_or(&msg)
-                ),
-                vec![msg],
+                format!("the getkey script {script} could not be run: {e}"),
+                vec![],
             )
         })?;
+    if !out.status.success() {
+        let said: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        return Err((
+            format!(
+                "the getkey script {script} failed ({}): {}",
+                out.status,
+                said.first().map_or("no output", String::as_str)
+            ),
+            said,
+        ));
+    }
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_ascii_lowercase();
     if printed == hex::encode(secrets.pgsodium_root_key) {
         Ok(format!("prints the key mounted at {target}/{PGSODIUM_KEY}"))

@@ -139,15 +139,7 @@ impl Resources {
     /// Run an engine command that creates something (`run`, `network
     /// create`, `volume create`); the caller adds `--label` [`Self::label_arg`].
     pub fn create(&self, args: &[String]) -> Result<Output, VerifyError> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.aborted {
-            return Err(VerifyError::Interrupted {
-                signal: "a signal".into(),
-                cleanup: "not creating anything more".into(),
-            });
-        }
-        let out = self.output(args)?;
-        drop(state);
+        let out = self.create_output(args)?;
         if out.status.success() {
             Ok(out)
         } else {
@@ -156,6 +148,18 @@ impl Resources {
                 detail: last_line(&out),
             })
         }
+    }
+
+    /// [`Self::create`] that returns the output whether the command succeeded or not.
+    pub fn create_output(&self, args: &[String]) -> Result<Output, VerifyError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.aborted {
+            return Err(VerifyError::Interrupted {
+                signal: "a signal".into(),
+                cleanup: "not creating anything more".into(),
+            });
+        }
+        self.output(args)
     }
 
     /// Run an engine command that creates nothing (exec, inspect, logs, stop, start).
