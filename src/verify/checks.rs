@@ -165,6 +165,25 @@ fn cluster_part(
             "server settings: the manifest's, in SPILO_CONFIGURATION"
         }
     ));
+    // The getkey script runs first, as the server will run it (user
+    // postgres, the run's mounts): when it fails, the server cannot start,
+    // and waiting for Patroni to give up (about a minute) proves nothing more.
+    let pgsodium = m.all_parameters().get("pgsodium.getkey_script").cloned();
+    let key_probe = pgsodium
+        .as_deref()
+        .map(|script| getkey(res, image, &secrets, &secrets_target, Some(script)));
+    if let Some(Err((msg, details))) = &key_probe {
+        rec.check("cluster.leader", "a leader is elected", || {
+            Fail(
+                "no member was started: the server cannot start, its pgsodium getkey script fails \
+                 with the run's secrets (see pgsodium.key)"
+                    .into(),
+                vec![msg.clone()],
+            )
+        });
+        no_leader_checks(rec, m, req.members, facts, || Fail(msg.clone(), details.clone()));
+        return Ok(());
+    }
     let cluster = Cluster::start(
         res,
         &StartSpec {
@@ -195,30 +214,12 @@ fn cluster_part(
         }
     });
 
-    let pgsodium = m.all_parameters().get("pgsodium.getkey_script").cloned();
-    let no_leader = "skipped: no leader";
     let Some(leader) = leader else {
-        for (id, title) in cluster_checks(m, req.members) {
-            if let Some(name) = id.strip_prefix("extension.") {
-                let files = &facts.extension_files[name];
-                if !files.is_empty() {
-                    rec.check(&id, &title, || {
-                        Fail(format!("{} file(s) missing", files.len()), files.clone())
-                    });
-                    continue;
-                }
-            }
-            if id == "pgsodium.key" && pgsodium.is_some() {
-                rec.check(&id, &title, || {
-                    match getkey(res, image, &secrets, &secrets_target, pgsodium.as_deref()) {
-                        Ok(note) => Skip(format!("{no_leader} (the getkey script itself {note})")),
-                        Err((msg, details)) => Fail(msg, details),
-                    }
-                });
-                continue;
-            }
-            rec.skip(&id, &title, no_leader);
-        }
+        no_leader_checks(rec, m, req.members, facts, || match &key_probe {
+            Some(Ok(note)) => Skip(format!("{NO_LEADER} (the getkey script itself {note})")),
+            Some(Err((msg, details))) => Fail(msg.clone(), details.clone()),
+            None => Skip(NO_LEADER.into()),
+        });
         return Ok(());
     };
 
@@ -255,9 +256,9 @@ fn cluster_part(
         "the pgsodium root key comes from the mounted secret file",
         || match &pgsodium {
             None => Skip("the image has no pgsodium".into()),
-            Some(_) => match getkey(res, image, &secrets, &secrets_target, pgsodium.as_deref()) {
-                Err((msg, details)) => Fail(msg, details),
-                Ok(_) => server_key(&cluster, &leader, &secrets),
+            Some(_) => match &key_probe {
+                Some(Err((msg, details))) => Fail(msg.clone(), details.clone()),
+                _ => server_key(&cluster, &leader, &secrets),
             },
         },
     );
@@ -266,6 +267,38 @@ fn cluster_part(
         three_members(rec, &cluster, &leader, &all, m, &secrets, req.timeout);
     }
     Ok(())
+}
+
+const NO_LEADER: &str = "skipped: no leader";
+
+/// The checks of the cluster when there is no leader: skipped, except what
+/// is judged without one (an extension's missing files; the key, by `key`).
+fn no_leader_checks(
+    rec: &mut Recorder<'_>,
+    m: &ImageManifest,
+    members: u8,
+    facts: &ImageFacts,
+    key: impl FnOnce() -> Verdict,
+) {
+    let mut key = Some(key);
+    for (id, title) in cluster_checks(m, members) {
+        if let Some(name) = id.strip_prefix("extension.") {
+            let files = &facts.extension_files[name];
+            if !files.is_empty() {
+                rec.check(&id, &title, || {
+                    Fail(format!("{} file(s) missing", files.len()), files.clone())
+                });
+                continue;
+            }
+        }
+        if id == "pgsodium.key"
+            && let Some(k) = key.take()
+        {
+            rec.check(&id, &title, k);
+            continue;
+        }
+        rec.skip(&id, &title, NO_LEADER);
+    }
 }
 
 /// The ids and titles of the checks that need the cluster (for skipping them).
