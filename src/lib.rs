@@ -23,6 +23,7 @@ pub mod error;
 pub mod export;
 pub mod fetch;
 pub mod hash;
+pub mod manifests;
 pub mod progress;
 
 pub use error::{Error, ExitCode};
