@@ -11,9 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 pub const DEBIAN_BASE: &str = "localhost/pgha-test/debian:bookworm";
-pub const SPILO_STANDIN: &str = "localhost/pgha-test/spilo-standin:15";
-/// Label on the stand-in with the digest of its support files: a changed
-/// Containerfile or script makes the next test rebuild it.
+/// The stand-in's repository; its tag is `15-<digest of its support files>`
+/// (see [`spilo_standin`]), so that worktrees sharing one Podman storage, each
+/// with its own version of `tests/support/spilo-standin/`, never overwrite
+/// each other's stand-in.
+pub const SPILO_STANDIN_REPO: &str = "localhost/pgha-test/spilo-standin";
+/// Label on the stand-in with the digest of its support files (also in its tag).
 const SUPPORT_DIGEST_LABEL: &str = "io.pgha.test-support-digest";
 const LOCK: &str = "/tmp/pgha-test-images.lock";
 /// A lock older than this is taken to be left over by a killed test.
@@ -181,32 +184,22 @@ fn support_digest() -> String {
     h.finish().to_hex()[..16].to_string()
 }
 
-/// `localhost/pgha-test/spilo-standin:15`: Debian bookworm + PostgreSQL 15,
-/// pg_cron, Patroni, etcd and a Spilo-like launch script (see
-/// tests/support/spilo-standin/Containerfile). Built when absent or when its
-/// support files changed (~1 min).
+/// `localhost/pgha-test/spilo-standin:15-<digest12>`: Debian bookworm +
+/// PostgreSQL 15, pg_cron, Patroni, etcd and a Spilo-like launch script (see
+/// tests/support/spilo-standin/Containerfile). The tag carries the digest of
+/// the support files: a change makes a new tag (built when absent, ~1 min),
+/// and stand-ins of other versions stay untouched for whoever uses them.
 pub fn spilo_standin() -> String {
     let base = debian_base();
     let digest = support_digest();
-    let current = || {
-        image_exists(SPILO_STANDIN)
-            && run(podman_cmd().args([
-                "image",
-                "inspect",
-                "--format",
-                &format!("{{{{index .Config.Labels \"{SUPPORT_DIGEST_LABEL}\"}}}}"),
-                SPILO_STANDIN,
-            ]))
-            .trim()
-                == digest
-    };
-    if current() {
-        return SPILO_STANDIN.to_string();
+    let reference = format!("{SPILO_STANDIN_REPO}:15-{}", &digest[..12]);
+    if image_exists(&reference) {
+        return reference;
     }
     let _lock = ImageLock::acquire();
-    if !current() {
+    if !image_exists(&reference) {
         let out = podman_cmd()
-            .args(["build", "--layers", "-t", SPILO_STANDIN])
+            .args(["build", "--layers", "-t", &reference])
             .arg("--build-arg")
             .arg(format!("BASE={base}"))
             .arg("--label")
@@ -216,12 +209,12 @@ pub fn spilo_standin() -> String {
             .expect("run podman build");
         assert!(
             out.status.success(),
-            "building {SPILO_STANDIN} failed (apt inside podman build needs the Debian mirror):\n{}\n{}",
+            "building {reference} failed (apt inside podman build needs the Debian mirror):\n{}\n{}",
             tail(&out.stdout, 30),
             tail(&out.stderr, 30)
         );
     }
-    SPILO_STANDIN.to_string()
+    reference
 }
 
 fn tail(bytes: &[u8], n: usize) -> String {
