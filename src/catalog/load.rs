@@ -35,6 +35,8 @@ struct RawExtension {
     versions: Vec<Spanned<RawVersion>>,
     #[serde(default)]
     notes: Option<String>,
+    #[serde(default)]
+    smoke: Option<Smoke>,
 }
 
 fn no_preload() -> Preload {
@@ -254,6 +256,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
         base,
         versions,
         notes: raw.notes,
+        smoke: raw.smoke,
     })
 }
 

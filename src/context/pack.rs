@@ -57,6 +57,10 @@ pub struct ManifestExtension {
     pub url: Option<String>,
     pub stage: Option<String>,
     pub min_version: Option<String>,
+    /// The catalog's smoke test: SQL and its expected output, run by
+    /// `pgha-image verify` as `catalog::Smoke` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<crate::catalog::Smoke>,
 }
 
 /// What went into the context (stored inside it, so without its own digest).
@@ -70,6 +74,11 @@ pub struct Manifest {
     pub shared_preload_libraries: Vec<String>,
     pub parameters: BTreeMap<String, String>,
     pub dcs_parameters: BTreeMap<String, String>,
+    /// The image's default Patroni configuration (`/etc/pgha/spilo-defaults.json`):
+    /// the settings above as the launch wrapper merges them under the
+    /// deployment's `SPILO_CONFIGURATION`.
+    #[serde(default)]
+    pub spilo_configuration: serde_json::Value,
     pub runtime_packages: Vec<String>,
     pub bootstrap_bin: serde_json::Value,
     pub source_date_epoch: u64,
@@ -265,11 +274,13 @@ pub fn pack(
                 url: e.source.as_ref().map(|s| s.url.clone()),
                 stage: e.stage.clone(),
                 min_version: e.min_version.clone(),
+                smoke: e.smoke.clone(),
             })
             .collect(),
         shared_preload_libraries: plan.preload.clone(),
         parameters: plan.local_parameters.clone(),
         dcs_parameters: plan.dcs_parameters.clone(),
+        spilo_configuration: plan.spilo_configuration_value(),
         runtime_packages: plan.runtime_packages.clone(),
         bootstrap_bin: serde_json::json!({
             "sha256": bin_file.map(|f| f.sha256.to_hex()),
