@@ -15,6 +15,10 @@ packages=(
   patroni python3-etcd etcd-server etcd-client haproxy
   podman runc debootstrap uidmap
   curl ca-certificates dpkg-dev
+  # Podman pods (tests/common/cluster.rs) need catatonit for their pause image;
+  # the deployment tests run the rendered compose files with Debian's
+  # docker-compose (1.29) against a real dockerd (docker.io).
+  catatonit docker.io docker-compose
 )
 
 missing=()

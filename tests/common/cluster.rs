@@ -528,3 +528,253 @@ pub fn tools_image() -> String {
     }
     reference
 }
+
+/// A "VM" with a real Docker daemon: a network namespace the test creates
+/// (`pgha-h6-N`, address 10.214.N.2, the host side 10.214.N.1 on a veth
+/// pair) running Debian's `dockerd` on a private socket, data root and exec
+/// root (`--iptables=false --bridge=none`: containers use the namespace's
+/// network, `network_mode: host`). Everything is removed when dropped.
+pub struct DockerHost {
+    pub ns: String,
+    pub address: String,
+    pub dir: tempfile::TempDir,
+    host_if: String,
+    dockerd: Option<std::process::Child>,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn must_ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl DockerHost {
+    pub fn start() -> Self {
+        super::prereq::require_root();
+        require_program("dockerd", "docker.io", &["/usr/sbin"]);
+        require_program("nsenter", "util-linux", &["/usr/bin"]);
+        // A free /24 in 10.214.0.0/16: the namespace name is the claim.
+        let seed = std::process::id() as usize;
+        let (x, ns) = (0..250)
+            .map(|k| (seed + k * 7) % 250 + 1)
+            .find_map(|x| {
+                let ns = format!("pgha-h6-{x}");
+                ip(&["netns", "add", &ns]).then_some((x, ns))
+            })
+            .expect("no free network namespace name pgha-h6-1..250");
+        let host_if = format!("h6h{x}");
+        let ns_if = format!("h6n{x}");
+        let dir = tempfile::Builder::new()
+            .prefix("pgha-h6-docker")
+            .tempdir()
+            .unwrap();
+        let mut host = DockerHost {
+            ns: ns.clone(),
+            address: format!("10.214.{x}.2"),
+            dir,
+            host_if: host_if.clone(),
+            dockerd: None,
+        };
+        let _ = ip(&["link", "del", &host_if]);
+        must_ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
+        must_ip(&["link", "set", &ns_if, "netns", &ns]);
+        must_ip(&["addr", "add", &format!("10.214.{x}.1/24"), "dev", &host_if]);
+        must_ip(&["link", "set", &host_if, "up"]);
+        must_ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/24", host.address),
+            "dev",
+            &ns_if,
+        ]);
+        must_ip(&["-n", &ns, "link", "set", &ns_if, "up"]);
+        must_ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let d = host.dir.path().to_path_buf();
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        // nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups dockerd needs.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg("dockerd")
+            .arg("-H")
+            .arg(host.docker_host())
+            .arg("--data-root")
+            .arg(d.join("root"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("dockerd.pid"))
+            .args(["--iptables=false", "--bridge=none", "--ip-masq=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        host.dockerd = Some(child);
+        wait_until(
+            "dockerd answers",
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+            || {
+                host.docker()
+                    .args(["version", "--format", "{{.Server.Version}}"])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+            },
+            || std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default(),
+        );
+        host
+    }
+
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    /// Debian's docker client (the daemon is 20.10), pointed at this daemon.
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new(require_program("docker", "docker.io", &["/usr/bin"]));
+        c.env("DOCKER_HOST", self.docker_host());
+        c
+    }
+
+    /// `podman save IMAGE | docker load` into this daemon.
+    pub fn load_from_podman(&self, image: &str) {
+        let mut save = podman_cmd()
+            .args(["save", image])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("podman save");
+        let out = self
+            .docker()
+            .arg("load")
+            .stdin(save.stdout.take().unwrap())
+            .output()
+            .expect("docker load");
+        assert!(save.wait().unwrap().success(), "podman save {image} failed");
+        assert!(
+            out.status.success(),
+            "docker load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for DockerHost {
+    fn drop(&mut self) {
+        // Containers first, then the daemon (SIGTERM: it stops its containerd and unmounts).
+        if let Ok(o) = self.docker().args(["ps", "-aq"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = self
+                    .docker()
+                    .args(["rm", "-f", id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        if let Some(mut d) = self.dockerd.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = d.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let prefix = self.dir.path().display().to_string();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter(|p| p.starts_with(&prefix))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.ns]);
+    }
+}
+
+pub fn sources_dir() -> PathBuf {
+    std::env::var_os("PGHA_TEST_SOURCES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/sources"))
+}
+
+/// The image the deployment tests' members run (`name`: unique to the test): `pgha-image build` on the Spilo stand-in with
+/// pgsodium, supabase_vault, pgjwt and pg_cron (1.6, from source: the
+/// stand-in has Debian's 1.4) from the real upstream archives.
+// TODO(h4): use the shared full-set image helper of tests/common/images.rs when it lands.
+pub fn deploy_image(dir: &Path, name: &str) -> super::images::TestImage {
+    let standin = super::images::spilo_standin();
+    let sources = super::prereq::require_file(
+        &sources_dir().join("pgsodium-3.1.8.tar.gz"),
+        "the upstream sources",
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf();
+    let image = super::images::TestImage {
+        reference: format!("localhost/pgha-test/{name}:{}", std::process::id()),
+    };
+    let out = assert_cmd::Command::cargo_bin("pgha-image")
+        .unwrap()
+        .args([
+            "--progress",
+            "plain",
+            "build",
+            "--engine",
+            "podman",
+            "--tag",
+            &image.reference,
+        ])
+        .args([
+            "--base-image",
+            &standin,
+            "--pg",
+            "15",
+            "--extensions",
+            "pgsodium,supabase_vault,pgjwt,pg_cron",
+            "--from-source",
+            "pg_cron",
+        ])
+        .args(["--bootstrap-bin", env!("CARGO_BIN_EXE_pgha-bootstrap")])
+        .arg("--out")
+        .arg(dir.join("build"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--mirror")
+        .arg(&sources)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgha-image build failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image
+}
