@@ -10,7 +10,8 @@
 # ROUNDS (default 5) runs each, alternating; medians are reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGE=${1:-localhost/pgha-test/spilo-standin:15}
+# The newest stand-in (its tag is 15-<digest of tests/support/spilo-standin>).
+IMAGE=${1:-$(podman images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=localhost/pgha-test/spilo-standin:15-*' | head -1)}
 ROUNDS=${ROUNDS:-5}
 
 podman image exists "$IMAGE" || {

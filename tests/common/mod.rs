@@ -1,8 +1,10 @@
 //! Shared support for the integration tests. Each file has one owner area:
 //! `prereq` (missing prerequisites fail with how to install them), `pg`
 //! (throwaway PostgreSQL clusters), `http` (a fixture HTTP server on
-//! 127.0.0.1), `images` (container engine and stand-in base images), `cluster` (pods on a
-//! Podman network as VMs, compose services run in them, Patroni REST polling).
+//! 127.0.0.1), `images` (container engine, stand-in base images, the full-set
+//! image), `sources` (where the real upstream extension archives come from),
+//! `cluster` (pods on a Podman network as VMs, compose services run in them,
+//! Patroni REST polling).
 #![allow(dead_code)]
 
 pub mod cluster;
@@ -10,3 +12,4 @@ pub mod http;
 pub mod images;
 pub mod pg;
 pub mod prereq;
+pub mod sources;

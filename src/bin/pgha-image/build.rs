@@ -45,8 +45,8 @@ pub struct SelectionArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub base_preload: Option<Vec<String>>,
 
-    /// Set ENV SPILO_CONFIGURATION in the image with the preload list and server settings it needs
-    /// (for a plain `docker run`; a deployment that sets SPILO_CONFIGURATION replaces it)
+    /// Also set ENV SPILO_CONFIGURATION in the image to its default server settings (redundant:
+    /// the image's /launch.sh merges them under any SPILO_CONFIGURATION anyway; docs/image.md)
     #[arg(long)]
     pub embed_spilo_configuration: bool,
 
