@@ -2,8 +2,8 @@
 //! with its own address on a Podman network this test creates), each running
 //! the services of its rendered `compose.yaml` (the file itself is parsed and
 //! each service started with its image, environment, command and volumes),
-//! with an image built by `pgha-image build` on the Spilo stand-in and a real
-//! three-member etcd. One cluster serves every assertion:
+//! with the full-set image (`pgha-image build` on the Spilo stand-in, from
+//! the real upstream archives) and a real three-member etcd. One cluster serves every assertion:
 //!
 //! 1. it forms, and the bootstrap ran once;
 //! 2. HAProxy routes rw to the leader, ro to replicas only, any to every
@@ -77,6 +77,23 @@ fn upgrade_image(v1: &str, dir: &Path) -> TestImage {
             .arg(&ctx),
     );
     image
+}
+
+/// This test's own image, removed under the engine lock (a removal racing
+/// another test's build makes Podman 4.3 lose cached layers).
+struct OwnImage(Option<TestImage>);
+
+impl OwnImage {
+    fn reference(&self) -> String {
+        self.0.as_ref().unwrap().reference.clone()
+    }
+}
+
+impl Drop for OwnImage {
+    fn drop(&mut self) {
+        let _lock = images::engine_lock();
+        self.0.take();
+    }
 }
 
 fn render(spec: &Path, out: &Path) {
@@ -153,10 +170,10 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
 
     // Images: built under the engine lock, which is released before the cluster runs.
     let (v1, v2, tools) = {
-        let _lock = images::engine_lock();
-        let v1 = cluster::deploy_image(dir, "h6-deploy-v1");
-        let v2 = upgrade_image(&v1.reference, dir);
-        (v1, v2, cluster::tools_image())
+        let lock = images::engine_lock();
+        let v1 = images::full_set_image(&lock);
+        let v2 = upgrade_image(&v1, dir);
+        (v1, OwnImage(Some(v2)), cluster::tools_image())
     };
     let t_images = started.elapsed();
 
@@ -198,7 +215,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     };
     let spec = dir.join("cluster.toml");
     let out = dir.join("deploy");
-    std::fs::write(&spec, spec_text(&v1.reference)).unwrap();
+    std::fs::write(&spec, spec_text(&v1)).unwrap();
     render(&spec, &out);
     let password = cluster::read_env_file(&out.join("pg1/.env"))["PGPASSWORD_SUPERUSER"].clone();
 
@@ -214,7 +231,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     for vm in &vms {
         let names: Vec<&str> = vm.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["etcd", "postgres", "haproxy"], "{}", vm.name);
-        assert_eq!(vm.service("postgres").image, v1.reference);
+        assert_eq!(vm.service("postgres").image, v1);
     }
     // Start order of the README: etcd everywhere, then the rest.
     for vm in &vms {
@@ -413,7 +430,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     assert_eq!(old_state.1, "replica", "{c}");
 
     // 5. Rolling upgrade: render for the new image, replicas first, then a switchover.
-    std::fs::write(&spec, spec_text(&v2.reference)).unwrap();
+    std::fs::write(&spec, spec_text(&v2.reference())).unwrap();
     render(&spec, &out);
     let t0 = Instant::now();
     let upgrade_one = |vm: &Vm| {
@@ -421,7 +438,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
             .into_iter()
             .find(|s| s.name == "postgres")
             .unwrap();
-        assert_eq!(svc.image, v2.reference);
+        assert_eq!(svc.image, v2.reference());
         vm.pod.remove_service("postgres");
         vm.pod.run_service(&svc);
         // The new container's Patroni (the old one is gone) runs as a replica.

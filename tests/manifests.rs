@@ -72,6 +72,18 @@ impl Dir {
             .collect::<Vec<_>>(),
         )
     }
+    /// Render with the image's own manifest, read through Podman.
+    fn render_from_image(&self) -> Output {
+        pgha_image(&[
+            "manifests",
+            "--engine",
+            "podman",
+            "--spec",
+            self.path("cluster.toml").to_str().unwrap(),
+            "--out",
+            self.path("out").to_str().unwrap(),
+        ])
+    }
     fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path("out").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }
@@ -479,15 +491,7 @@ fn an_image_without_a_manifest_is_refused_at_the_image_line() {
         &SPEC.replace("supabase-patroni:v1.0", &plain.reference),
         FIXTURE_MANIFEST,
     );
-    let out = pgha_image(&[
-        "manifests",
-        "--engine",
-        "podman",
-        "--spec",
-        d.path("cluster.toml").to_str().unwrap(),
-        "--out",
-        d.path("out").to_str().unwrap(),
-    ]);
+    let out = d.render_from_image();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cluster.toml:2: image: "), "{stderr}");
@@ -502,15 +506,7 @@ fn an_image_without_a_manifest_is_refused_at_the_image_line() {
         ),
         FIXTURE_MANIFEST,
     );
-    let out = pgha_image(&[
-        "manifests",
-        "--engine",
-        "podman",
-        "--spec",
-        d.path("cluster.toml").to_str().unwrap(),
-        "--out",
-        d.path("out").to_str().unwrap(),
-    ]);
+    let out = d.render_from_image();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(
@@ -544,19 +540,45 @@ fn the_image_manifest_is_read_from_the_image_through_the_engine() {
         &SPEC.replace("supabase-patroni:v1.0", &image.reference),
         "not used",
     );
-    let out = pgha_image(&[
-        "manifests",
-        "--engine",
-        "podman",
-        "--spec",
-        d.path("cluster.toml").to_str().unwrap(),
-        "--out",
-        d.path("out").to_str().unwrap(),
-    ]);
+    let out = d.render_from_image();
     ok(&out);
     let (_, spilo) = postgres_env(&d.read("pg1/compose.yaml"));
     assert_eq!(
         s(&spilo["postgresql"]["parameters"]["pgsodium.getkey_script"]),
         "/usr/local/lib/pgha/pgsodium_getkey"
     );
+}
+
+/// The README's "From build to a running cluster" spec renders as it says.
+#[test]
+fn the_readme_spec_renders_what_the_readme_says() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let spec: String = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("cat > cluster.toml <<'TOML'"))
+        .skip(1)
+        .take_while(|l| *l != "TOML")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(spec.contains("[[member]]"), "no spec in README.md");
+    assert!(readme.contains("pgha-image manifests --spec cluster.toml --out deploy"));
+    let d = Dir::new(&spec, FIXTURE_MANIFEST);
+    ok(&d.render(&[]));
+    for f in [
+        "pg1/compose.yaml",
+        "pg2/.env",
+        "pg3/haproxy.cfg",
+        "kubernetes/postgresql.yaml",
+    ] {
+        assert!(d.path("out").join(f).is_file(), "{f}");
+    }
+    // The README's check commands are the ones each member's README gives.
+    let member = d.read("pg1/README.md");
+    for cmd in [
+        "docker compose up -d etcd",
+        "docker compose exec postgres patronictl -c /run/postgres.yml list",
+    ] {
+        assert!(readme.contains(cmd) && member.contains(cmd), "{cmd}");
+    }
 }
