@@ -63,8 +63,8 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
     let dir = tmp.path();
     cluster::psql_program();
     let (v1, tools, export) = {
-        let _lock = images::engine_lock();
-        let v1 = cluster::deploy_image(dir, "h6-deploy-docker");
+        let lock = images::engine_lock();
+        let v1 = images::full_set_image(&lock);
         let tools = cluster::tools_image();
         let export = dir.join("v1.tar.zst");
         pgha_image(
@@ -73,7 +73,7 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
                 "--engine",
                 "podman",
                 "--tag",
-                &v1.reference,
+                &v1,
                 "-o",
                 export.to_str().unwrap(),
             ],
@@ -109,7 +109,7 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
             "scope = \"h6docker\"\nimage = \"{}\"\nsecrets_dir = \"{}\"\ndata_dir = \"{}\"\n\
              [images]\netcd = \"{tools}\"\nhaproxy = \"{tools}\"\n\
              [[member]]\nname = \"pg1\"\naddress = \"{}\"\n",
-            v1.reference,
+            v1,
             secrets.display(),
             dir.join("data").display(),
             host.address
