@@ -456,6 +456,22 @@ fn a_foreign_directory_is_refused_and_an_earlier_output_replaced_keeping_passwor
     );
     assert_eq!(std::fs::read_to_string(d.path("out/notes.txt")).unwrap(), "mine");
 
+    // A file where the directory should be: refused, untouched, even with --force.
+    std::fs::write(d.path("file-out"), "mine").unwrap();
+    let o = pgha_image(&[
+        "manifests",
+        "--spec",
+        d.path("cluster.toml").to_str().unwrap(),
+        "--out",
+        d.path("file-out").to_str().unwrap(),
+        "--image-manifest",
+        d.path("image-manifest.json").to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(d.path("file-out")).unwrap(), "mine");
+    std::fs::remove_file(d.path("file-out")).unwrap();
+
     ok(&d.render(&["--force"]));
     assert!(!d.path("out/notes.txt").exists());
     let env1 = d.read("pg1/.env");

@@ -36,7 +36,7 @@ pub enum ManifestsError {
     Engine(#[from] EngineError),
 
     /// The output directory holds files this tool did not write.
-    #[error("{} is not empty and was not written by `pgha-image manifests`", .path.display())]
+    #[error("{} is not empty (or not a directory) and was not written by `pgha-image manifests`", .path.display())]
     OutNotOurs { path: PathBuf },
 
     #[error("{what}")]

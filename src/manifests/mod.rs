@@ -140,6 +140,9 @@ pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
 fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
     match fs::read_dir(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(ManifestsError::OutNotOurs {
+            path: out.to_path_buf(),
+        }),
         Err(e) => Err(io(format!("cannot read {}", out.display()), e)),
         Ok(mut entries) => {
             if entries.next().is_none() {
