@@ -97,6 +97,8 @@ pub struct Pod {
 impl Pod {
     /// `podman pod create` on `network` at `address`, hostname `hostname`.
     pub fn create(network: &Network, label: &str, hostname: &str, address: &str) -> Self {
+        // Podman builds its pods' pause image from catatonit.
+        require_program("catatonit", "catatonit", &["/usr/libexec/podman", "/usr/bin"]);
         let name = format!("{label}-{hostname}-{}", std::process::id());
         let _ = podman_cmd().args(["pod", "rm", "-f", &name]).output();
         run(podman_cmd().args([
