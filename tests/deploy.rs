@@ -5,7 +5,9 @@
 //! with the full-set image (`pgha-image build` on the Spilo stand-in, from
 //! the real upstream archives) and a real three-member etcd. One cluster serves every assertion:
 //!
-//! 1. it forms, and the bootstrap ran once;
+//! 1. it forms, and the bootstrap ran once; each member advertises its VM's
+//!    address (each pod's hostname resolves to 127.0.1.1, as on a Debian VM);
+//!    every member derives the same pgsodium key;
 //! 2. HAProxy routes rw to the leader, ro to replicas only, any to every
 //!    member; the stats page answers;
 //! 3. the leader's pod is killed: writes through rw succeed again within
@@ -267,7 +269,12 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
         describe(&vms)
     );
     let leader_addr = addr_of(&vms, &leader).to_string();
-    // The members advertise their own addresses (from SPILO_CONFIGURATION).
+    // The members advertise their own addresses (from SPILO_CONFIGURATION),
+    // not what their hostname resolves to, which is loopback as on a VM.
+    for vm in &vms {
+        let (ok, hosts) = vm.pod.exec("postgres", &["getent", "hosts", &vm.name]);
+        assert!(ok && hosts.starts_with("127.0.1.1"), "{}: {hosts}", vm.name);
+    }
     let c = cluster::patroni_cluster(&leader_addr, REST).unwrap();
     for m in c["members"].as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
@@ -337,6 +344,27 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     let (status, body) = cluster::http_get(via, STATS, "/").expect("stats page");
     assert_eq!(status, 200);
     assert!(body.contains("primary") && body.contains("replicas"), "{body}");
+
+    // The same pgsodium root key on every member: deterministic encryption
+    // under a derived key gives the same bytes on each.
+    let sealed: Vec<String> = addrs
+        .iter()
+        .map(|a| {
+            psql(
+                a,
+                PG,
+                "postgres",
+                &password,
+                "SELECT encode(pgsodium.crypto_aead_det_encrypt(\
+                 convert_to('same key', 'utf8'), convert_to('h6', 'utf8'), 1::bigint), 'hex')",
+            )
+            .unwrap_or_else(|e| panic!("{a}: pgsodium: {e}"))
+        })
+        .collect();
+    assert!(
+        sealed.iter().all(|s| *s == sealed[0]) && sealed[0].len() > 16,
+        "the members derive different pgsodium keys: {sealed:?}"
+    );
 
     // Data written before the failover: a vault secret and a pgsodium-encrypted row.
     psql(

@@ -140,6 +140,10 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
     let addr = host.address.clone();
     let leader = cluster::wait_for_leader(&[&addr], 8008, 0, Duration::from_secs(240));
     assert_eq!(leader, "pg1");
+    // It advertises the VM's address (from SPILO_CONFIGURATION), not the
+    // container's hostname's (the host's, loopback in its /etc/hosts).
+    let c = cluster::patroni_cluster(&addr, 8008).unwrap();
+    assert_eq!(c["members"][0]["host"].as_str(), Some(addr.as_str()), "{c}");
     let list = compose(
         &host,
         &member,

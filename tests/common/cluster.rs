@@ -96,6 +96,9 @@ pub struct Pod {
 
 impl Pod {
     /// `podman pod create` on `network` at `address`, hostname `hostname`.
+    /// The hostname resolves to 127.0.1.1, as Debian's installer writes a
+    /// VM's `/etc/hosts` (Podman would otherwise map it to the pod's address,
+    /// and a member advertising its hostname's address would look right).
     pub fn create(network: &Network, label: &str, hostname: &str, address: &str) -> Self {
         // Podman builds its pods' pause image from catatonit.
         require_program("catatonit", "catatonit", &["/usr/libexec/podman", "/usr/bin"]);
@@ -112,6 +115,8 @@ impl Pod {
             &network.name,
             "--ip",
             address,
+            "--add-host",
+            &format!("{hostname}:127.0.1.1"),
         ]));
         Pod {
             name,
