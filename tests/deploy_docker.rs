@@ -1,7 +1,8 @@
 //! The Docker path of a rendered deployment: a real `dockerd` (Debian's
 //! docker.io, 20.10) in a network namespace this test creates, as one VM.
-//! The image built with Podman is exported and loaded into it with
-//! `pgha-image export` / `pgha-image load --engine docker`; `pgha-image
+//! The image built with Podman is copied into it (`podman save | docker
+//! load`), then exported from it with `pgha-image export --engine docker`,
+//! removed, and loaded back with `pgha-image load --engine docker`; `pgha-image
 //! manifests --engine docker` reads the image's manifest through that
 //! daemon; Debian's `docker-compose` (1.29) runs the rendered `compose.yaml`
 //! and `.env` as they are, in the README's start order. One member (an odd
@@ -9,7 +10,9 @@
 //!
 //! Not done here: `pgha-image build` against this dockerd. The build's
 //! builder stages run `apt-get`, and a daemon started with
-//! `--iptables=false --bridge=none` has no network for RUN steps.
+//! `--iptables=false --bridge=none` gives RUN steps no network (no DNS);
+//! `docker build --network host` would have it, but `pgha-image build` does
+//! not pass that, and a bridge needs NAT rules on the shared host.
 
 mod common;
 
@@ -62,33 +65,45 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
         .unwrap();
     let dir = tmp.path();
     cluster::psql_program();
-    let (v1, tools, export) = {
-        let lock = images::engine_lock();
-        let v1 = images::full_set_image(&lock);
-        let tools = cluster::tools_image();
-        let export = dir.join("v1.tar.zst");
-        pgha_image(
-            &[
-                "export",
-                "--engine",
-                "podman",
-                "--tag",
-                &v1,
-                "-o",
-                export.to_str().unwrap(),
-            ],
-            None,
-        );
-        (v1, tools, export)
-    };
-
     let host = DockerHost::start();
     let dh = host.docker_host();
+    let t_dockerd = started.elapsed();
+    let (v1, tools, t_copy) = {
+        let lock = images::engine_lock();
+        let v1 = images::full_set_image(&lock);
+        let t0 = Instant::now();
+        let tools = cluster::tools_image();
+        host.load_from_podman(&v1);
+        host.load_from_podman(&tools);
+        (v1, tools, t0.elapsed())
+    };
+    // Export and load against the real daemon: the image the member runs is
+    // the one `pgha-image load` put back.
+    let t0 = Instant::now();
+    let export = dir.join("v1.tar.zst");
+    pgha_image(
+        &[
+            "export",
+            "--engine",
+            "docker",
+            "--tag",
+            &v1,
+            "-o",
+            export.to_str().unwrap(),
+        ],
+        Some(&dh),
+    );
+    let o = host.docker().args(["rmi", &v1]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "docker rmi: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     pgha_image(
         &["load", "--engine", "docker", export.to_str().unwrap()],
         Some(&dh),
     );
-    host.load_from_podman(&tools);
+    let t_roundtrip = t0.elapsed();
 
     let secrets = dir.join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
@@ -190,5 +205,9 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
     let (status, _) = cluster::http_get(&addr, 7000, "/").expect("stats page");
     assert_eq!(status, 200);
     compose(&host, &member, &["down"]);
-    eprintln!("deploy_docker test: {:?}", started.elapsed());
+    eprintln!(
+        "deploy_docker test: dockerd up {t_dockerd:?}, podman save | docker load {t_copy:?}, \
+         export+load through dockerd {t_roundtrip:?}, total {:?}",
+        started.elapsed()
+    );
 }
