@@ -7,6 +7,7 @@ mod build;
 mod export;
 mod extensions;
 mod fetch;
+mod manifests;
 mod verify;
 
 use clap::{Args, Parser, Subcommand};
@@ -80,6 +81,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Verify an exported tarball's checksum, then load it into the engine
     Load(export::LoadArgs),
+    /// Render per-VM deployments (compose, HAProxy, etcd/Consul) and postgres-operator manifests from a cluster spec
+    Manifests(manifests::ManifestsArgs),
     /// Run the image as a deployment would and check what it claims (CI: --junit FILE)
     Verify(verify::VerifyArgs),
 }
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
         Command::Build(args) => build::run_build(args, &cli.global),
         Command::Export(args) => export::run_export(args, &cli.global),
         Command::Load(args) => export::run_load(args, &cli.global),
+        Command::Manifests(args) => manifests::run(args, &cli.global),
         Command::Verify(args) => verify::run_verify(args, &cli.global),
     };
     match result {
