@@ -180,36 +180,9 @@ impl<'r> Cluster<'r> {
     /// SQL through the member's psql on the local socket; Ok(tuples only,
     /// unaligned, `|`-separated), Err(the error text).
     pub fn psql(&self, member: &str, db: &str, sql: &str) -> Result<String, String> {
-        let port = self.port.to_string();
-        let out = self
-            .exec(
-                member,
-                &[
-                    "psql",
-                    "-X",
-                    "-A",
-                    "-t",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    &self.socket_dir,
-                    "-p",
-                    &port,
-                    "-U",
-                    &self.user,
-                    "-d",
-                    db,
-                    "-c",
-                    sql,
-                ],
-            )
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
-        } else {
-            Err(text(&out).trim().to_string())
-        }
+        let args = ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql];
+        self.psql_script(member, db, &args, "")
+            .map(|out| out.trim_end().to_string())
     }
 
     /// A script through the member's psql on the local socket (stdin), with
