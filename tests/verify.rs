@@ -443,6 +443,9 @@ fn a_signal_mid_run_leaves_nothing_behind() {
         (libc::SIGINT, "SIGINT"),
         (libc::SIGKILL, "SIGKILL"),
     ] {
+        // The run's files (secrets, the engine's copy of the image for the
+        // layer scan) go under TMPDIR; nothing of them may outlive the run.
+        let tmp = tempfile::tempdir().unwrap();
         let mut child = Command::new(TOOL)
             .args([
                 "--progress",
@@ -454,6 +457,7 @@ fn a_signal_mid_run_leaves_nothing_behind() {
                 "3",
                 &image,
             ])
+            .env("TMPDIR", tmp.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -508,6 +512,15 @@ fn a_signal_mid_run_leaves_nothing_behind() {
             // The watcher keeps removing for a few seconds (a create in flight); then it is gone.
             std::thread::sleep(Duration::from_secs(8));
             assert_nothing_left(prefix.trim_end_matches('-'));
+            let gone = Instant::now();
+            while !tmp_is_empty(tmp.path()) {
+                assert!(
+                    gone.elapsed() < Duration::from_secs(60),
+                    "{name}: the run's files are left in TMPDIR: {:?}",
+                    tmp_entries(tmp.path())
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
             continue;
         }
         assert_eq!(status.code(), Some(1), "{name}: {lines}");
@@ -526,8 +539,24 @@ fn a_signal_mid_run_leaves_nothing_behind() {
         let vols = run(podman_cmd().args(["volume", "ls", "--format", "{{.Name}}"]));
         assert!(!vols.contains(&prefix), "{name}: volumes left: {vols}");
         assert!(lines.contains(&run_name), "{lines}");
+        assert!(
+            tmp_is_empty(tmp.path()),
+            "{name}: the run's files are left in TMPDIR: {:?}",
+            tmp_entries(tmp.path())
+        );
     }
     eprintln!("verify, signals: {:.1}s", t.elapsed().as_secs_f64());
+}
+
+fn tmp_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+fn tmp_is_empty(dir: &std::path::Path) -> bool {
+    tmp_entries(dir).is_empty()
 }
 
 #[test]

@@ -153,7 +153,7 @@ fn cluster_part(
 ) -> Result<(), VerifyError> {
     let image = req.image.as_str();
     // ---------------------------------------------------------------- the cluster
-    let secrets = Secrets::generate(facts.postgres_owner, &req.omit_secrets)?;
+    let secrets = Secrets::generate(res.dir(), facts.postgres_owner, &req.omit_secrets)?;
     let secrets_target = bcfg.secrets.dir.display().to_string();
     rec.progress.println(format!(
         "starting {} member{} of {image} ({}) …",
@@ -544,7 +544,16 @@ fn secrets_in_image(res: &Resources, image: &str, meta: &ImageMeta) -> Verdict {
     for (i, h) in meta.history.iter().enumerate() {
         found.extend(scan::scan_text(&format!("history step {}", i + 1), h));
     }
-    let layers = match res.engine().save(image) {
+    // The engine's scratch space (the whole image, for Podman) in the run's
+    // directory, so a killed run's watcher removes it too.
+    let scratch = tempfile::Builder::new().prefix("save-").tempdir_in(res.dir());
+    let saved = scratch
+        .map_err(|e| crate::engine::EngineError::Io {
+            what: "creating a directory for the engine's save".into(),
+            source: e,
+        })
+        .and_then(|scratch| res.engine().save_into(image, scratch));
+    let layers = match saved {
         Err(e) => return Fail(format!("cannot save the image to scan its layers: {e}"), vec![]),
         Ok(mut stream) => {
             let scanned = scan::scan_archive(&mut stream);

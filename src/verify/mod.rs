@@ -91,7 +91,7 @@ pub fn run(req: Request, progress: Progress) -> Result<Report, VerifyError> {
         }
         .into());
     }
-    let res = Arc::new(Resources::new(engine, run_name(), req.keep));
+    let res = Arc::new(Resources::new(engine, run_name(), req.keep)?);
     res.start_watcher()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -101,6 +101,7 @@ pub fn run(req: Request, progress: Progress) -> Result<Report, VerifyError> {
             source,
         })?;
     let worker = res.clone();
+    let files = res.clone();
     let result = rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(|source| VerifyError::Io {
@@ -122,7 +123,9 @@ pub fn run(req: Request, progress: Progress) -> Result<Report, VerifyError> {
             _ = term.recv() => Err(VerifyError::Interrupted { signal: "SIGTERM".into(), cleanup: res.abort() }),
         }
     });
-    // The worker may still be in an engine command; it is not waited for.
+    // The worker may still be in an engine command; it is not waited for,
+    // and the files it may still be writing go now (they would outlive it).
     rt.shutdown_background();
+    files.remove_dir();
     result
 }

@@ -10,6 +10,11 @@
 //! the watcher removes everything with the label, repeating for a while in
 //! case an engine command was still creating something.
 //!
+//! The run's files (its secrets, the engine's scratch space for the layer
+//! scan, half a gigabyte while it runs) live in one private directory,
+//! `$TMPDIR/<run>-XXXXXX`, removed at the end of the run, on a signal, and
+//! by the watcher when this process is killed.
+//!
 //! Creation and removal take turns through one lock: once a run is aborted
 //! (Ctrl-C, SIGTERM) no further create command starts, and the removal
 //! waits for one already in flight to finish, so nothing is created after
@@ -19,6 +24,7 @@
 
 use super::error::VerifyError;
 use crate::engine::Engine;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
@@ -27,16 +33,19 @@ pub const RUN_LABEL: &str = "io.pgha.verify.run";
 pub struct Resources {
     engine: Engine,
     run: String,
+    /// The run's private directory (0700); see the module docs.
+    dir: tempfile::TempDir,
     keep: bool,
     state: Mutex<State>,
     watcher: Mutex<Option<Child>>,
 }
 
-/// The watcher: `$1` the engine program, `$2` the label filter. It ends at
-/// once when it reads `done`; at end of file (its parent died) it removes
-/// what carries the label, until two sweeps in a row found nothing and
-/// [`WATCH_SECONDS`] have passed (an engine command of the dead process may
-/// still be creating a container).
+/// The watcher: `$1` the engine program, `$2` the label filter, `$3` how
+/// long to keep sweeping, `$4` the run's directory. It ends at once when it
+/// reads `done`; at end of file (its parent died) it removes what carries the
+/// label, until two sweeps in a row found nothing and [`WATCH_SECONDS`] have
+/// passed (an engine command of the dead process may still be creating a
+/// container), then the run's directory.
 const WATCHER: &str = r#"
 IFS= read -r line
 [ "$line" = done ] && exit 0
@@ -49,9 +58,10 @@ while :; do
   v=$("$1" volume ls -q --filter "$2" 2>/dev/null)
   [ -n "$v" ] && "$1" volume rm -f $v >/dev/null 2>&1
   if [ -z "$c$n$v" ]; then quiet=$((quiet + 1)); else quiet=0; fi
-  [ $quiet -ge 2 ] && [ "$(date +%s)" -ge $end ] && exit 0
+  [ $quiet -ge 2 ] && [ "$(date +%s)" -ge $end ] && break
   sleep 1
 done
+chmod -R u+rwx "$4" 2>/dev/null; rm -rf "$4"
 "#;
 /// How long the watcher keeps removing after its parent died.
 const WATCH_SECONDS: u32 = 20;
@@ -63,14 +73,49 @@ struct State {
 }
 
 impl Resources {
-    pub fn new(engine: Engine, run: String, keep: bool) -> Self {
-        Self {
+    /// The run's resources, with its private directory made (0700).
+    pub fn new(engine: Engine, run: String, keep: bool) -> Result<Self, VerifyError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{run}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|source| VerifyError::Io {
+                what: "creating the run's private directory (in $TMPDIR)".into(),
+                source,
+            })?;
+        Ok(Self {
             engine,
             run,
+            dir,
             keep,
             state: Mutex::new(State::default()),
             watcher: Mutex::new(None),
+        })
+    }
+
+    /// The run's private directory: secrets and the engine's scratch space go in it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Remove the run's directory now, whoever still holds files in it
+    /// (after a signal the worker may still be saving the image into it).
+    /// The secrets directory is read-only by then: make it writable first.
+    pub fn remove_dir(&self) {
+        fn writable(p: &Path) {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+            if let Ok(entries) = std::fs::read_dir(p) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        writable(&e.path());
+                    }
+                }
+            }
         }
+        writable(self.dir.path());
+        let _ = std::fs::remove_dir_all(self.dir.path());
     }
 
     /// Start the watcher that removes the run's objects if this process
@@ -83,6 +128,7 @@ impl Resources {
             .arg(self.engine.program())
             .arg(format!("label={}", self.label_arg()))
             .arg(WATCH_SECONDS.to_string())
+            .arg(self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

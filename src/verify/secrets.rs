@@ -26,14 +26,14 @@ impl Secrets {
     /// must read them (when we cannot chown, as a rootless user, the files
     /// are world-readable inside the private directory instead).
     /// `omit` leaves files out (tests: a member without its key file).
-    pub fn generate(owner: Option<(u32, u32)>, omit: &[String]) -> Result<Self, VerifyError> {
+    pub fn generate(parent: &Path, owner: Option<(u32, u32)>, omit: &[String]) -> Result<Self, VerifyError> {
         let io = |what: &str| {
             let what = what.to_string();
             move |source| VerifyError::Io { what, source }
         };
         let dir = tempfile::Builder::new()
-            .prefix("pgha-verify-secrets-")
-            .tempdir()
+            .prefix("secrets-")
+            .tempdir_in(parent)
             .map_err(io("creating a temporary directory for the secrets"))?;
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
             .map_err(io("making the secrets directory private"))?;
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn files_are_private_and_can_be_omitted() {
-        let s = Secrets::generate(None, &[PGSODIUM_KEY.to_string()]).unwrap();
+        let s = Secrets::generate(&std::env::temp_dir(), None, &[PGSODIUM_KEY.to_string()]).unwrap();
         let parent = s.mount_dir().parent().unwrap();
         assert_eq!(fs::metadata(parent).unwrap().permissions().mode() & 0o777, 0o700);
         assert!(s.mount_dir().join("password").is_file());
