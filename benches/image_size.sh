@@ -55,7 +55,7 @@ echo "base    $base  $(mb "$base_size")"
 echo "image   $image  $(mb "$image_size")"
 echo "growth  $(mb "$growth")  (target <= 40 MB: $([ "$growth" -le 40000000 ] && echo met || echo MISSED))"
 echo
-echo "largest paths the image adds or changes (du of its own layers' files):"
+echo "sizes in the image of the paths the build adds to (base content there included):"
 podman run --rm --entrypoint sh "$image" -c '
     du -sk /usr/local/bin/pgha-bootstrap /usr/lib/postgresql/15/lib /usr/share/postgresql/15/extension \
         /usr/lib/x86_64-linux-gnu/libsodium.so.* /var/cache/apt /var/lib/apt/lists 2>/dev/null | sort -rn | head -8'

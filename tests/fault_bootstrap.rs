@@ -353,7 +353,11 @@ fn a_statement_past_the_statement_timeout_fails_clearly_and_is_rolled_back() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), &pg, &tmp.path().join("none"), CREATE, REQUIRED);
     // The contract first (CREATE DATABASE alone can take a second here).
-    run(&["--config", cfg.to_str().unwrap(), "apply", "--dsn", &pg.dsn()], &[]).ok();
+    run(
+        &["--config", cfg.to_str().unwrap(), "apply", "--dsn", &pg.dsn()],
+        &[],
+    )
+    .ok();
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "promotion_wait_seconds = 1\n",
         "promotion_wait_seconds = 1\nstatement_timeout_seconds = 1\n",

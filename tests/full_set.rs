@@ -212,3 +212,180 @@ fn full_set_plain_run_smokes_and_keys() {
     assert_eq!(out, "vault value");
     eprintln!("full-set test done in {:?}", start.elapsed());
 }
+/// The grants Supabase relies on, proven by behaviour against the real
+/// extensions in a plain-run member: service_role encrypts and decrypts with
+/// pgsodium (a key derived from the root key) and uses vault; a pg_net
+/// request made as `authenticated` reaches an HTTP server on 127.0.0.1 in the
+/// container and its response row appears.
+#[test]
+fn supabase_grants_by_behaviour() {
+    let engine = images::engine_lock();
+    let image = images::full_set_image(&engine);
+    let secrets = secrets();
+    let a = plain_member("full-set-grants", &image, &secrets);
+
+    // pgsodium, as Supabase grants it: service_role encrypts and decrypts
+    // with a key derived from the root key, and makes keys of its own.
+    let key_id = sql(&a, "SELECT id FROM pgsodium.create_key(name => 'pgha-full-set');");
+    let out = sql(
+        &a,
+        &format!(
+            "SET ROLE service_role;\n\
+             SELECT convert_from(pgsodium.crypto_aead_det_decrypt(\n\
+                 pgsodium.crypto_aead_det_encrypt('row secret'::bytea, 'ad'::bytea, '{key_id}'::uuid, NULL),\n\
+                 'ad'::bytea, '{key_id}'::uuid, NULL), 'utf8');\n\
+             SELECT length(pgsodium.crypto_aead_det_keygen());\n\
+             SELECT pg_has_role('service_role', 'pgsodium_keyholder', 'MEMBER');"
+        ),
+    );
+    assert_eq!(out, "row secret\n32\nt");
+
+    // Vault, as service_role.
+    let out = sql(
+        &a,
+        "SET ROLE service_role;\n\
+         SELECT vault.create_secret('grant value', 'pgha-grants-secret') IS NOT NULL;\n\
+         SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'pgha-grants-secret';",
+    );
+    assert_eq!(out, "t\ngrant value");
+
+    // pg_net as `authenticated`: a request to an HTTP server on 127.0.0.1 in
+    // the container; its response row appears.
+    let (ok, out) = a.exec(&[
+        "sh",
+        "-c",
+        "mkdir -p /tmp/www && echo pgha-net-ok > /tmp/www/hello.txt && \
+         (cd /tmp/www && nohup python3 -m http.server 18080 --bind 127.0.0.1 >/tmp/www.log 2>&1 &) && \
+         for i in $(seq 50); do curl -fsS http://127.0.0.1:18080/hello.txt && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    assert!(ok, "the HTTP server in the container: {out}");
+    let request = sql(
+        &a,
+        "SET ROLE authenticated;\nSELECT net.http_get('http://127.0.0.1:18080/hello.txt');",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        let r = sql(
+            &a,
+            &format!(
+                "SELECT status_code || ' ' || trim(content) FROM net._http_response WHERE id = {request};"
+            ),
+        );
+        if !r.is_empty() {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pg_net response row for request {request}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(response, "200 pgha-net-ok");
+    let (_, served) = a.exec(&["cat", "/tmp/www.log"]);
+    assert!(served.contains("GET /hello.txt"), "{served}");
+}
+
+/// The second line of defence: a deployment whose SPILO_CONFIGURATION sets
+/// shared_preload_libraries without pg_net. The cluster still bootstraps;
+/// pg_net is recorded as pending with a warning naming the setting, and
+/// `status`/`check` report it; once the list is fixed (and the server
+/// restarted), `pgha-bootstrap apply` creates it.
+#[test]
+fn preload_missing_pg_net_is_pending_then_created() {
+    let engine = images::engine_lock();
+    let image = images::full_set_image(&engine);
+    let secrets = secrets();
+    let without_pg_net = "pg_stat_statements,pg_cron,pgsodium,supabase_vault";
+    let conf = format!("{{postgresql: {{parameters: {{shared_preload_libraries: '{without_pg_net}'}}}}}}");
+    let c = Container::run(
+        "full-set-nopreload",
+        &image,
+        &[
+            "-v",
+            &mount(&secrets),
+            "-e",
+            &format!("SPILO_CONFIGURATION={conf}"),
+        ],
+    );
+    c.wait_for(
+        "a leader without pg_net preloaded",
+        Duration::from_secs(240),
+        |c| c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/primary"]).0,
+    );
+    // The deployment's list won over the image's default.
+    assert_eq!(sql(&c, "SHOW shared_preload_libraries;"), without_pg_net);
+    let status = bootstrap_status(&c);
+    assert!(
+        status["pending_extensions"].to_string().contains("pg_net"),
+        "pg_net pending: {status}"
+    );
+    assert_eq!(status["pending_migrations"], serde_json::json!([]), "{status}");
+    let logs = c.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("pg_net") && l.contains("shared_preload_libraries")),
+        "a warning naming the setting:\n{}",
+        log_tail(&c)
+    );
+    assert_eq!(
+        sql(&c, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_net';"),
+        "0"
+    );
+    let bootstrap = |args: &[&str]| {
+        let mut a = vec!["runuser", "-u", "postgres", "--", "/usr/local/bin/pgha-bootstrap"];
+        a.extend_from_slice(args);
+        c.exec(&a)
+    };
+    // `check` reports it. (pg_net is in the image's `required` list, so
+    // check counts it as missing rather than as a pending warning.)
+    let (_, check) = bootstrap(&["check"]);
+    assert!(
+        check.lines().any(|l| l.contains("extension pg_net")),
+        "check reports it:\n{check}"
+    );
+
+    // Fix the list (as a deployment would, in its configuration), restart.
+    let (ok, out) = c.exec(&[
+        "python3",
+        "-c",
+        "import yaml; p='/run/postgres.yml'; c=yaml.safe_load(open(p)); \
+         c['postgresql']['parameters']['shared_preload_libraries'] += ',pg_net'; \
+         open(p,'w').write(yaml.safe_dump(c))",
+    ]);
+    assert!(ok, "{out}");
+    // Patroni reads its changed configuration (SIGHUP), sees the setting
+    // needs a restart, and restarts PostgreSQL (all bounded in time).
+    let patronictl = |args: &[&str]| {
+        let mut a = vec!["timeout", "120", "runuser", "-u", "postgres", "--"];
+        a.extend_from_slice(&["patronictl", "-c", "/run/postgres.yml"]);
+        a.extend_from_slice(args);
+        let (ok, out) = c.exec(&a);
+        assert!(ok, "patronictl {args:?}:\n{out}");
+    };
+    patronictl(&["reload", "dummy", "--force"]);
+    c.wait_for("Patroni sees a pending restart", Duration::from_secs(60), |c| {
+        c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/patroni"])
+            .1
+            .contains("\"pending_restart\": true")
+    });
+    patronictl(&["restart", "dummy", "--force"]);
+    c.wait_for(
+        "pg_net preloaded after the restart",
+        Duration::from_secs(120),
+        |c| {
+            psql(c, &["-XAtq", "-c", "SHOW shared_preload_libraries"], "")
+                .1
+                .contains("pg_net")
+        },
+    );
+    let (ok, out) = bootstrap(&["apply"]);
+    assert!(ok, "apply after the fix:\n{out}");
+    assert_eq!(
+        sql(&c, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_net';"),
+        "1"
+    );
+    let status = bootstrap_status(&c);
+    assert_eq!(status["pending_extensions"], serde_json::json!([]), "{status}");
+    let (ok, check) = bootstrap(&["check"]);
+    assert!(ok, "check after the fix:\n{check}");
+}
