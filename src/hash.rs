@@ -10,10 +10,6 @@ use std::str::FromStr;
 pub struct Sha256Digest([u8; 32]);
 
 impl Sha256Digest {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -174,10 +170,6 @@ impl<W: Write> HashingWriter<W> {
         self.hasher.is_empty()
     }
 
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
-
     /// The inner writer, the digest and the number of bytes written.
     pub fn finish(self) -> (W, Sha256Digest, u64) {
         let len = self.hasher.len();
@@ -194,35 +186,6 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// A reader that hashes every byte read through it.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Hasher::new(),
-        }
-    }
-
-    /// The inner reader, the digest and the number of bytes read.
-    pub fn finish(self) -> (R, Sha256Digest, u64) {
-        let len = self.hasher.len();
-        (self.inner, self.hasher.finish(), len)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 

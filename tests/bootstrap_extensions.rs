@@ -230,6 +230,22 @@ fn an_extension_whose_library_is_not_preloaded_is_pending_until_the_setting_is_f
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
     let create = ["uuid-ossp", "pgcrypto", "pg_stat_statements", "pg_net"];
+    // Required, it cannot wait: exit 4 naming the setting, nothing written.
+    let strict = write_config(tmp.path(), &pg, &tmp.path().join("none"), &create, &create);
+    let r = run(
+        &["--config", strict.to_str().unwrap(), "hook", "admin", &pg.dsn()],
+        &[],
+    );
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("pg_net (shared_preload_libraries must include pg_net)")
+            && r.stderr
+                .contains("hint: add the library to shared_preload_libraries"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pg.psql("SELECT to_regnamespace('pgha_bootstrap') IS NULL"), "t");
     let cfg = write_config(tmp.path(), &pg, &tmp.path().join("none"), &create, REQUIRED);
     let cfg = cfg.to_str().unwrap();
     // Second line of defence: a configuration that does not know pg_net
@@ -391,4 +407,16 @@ fn check_and_status_know_the_selection_apply_was_given() {
         r.stdout
     );
     run(&["--config", cfg, "check", "--dsn", &pg.dsn()], &[]).ok();
+    // A selection from the configuration follows the configuration: a newer
+    // image listing one more extension gets it at the next bare apply.
+    let pg2 = PgCluster::start();
+    let tmp2 = tempfile::tempdir().unwrap();
+    let mut list = vec!["uuid-ossp", "pgcrypto", "pg_stat_statements"];
+    let cfg2 = write_config(tmp2.path(), &pg2, &tmp2.path().join("none"), &list, REQUIRED);
+    let cfg2 = cfg2.to_str().unwrap();
+    run(&["--config", cfg2, "apply", "--dsn", &pg2.dsn()], &[]).ok();
+    list.push("pgtap");
+    write_config(tmp2.path(), &pg2, &tmp2.path().join("none"), &list, REQUIRED);
+    let r = run(&["--config", cfg2, "apply", "--dsn", &pg2.dsn()], &[]).ok();
+    assert!(r.stdout.contains("extension pgtap: created"), "{}", r.stdout);
 }

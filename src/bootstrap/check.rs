@@ -8,6 +8,7 @@ use super::extensions::{self, ExtensionAction, ServerState};
 use super::ledger;
 use super::roles::{self, ROLES};
 use super::runner::{self, Settings};
+use postgres_protocol::escape::escape_literal;
 use serde::Serialize;
 
 const SCHEMA_OWNERS: &[(&str, &str)] = &[
@@ -26,7 +27,7 @@ const API_ROLES: &[&str] = &["postgres", "anon", "authenticated", "service_role"
 /// `(what, SQL returning one boolean)`.
 fn catalog_checks() -> Vec<(String, String)> {
     let mut c: Vec<(String, String)> = Vec::new();
-    let q = postgres_protocol::escape::escape_literal;
+    let q = escape_literal;
     for r in ROLES {
         let attrs = r.attributes();
         c.push((
@@ -212,26 +213,13 @@ fn catalog_checks() -> Vec<(String, String)> {
         "SELECT coalesce((SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass('storage.objects')), false)"
             .into(),
     ));
-    // Functions.
-    for f in [
-        "auth.uid()",
-        "auth.role()",
-        "auth.email()",
-        "auth.jwt()",
-        "storage.foldername(text)",
-        "storage.filename(text)",
-        "storage.extension(text)",
-        "storage.search(text,text,integer,integer,integer)",
-        "extensions.grant_pg_cron_access()",
-        "extensions.grant_pg_net_access()",
-        "extensions.grant_pg_graphql_access()",
-        "extensions.set_graphql_placeholder()",
-        "extensions.pgrst_ddl_watch()",
-        "extensions.pgrst_drop_watch()",
-        "graphql_public.graphql(text,text,jsonb,jsonb)",
-        "pgbouncer.get_auth(text)",
-        "extensions.pgha_grant_extension_access(text)",
-    ] {
+    // Functions: the contract's (one list, shared with the digests `apply`
+    // records), plus pg_graphql's entry point, which pg_graphql may replace.
+    for f in roles::FUNCTIONS
+        .iter()
+        .copied()
+        .chain(["graphql_public.graphql(text,text,jsonb,jsonb)"])
+    {
         c.push((
             format!("function {f} exists"),
             format!("SELECT to_regprocedure({}) IS NOT NULL", q(f)),
@@ -318,15 +306,16 @@ fn extension_grant_checks() -> Vec<(&'static str, String, String)> {
              AND NOT has_function_privilege('service_role', p.oid, 'EXECUTE'))"
             .into(),
     ));
-    for r in API_ROLES {
+    for role in API_ROLES {
+        let r = escape_literal(role);
         c.push((
             "pg_net",
-            format!("{r} may use schema net and execute net.http_get/http_post (SECURITY DEFINER, search_path=net)"),
+            format!("{role} may use schema net and execute net.http_get/http_post (SECURITY DEFINER, search_path=net)"),
             format!(
-                "SELECT has_schema_privilege('{r}', 'net', 'USAGE') AND NOT EXISTS (\
+                "SELECT has_schema_privilege({r}, 'net', 'USAGE') AND NOT EXISTS (\
                    SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
                    WHERE n.nspname = 'net' AND p.proname IN ('http_get', 'http_post') \
-                   AND NOT (has_function_privilege('{r}', p.oid, 'EXECUTE') AND p.prosecdef \
+                   AND NOT (has_function_privilege({r}, p.oid, 'EXECUTE') AND p.prosecdef \
                             AND 'search_path=net' = ANY(coalesce(p.proconfig, '{{}}'))))"
             ),
         ));
@@ -351,7 +340,7 @@ fn extension_grant_checks() -> Vec<(&'static str, String, String)> {
 fn guarded(roles: &[&str], exists: &str, test: &str) -> String {
     let mut conds: Vec<String> = roles
         .iter()
-        .map(|r| format!("to_regrole('{r}') IS NOT NULL"))
+        .map(|r| format!("to_regrole({}) IS NOT NULL", escape_literal(r)))
         .collect();
     conds.push(exists.to_string());
     format!(
@@ -361,10 +350,16 @@ fn guarded(roles: &[&str], exists: &str, test: &str) -> String {
 }
 
 fn default_acl_sql(owner: &str, schema: &str, kind: &str, grantee: &str) -> String {
+    let (owner, schema, kind, grantee) = (
+        escape_literal(owner),
+        escape_literal(schema),
+        escape_literal(kind),
+        escape_literal(grantee),
+    );
     format!(
         "SELECT EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, \
-         aclexplode(d.defaclacl) a WHERE d.defaclrole = to_regrole('{owner}') AND n.nspname = '{schema}' \
-         AND d.defaclobjtype = '{kind}' AND a.grantee = to_regrole('{grantee}'))"
+         aclexplode(d.defaclacl) a WHERE d.defaclrole = to_regrole({owner}) AND n.nspname = {schema} \
+         AND d.defaclobjtype = {kind} AND a.grantee = to_regrole({grantee}))"
     )
 }
 

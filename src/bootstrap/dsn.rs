@@ -51,15 +51,24 @@ pub struct ConnInfo {
 impl ConnInfo {
     /// Parse a key=value string or a `postgres://` / `postgresql://` URL.
     pub fn parse(dsn: &str) -> Result<Self, BootstrapError> {
-        let cfg: tokio_postgres::Config = dsn.trim().parse().map_err(|e: tokio_postgres::Error| {
-            BootstrapError::Dsn {
-                dsn: redact_raw(dsn),
-                // The cause ("unknown option `x`"), without "invalid connection string" again.
-                reason: std::error::Error::source(&e)
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| e.to_string()),
-            }
-        })?;
+        if dsn.trim().is_empty() {
+            return Err(BootstrapError::Dsn {
+                dsn: "''".into(),
+                reason: "empty connection string".into(),
+            });
+        }
+        let cfg: tokio_postgres::Config =
+            without_tls_keys(dsn.trim())
+                .parse()
+                .map_err(|e: tokio_postgres::Error| {
+                    BootstrapError::Dsn {
+                        dsn: redact_raw(dsn),
+                        // The cause ("unknown option `x`"), without "invalid connection string" again.
+                        reason: std::error::Error::source(&e)
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| e.to_string()),
+                    }
+                })?;
         if cfg.get_ssl_mode() == SslMode::Require {
             return Err(BootstrapError::Dsn {
                 dsn: Self { cfg }.redacted(),
@@ -218,6 +227,86 @@ impl ConnInfo {
     }
 }
 
+/// libpq keys that matter only for TLS or GSS, which pgha-bootstrap does not
+/// speak (it connects over the local socket) and tokio-postgres does not
+/// know. Patroni copies them from `authentication.superuser` into the hook's
+/// DSN; refusing them would fail the bootstrap (and Patroni would wipe the
+/// data directory), so they are dropped before tokio-postgres parses.
+const TLS_GSS_KEYS: &[&str] = &[
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslcompression",
+    "sslsni",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssencmode",
+];
+
+/// `dsn` without the [`TLS_GSS_KEYS`]. Only finds where each `key=value`
+/// ends (quotes and backslash escapes as libpq writes them); a string it
+/// cannot follow is returned as is, for tokio-postgres to report.
+fn without_tls_keys(dsn: &str) -> String {
+    if let Some((base, query)) = dsn.split_once('?')
+        && (dsn.starts_with("postgres://") || dsn.starts_with("postgresql://"))
+    {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !TLS_GSS_KEYS.contains(&kv.split('=').next().unwrap_or_default()))
+            .collect();
+        return if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+    }
+    let b = dsn.as_bytes();
+    let (mut i, mut out) = (0, String::new());
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i] != b'=' {
+            i += 1;
+        }
+        let key = dsn[start..i].trim();
+        i += 1; // '='
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        let quoted = i < b.len() && b[i] == b'\'';
+        if quoted {
+            i += 1;
+        }
+        while i < b.len()
+            && !(if quoted {
+                b[i] == b'\''
+            } else {
+                b[i].is_ascii_whitespace()
+            })
+        {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        if i > b.len() || (quoted && i >= b.len()) || key.contains(char::is_whitespace) {
+            return dsn.to_string();
+        }
+        if quoted {
+            i += 1;
+        }
+        if !TLS_GSS_KEYS.contains(&key) {
+            out.push_str(&dsn[start..i.min(b.len())]);
+        }
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        out.push(' ');
+    }
+    out.trim_end().to_string()
+}
+
 fn quote_value(v: &str) -> String {
     if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
         v.to_string()
@@ -320,6 +409,10 @@ mod tests {
         let c = cfg(r"password = 'it\'s a \\ pw' user=x");
         assert_eq!(c.get_password(), Some(&br"it's a \ pw"[..]));
         assert!(!info.redacted().contains("it's"), "{}", info.redacted());
+        // Patroni escapes spaces, quotes and backslashes with a backslash, unquoted.
+        let c = cfg(r"user=a\ b password=x\'y\\z host=/run/postgresql");
+        assert_eq!(c.get_user(), Some("a b"));
+        assert_eq!(c.get_password(), Some(&br"x'y\z"[..]));
         assert!(ConnInfo::parse("host").is_err());
         assert!(ConnInfo::parse("password='x").is_err());
         let e = ConnInfo::parse("bogus=1").unwrap_err().to_string();
@@ -401,6 +494,26 @@ mod tests {
         assert_eq!(passfile_lookup(&pass, "localhost", 5432, "db", "bob"), None);
         std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(passfile_lookup(&pass, "localhost", 5432, "db", "postgres"), None);
+    }
+
+    #[test]
+    fn tls_and_gss_keys_are_dropped_everything_else_is_kept() {
+        let c = cfg(
+            r"dbname=postgres user=a\ b sslrootcert='/x y/ca.crt' host=/run/postgresql gssencmode=prefer port=5433",
+        );
+        assert_eq!(c.get_user(), Some("a b"));
+        assert_eq!(c.get_ports(), &[5433]);
+        assert_eq!(c.get_dbname(), Some("postgres"));
+        let c = cfg("postgresql://u@h/db?sslrootcert=%2Fca&connect_timeout=4&krbsrvname=pg");
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(4)));
+        assert_eq!(
+            without_tls_keys("postgresql://u@h/db?sslcert=x"),
+            "postgresql://u@h/db"
+        );
+        // Unfollowable input is left for tokio-postgres to refuse.
+        assert!(ConnInfo::parse("host='unterminated sslcert=x").is_err());
+        assert!(ConnInfo::parse("host").is_err());
+        assert!(ConnInfo::parse(" ").is_err());
     }
 
     #[test]

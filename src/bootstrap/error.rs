@@ -59,6 +59,12 @@ pub enum BootstrapError {
     )]
     RequiredExtensionMissing { names: Vec<String> },
 
+    #[error(
+        "required extension(s) cannot be created until the server preloads their library: {}",
+        names.join(", ")
+    )]
+    RequiredExtensionNotPreloaded { names: Vec<String> },
+
     #[error("creating extension {name} failed: {detail}")]
     Extension { name: String, detail: String },
 
@@ -131,6 +137,12 @@ impl Diagnostic for BootstrapError {
             Self::RequiredExtensionMissing { .. } => "install the extension in the image, or remove it \
                  from [extensions] required in the bootstrap configuration"
                 .into(),
+            Self::RequiredExtensionNotPreloaded { .. } => {
+                "add the library to shared_preload_libraries (Patroni's \
+                 postgresql.parameters, or SPILO_CONFIGURATION) and restart, or remove the extension from \
+                 [extensions] required; nothing was written"
+                    .into()
+            }
             Self::Extension { .. } => "see the PostgreSQL message; the extension's creation was rolled \
                  back and will be retried by the next run"
                 .into(),
@@ -174,7 +186,9 @@ impl Diagnostic for BootstrapError {
             Self::Drift { .. } | Self::CheckFailed { .. } | Self::FunctionDrift { .. } => {
                 ExitCode::Verification
             }
-            Self::RequiredExtensionMissing { .. } => ExitCode::Prerequisite,
+            Self::RequiredExtensionMissing { .. } | Self::RequiredExtensionNotPreloaded { .. } => {
+                ExitCode::Prerequisite
+            }
             Self::SecretRead { .. } => ExitCode::Prerequisite,
             _ => ExitCode::Failure,
         }

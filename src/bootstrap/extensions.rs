@@ -89,11 +89,20 @@ impl ExtensionPlan {
 
     /// The selection as the ledger records it.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "create": self.create, "required": self.required })
+        let origin = match self.origin {
+            ListOrigin::Configuration => "configuration",
+            _ => "command_line",
+        };
+        serde_json::json!({ "create": self.create, "required": self.required, "origin": origin })
     }
 
-    /// The selection the ledger recorded (`None` when it is not one).
+    /// The selection the ledger recorded, when it was an explicit one
+    /// (`--extensions`); `None` for the configuration's list, which follows
+    /// the image (a new image's configuration may list more).
     pub fn from_json(&self, v: &serde_json::Value) -> Option<Self> {
+        if v.get("origin").and_then(|o| o.as_str()) == Some("configuration") {
+            return None;
+        }
         let list = |k: &str| -> Option<Vec<String>> {
             v.get(k)?
                 .as_array()?

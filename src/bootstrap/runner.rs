@@ -615,6 +615,19 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
     if !missing.is_empty() {
         return Err(BootstrapError::RequiredExtensionMissing { names: missing });
     }
+    let preloaded = extensions::preloaded(&client).await?;
+    let not_preloaded: Vec<String> = extensions::decide(&s.extensions, &states, &led, &preloaded)
+        .iter()
+        .filter_map(|a| match a {
+            ExtensionAction::NeedsPreload { name, library, .. } if s.extensions.is_required(name) => {
+                Some(format!("{name} ({})", extensions::preload_reason(library)))
+            }
+            _ => None,
+        })
+        .collect();
+    if !not_preloaded.is_empty() {
+        return Err(BootstrapError::RequiredExtensionNotPreloaded { names: not_preloaded });
+    }
     verify_ledger(s, &led)?;
     let digests = roles::function_digests(&client).await?;
     let changed = roles::changed_functions(&digests, &led);
@@ -660,7 +673,6 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
             extensions::server_states(&client, &s.extensions.create).await?,
         )
     };
-    let preloaded = extensions::preloaded(&client).await?;
     let mut actions = extensions::decide(&s.extensions, &states, &led, &preloaded);
     extensions::apply(&mut client, &s.extensions, &mut actions).await?;
 
