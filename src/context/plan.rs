@@ -371,6 +371,17 @@ impl BuildPlan {
             .map(|n| n.to_string())
             .collect();
 
+        // Required: a missing one fails the bootstrap (the image was built
+        // with them). Not those that need a preloaded library: while a
+        // deployment's list lacks it they wait as pending (a warning naming
+        // the setting) instead of failing the cluster's first bootstrap.
+        let needs_preload = |n: &str| extensions.iter().any(|e| e.name == n && e.preload.is_some());
+        let required: Vec<String> = create
+            .iter()
+            .filter(|n| !needs_preload(n))
+            .cloned()
+            .collect();
+
         Ok(BuildPlan {
             tool_version: crate::TOOL_VERSION.to_string(),
             base,
@@ -383,7 +394,7 @@ impl BuildPlan {
             bootstrap: BootstrapPlan {
                 config_path: BOOTSTRAP_CONFIG.to_string(),
                 secrets_dir: SECRETS_DIR.to_string(),
-                required: create.clone(),
+                required,
                 create,
             },
             getkey,
