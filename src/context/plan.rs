@@ -376,11 +376,7 @@ impl BuildPlan {
         // deployment's list lacks it they wait as pending (a warning naming
         // the setting) instead of failing the cluster's first bootstrap.
         let needs_preload = |n: &str| extensions.iter().any(|e| e.name == n && e.preload.is_some());
-        let required: Vec<String> = create
-            .iter()
-            .filter(|n| !needs_preload(n))
-            .cloned()
-            .collect();
+        let required: Vec<String> = create.iter().filter(|n| !needs_preload(n)).cloned().collect();
 
         Ok(BuildPlan {
             tool_version: crate::TOOL_VERSION.to_string(),
