@@ -228,9 +228,14 @@ fn full_set_plain_run_smokes_and_keys() {
 
 /// The grants Supabase relies on, proven by behaviour against the real
 /// extensions in a plain-run member: service_role encrypts and decrypts with
-/// pgsodium (a key derived from the root key) and uses vault; a pg_net
-/// request made as `authenticated` reaches an HTTP server on 127.0.0.1 in the
-/// container and its response row appears.
+/// pgsodium (a key derived from the root key), postgres holds the key roles
+/// with ADMIN OPTION; service_role uses vault; pg_net requests made as
+/// postgres, anon, authenticated and service_role reach an HTTP server on
+/// 127.0.0.1 in the container and their response rows appear (through the
+/// SECURITY DEFINER functions with search_path = net; a role without the
+/// grant is refused); postgres holds pg_cron's schema and tables with GRANT
+/// OPTION and schedules; pgjwt is in `extensions`; graphql_public's
+/// placeholder answers while pg_graphql is absent.
 #[test]
 fn supabase_grants_by_behaviour() {
     let start = Instant::now();
@@ -252,6 +257,16 @@ fn supabase_grants_by_behaviour() {
         ),
     );
     assert_eq!(out, "row secret\n32\nt");
+    // postgres may hand out all three of pgsodium's key roles.
+    assert_eq!(
+        sql(
+            &a,
+            "SELECT string_agg(r.rolname || ' ' || m.admin_option, ', ' ORDER BY r.rolname) \
+             FROM pg_auth_members AS m JOIN pg_roles AS r ON r.oid = m.roleid \
+             WHERE m.member = 'postgres'::regrole AND r.rolname LIKE 'pgsodium\\_key%';"
+        ),
+        "pgsodium_keyholder true, pgsodium_keyiduser true, pgsodium_keymaker true"
+    );
 
     // Vault, as service_role.
     let out = sql(
@@ -272,30 +287,92 @@ fn supabase_grants_by_behaviour() {
          for i in $(seq 50); do curl -fsS http://127.0.0.1:18080/hello.txt && exit 0; sleep 0.1; done; exit 1",
     ]);
     assert!(ok, "the HTTP server in the container: {out}");
-    let request = sql(
+    // Each API role, and postgres, queues a request; `authenticated` also
+    // posts (Python's server answers POST with 501: the request arrived).
+    let url = "http://127.0.0.1:18080/hello.txt";
+    let mut requests = Vec::new();
+    for role in ["authenticated", "anon", "service_role", "postgres"] {
+        let id = sql(&a, &format!("SET ROLE {role};\nSELECT net.http_get('{url}');"));
+        requests.push((format!("{role} GET"), id, "200 pgha-net-ok"));
+    }
+    let id = sql(
         &a,
-        "SET ROLE authenticated;\nSELECT net.http_get('http://127.0.0.1:18080/hello.txt');",
+        &format!("SET ROLE authenticated;\nSELECT net.http_post('{url}', '{{\"k\": 1}}'::jsonb);"),
     );
+    requests.push(("authenticated POST".into(), id, "501"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        let r = sql(
-            &a,
-            &format!(
-                "SELECT status_code || ' ' || trim(content) FROM net._http_response WHERE id = {request};"
-            ),
-        );
-        if !r.is_empty() {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no pg_net response row for request {request}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    assert_eq!(response, "200 pgha-net-ok");
+    for (what, id, want) in &requests {
+        let response = loop {
+            let r = sql(
+                &a,
+                &format!(
+                    "SELECT status_code || ' ' || coalesce(trim(content), '') FROM net._http_response WHERE id = {id};"
+                ),
+            );
+            if !r.is_empty() {
+                break r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pg_net response row for {what} (request {id})"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert!(response.starts_with(want), "{what}: {response}");
+    }
     let (_, served) = a.exec(&["cat", "/tmp/www.log"]);
-    assert!(served.contains("GET /hello.txt"), "{served}");
+    assert_eq!(served.matches("\"GET /hello.txt").count(), 4, "{served}");
+    assert!(served.contains("\"POST /hello.txt"), "{served}");
+    // SECURITY DEFINER with its search_path, and not for just anyone.
+    assert_eq!(
+        sql(
+            &a,
+            "SELECT string_agg(proname || ' ' || prosecdef || ' ' || array_to_string(proconfig, ','), '; ' ORDER BY proname) \
+             FROM pg_proc WHERE pronamespace = 'net'::regnamespace AND proname IN ('http_get', 'http_post');"
+        ),
+        "http_get t search_path=net; http_post t search_path=net"
+    );
+    let (ok, out) = psql(
+        &a,
+        &["-XAtq", "-v", "ON_ERROR_STOP=1"],
+        &format!("CREATE ROLE pgha_nobody;\nSET ROLE pgha_nobody;\nSELECT net.http_get('{url}');"),
+    );
+    assert!(!ok && out.contains("permission denied"), "{out}");
+
+    // pg_cron: postgres may hand its schema and tables on, and schedules.
+    assert_eq!(
+        sql(
+            &a,
+            "SELECT bool_and(a.is_grantable) FROM pg_namespace AS n, aclexplode(n.nspacl) AS a \
+             WHERE n.nspname = 'cron' AND a.grantee = 'postgres'::regrole AND a.privilege_type = 'USAGE';\n\
+             SELECT bool_and(a.is_grantable) FROM pg_class AS c, aclexplode(c.relacl) AS a \
+             WHERE c.oid = 'cron.job'::regclass AND a.grantee = 'postgres'::regrole;\n\
+             SELECT cron.schedule('pgha-grants', '* * * * *', 'SELECT 1') > 0;\n\
+             SELECT cron.unschedule('pgha-grants');"
+        ),
+        "t\nt\nt\nt"
+    );
+    // pgjwt in `extensions`, usable by the API roles.
+    assert_eq!(
+        sql(
+            &a,
+            "SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pgjwt';\n\
+             SET ROLE service_role;\n\
+             SELECT (extensions.verify(extensions.sign('{\"sub\": \"x\"}'::json, 'k'), 'k')).valid;"
+        ),
+        "extensions\nt"
+    );
+    // pg_graphql is not in this image: graphql_public's placeholder answers
+    // the API roles.
+    assert_eq!(
+        sql(
+            &a,
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_graphql';\n\
+             SET ROLE anon;\n\
+             SELECT graphql_public.graphql(query := '{ x }') -> 'errors' -> 0 ->> 'message';"
+        ),
+        "0\npg_graphql extension is not enabled."
+    );
     eprintln!("grants test done in {:?}", start.elapsed());
 }
 
