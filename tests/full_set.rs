@@ -284,7 +284,7 @@ fn supabase_grants_by_behaviour() {
         "-c",
         "mkdir -p /tmp/www && echo pgha-net-ok > /tmp/www/hello.txt && \
          (cd /tmp/www && nohup python3 -m http.server 18080 --bind 127.0.0.1 >/tmp/www.log 2>&1 &) && \
-         for i in $(seq 50); do curl -fsS http://127.0.0.1:18080/hello.txt && exit 0; sleep 0.1; done; exit 1",
+         for i in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:18080/ && exit 0; sleep 0.1; done; exit 1",
     ]);
     assert!(ok, "the HTTP server in the container: {out}");
     // Each API role, and postgres, queues a request; `authenticated` also
@@ -330,7 +330,7 @@ fn supabase_grants_by_behaviour() {
             "SELECT string_agg(proname || ' ' || prosecdef || ' ' || array_to_string(proconfig, ','), '; ' ORDER BY proname) \
              FROM pg_proc WHERE pronamespace = 'net'::regnamespace AND proname IN ('http_get', 'http_post');"
         ),
-        "http_get t search_path=net; http_post t search_path=net"
+        "http_get true search_path=net; http_post true search_path=net"
     );
     let (ok, out) = psql(
         &a,
