@@ -453,7 +453,7 @@ fn rendered_bootstrap_config_is_accepted_by_pgha_bootstrap() {
             assert_eq!(cfg.extensions.preload.get(&e.name), e.preload.as_ref(), "{text}");
             // Never required: without the setting it waits as pending
             // instead of failing the cluster's first bootstrap.
-            assert!(!cfg.extensions.is_required(&e.name), "{}: {text}", e.name);
+            assert!(!cfg.extensions.required.contains(&e.name), "{}: {text}", e.name);
         }
         assert_eq!(
             cfg.connection.socket_dir,

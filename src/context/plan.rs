@@ -362,7 +362,21 @@ impl BuildPlan {
                 local_parameters.insert(k, v);
             }
         }
-        local_parameters.insert("shared_preload_libraries".into(), preload.join(","));
+        // An unknown base's own list is unknown unless --base-preload says it:
+        // the image's defaults then leave the setting to the base (a
+        // Spilo-like base appends its own list), instead of replacing that
+        // list with ours; extensions that need preloading wait as pending
+        // until the deployment sets the full list.
+        if base.is_known() || req.base_overrides.preload.is_some() {
+            local_parameters.insert("shared_preload_libraries".into(), preload.join(","));
+        } else {
+            notes.push(format!(
+                "the preload list of {} is unknown (--base-preload LIST gives it): the image's defaults \
+                 do not set shared_preload_libraries; a deployment sets it to the base's list followed by {}",
+                base.reference,
+                preload.join(",")
+            ));
+        }
 
         let has = |n: &str| CONTRIB.contains(&n) || extensions.iter().any(|e| e.name == n);
         let create: Vec<String> = CONTRACT_CREATE
