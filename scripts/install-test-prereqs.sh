@@ -16,6 +16,10 @@ packages=(
   podman runc debootstrap uidmap
   curl ca-certificates dpkg-dev binutils
   libsodium-dev libcurl4-openssl-dev
+  # Podman pods (tests/common/cluster.rs) need catatonit for their pause image;
+  # the deployment tests run the rendered compose files with Debian's
+  # docker-compose (1.29) against a real dockerd (docker.io).
+  catatonit docker.io docker-compose
 )
 
 missing=()

@@ -7,6 +7,7 @@ mod build;
 mod export;
 mod extensions;
 mod fetch;
+mod manifests;
 
 use clap::{Args, Parser, Subcommand};
 use pgha_image::progress::{Mode, Progress};
@@ -79,6 +80,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Verify an exported tarball's checksum, then load it into the engine
     Load(export::LoadArgs),
+    /// Render per-VM deployments (compose, HAProxy, etcd/Consul) and postgres-operator manifests from a cluster spec
+    Manifests(manifests::ManifestsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,6 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Build(args) => build::run_build(args, &cli.global),
         Command::Export(args) => export::run_export(args, &cli.global),
         Command::Load(args) => export::run_load(args, &cli.global),
+        Command::Manifests(args) => manifests::run(args, &cli.global),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
