@@ -19,7 +19,24 @@ cd "$root"
 command -v jq >/dev/null || { echo "missing jq: apt-get install jq" >&2; exit 4; }
 
 image=${1:-}
-cleanup() { :; }
+# The tests' engine lock (tests/common/images.rs: a file made exclusively,
+# holding the owner's pid; one left by a dead process is stale), held while
+# this builds and removes its image: Podman loses layers when a build reuses
+# cached layers that a concurrent removal prunes.
+lock=/tmp/pgha-test-engine.lock
+locked=
+engine_lock() {
+    local i=0
+    until (set -o noclobber; echo $$ >"$lock") 2>/dev/null; do
+        pid=$(cat "$lock" 2>/dev/null || true)
+        if [ -n "$pid" ] && [ ! -d "/proc/$pid" ]; then rm -f "$lock"; continue; fi
+        i=$((i + 1)); [ $i -lt 2400 ] || { echo "waited 20 min for $lock" >&2; exit 1; }
+        sleep 0.5
+    done
+    locked=1
+}
+engine_unlock() { [ -z "$locked" ] || rm -f "$lock"; locked=; }
+cleanup() { engine_unlock; }
 trap 'cleanup' EXIT
 if [ -z "$image" ]; then
     # The stand-in's tag is 15-<first 12 hex of sha256 over its support files'
@@ -35,13 +52,20 @@ if [ -z "$image" ]; then
     cargo build --release --quiet --bin pgha-image --bin pgha-bootstrap
     work=$(mktemp -d /var/tmp/pgha-bench-size.XXXXXX)
     image=localhost/pgha-bench/image-size:$$
-    cleanup() { podman image rm -f "$image" >/dev/null 2>&1 || true; rm -rf "$work"; }
+    cleanup() {
+        [ -n "$locked" ] || engine_lock
+        podman image rm -f "$image" >/dev/null 2>&1 || true
+        engine_unlock
+        rm -rf "$work"
+    }
+    engine_lock
     target/release/pgha-image --progress quiet build --engine podman --tag "$image" \
         --base-image "$base" --pg 15 --base-glibc 2.36 --base-lib libcurl=7.88 \
         --base-preload pg_stat_statements,pg_cron \
         --extensions vector,pgjwt,http,pg_hashids,pgsodium,pg_net,pg_cron,supabase_vault,pgtap \
         --from-source pg_cron --bootstrap-bin target/release/pgha-bootstrap \
         --cache-dir "$work/cache" --out "$work/out" "${mirror[@]}" >/dev/null
+    engine_unlock
 else
     base=$(podman image inspect --format '{{index .Config.Labels "io.pgha.base-image"}}' "$image")
 fi
@@ -55,7 +79,7 @@ echo "base    $base  $(mb "$base_size")"
 echo "image   $image  $(mb "$image_size")"
 echo "growth  $(mb "$growth")  (target <= 40 MB: $([ "$growth" -le 40000000 ] && echo met || echo MISSED))"
 echo
-echo "largest paths the image adds or changes (du of its own layers' files):"
+echo "sizes in the image of the paths the build adds to (base content there included):"
 podman run --rm --entrypoint sh "$image" -c '
     du -sk /usr/local/bin/pgha-bootstrap /usr/lib/postgresql/15/lib /usr/share/postgresql/15/extension \
         /usr/lib/x86_64-linux-gnu/libsodium.so.* /var/cache/apt /var/lib/apt/lists 2>/dev/null | sort -rn | head -8'

@@ -448,6 +448,13 @@ fn rendered_bootstrap_config_is_accepted_by_pgha_bootstrap() {
             .unwrap_or_else(|e| panic!("pgha-bootstrap rejects the rendered config: {e}\n{text}"));
         assert_eq!(cfg.extensions.create, p.bootstrap.create, "{text}");
         assert_eq!(cfg.extensions.required, p.bootstrap.required, "{text}");
+        // The extensions that must be preloaded, as the plan knows them.
+        for e in p.extensions.iter().filter(|e| e.preload.is_some()) {
+            assert_eq!(cfg.extensions.preload.get(&e.name), e.preload.as_ref(), "{text}");
+            // Never required: without the setting it waits as pending
+            // instead of failing the cluster's first bootstrap.
+            assert!(!cfg.extensions.required.contains(&e.name), "{}: {text}", e.name);
+        }
         assert_eq!(
             cfg.connection.socket_dir,
             std::path::PathBuf::from("/run/postgresql")

@@ -362,7 +362,21 @@ impl BuildPlan {
                 local_parameters.insert(k, v);
             }
         }
-        local_parameters.insert("shared_preload_libraries".into(), preload.join(","));
+        // An unknown base's own list is unknown unless --base-preload says it:
+        // the image's defaults then leave the setting to the base (a
+        // Spilo-like base appends its own list), instead of replacing that
+        // list with ours; extensions that need preloading wait as pending
+        // until the deployment sets the full list.
+        if base.is_known() || req.base_overrides.preload.is_some() {
+            local_parameters.insert("shared_preload_libraries".into(), preload.join(","));
+        } else {
+            notes.push(format!(
+                "the preload list of {} is unknown (--base-preload LIST gives it): the image's defaults \
+                 do not set shared_preload_libraries; a deployment sets it to the base's list followed by {}",
+                base.reference,
+                preload.join(",")
+            ));
+        }
 
         let has = |n: &str| CONTRIB.contains(&n) || extensions.iter().any(|e| e.name == n);
         let create: Vec<String> = CONTRACT_CREATE
@@ -370,6 +384,13 @@ impl BuildPlan {
             .filter(|n| has(n))
             .map(|n| n.to_string())
             .collect();
+
+        // Required: a missing one fails the bootstrap (the image was built
+        // with them). Not those that need a preloaded library: while a
+        // deployment's list lacks it they wait as pending (a warning naming
+        // the setting) instead of failing the cluster's first bootstrap.
+        let needs_preload = |n: &str| extensions.iter().any(|e| e.name == n && e.preload.is_some());
+        let required: Vec<String> = create.iter().filter(|n| !needs_preload(n)).cloned().collect();
 
         Ok(BuildPlan {
             tool_version: crate::TOOL_VERSION.to_string(),
@@ -383,7 +404,7 @@ impl BuildPlan {
             bootstrap: BootstrapPlan {
                 config_path: BOOTSTRAP_CONFIG.to_string(),
                 secrets_dir: SECRETS_DIR.to_string(),
-                required: create.clone(),
+                required,
                 create,
             },
             getkey,

@@ -2,8 +2,12 @@
 # Stand-in for Spilo's /launch.sh (behaviour of zalando/spilo's
 # postgres-appliance/launch.sh and runit/{patroni,etcd}/run):
 # - `launch.sh init` (the CMD) starts over as `/bin/sh /launch.sh` by that
-#   absolute path (Spilo re-executes itself under dumb-init), so a wrapper
-#   installed at /launch.sh by a derived image runs a second time, then;
+#   absolute path under dumb-init (`dumb-init -c --rewrite 1:0`, as Spilo),
+#   so a wrapper installed at /launch.sh by a derived image runs a second
+#   time, then. dumb-init is PID 1 and reaps orphans: Patroni starts the
+#   postmaster detached, and waits for it to be gone when it restarts it
+#   (without a reaping PID 1 the stopped postmaster stays a zombie and
+#   `patronictl restart` never ends);
 # - configure_spilo.py writes /run/postgres.yml from the environment and
 #   SPILO_CONFIGURATION (see its docstring for the rules);
 # - a local etcd runs when the configuration names no DCS (Spilo's demo mode);
@@ -11,11 +15,11 @@
 #   patroni/run script strips it: only PATH, HOSTNAME, PGHOME, LC_ALL, POD_IP,
 #   POD_NAMESPACE, ENABLE_PG_MON and KUBERNETES_{SERVICE,PORT,ROLE}* survive,
 #   plus HOME=/home/postgres.
-# Deviations: no dumb-init and no runit supervision (Patroni is not restarted
-# when it exits: the container ends).
+# Deviation: no runit supervision (Patroni is not restarted when it exits:
+# the container ends).
 set -eu
 if [ "${1:-}" = init ]; then
-    exec /bin/sh /launch.sh
+    exec /usr/bin/dumb-init -c --rewrite 1:0 -- /bin/sh /launch.sh
 fi
 if [ "$#" -gt 0 ]; then
     exec "$@"
