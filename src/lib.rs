@@ -24,6 +24,7 @@ pub mod export;
 pub mod fetch;
 pub mod hash;
 pub mod progress;
+pub mod ship;
 
 pub use error::{Error, ExitCode};
 

@@ -8,3 +8,4 @@ pub mod http;
 pub mod images;
 pub mod pg;
 pub mod prereq;
+pub mod vms;

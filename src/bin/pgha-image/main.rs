@@ -7,6 +7,7 @@ mod build;
 mod export;
 mod extensions;
 mod fetch;
+mod ship;
 
 use clap::{Args, Parser, Subcommand};
 use pgha_image::progress::{Mode, Progress};
@@ -91,6 +92,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Verify an exported tarball's checksum, then load it into the engine
     Load(export::LoadArgs),
+    /// Put the image on hosts over ssh, sending only the layers each one lacks
+    Ship(ship::ShipArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Build(args) => build::run_build(args, &cli.global),
         Command::Export(args) => export::run_export(args, &cli.global),
         Command::Load(args) => export::run_load(args, &cli.global),
+        Command::Ship(args) => ship::run(args, &cli.global),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,1 @@
+//! Offline transfer: `export --since` and `load` of a delta (filled below).
