@@ -15,6 +15,7 @@ packages=(
   patroni python3-etcd etcd-server etcd-client haproxy
   podman runc debootstrap uidmap
   curl ca-certificates dpkg-dev
+  openssh-server openssh-client docker.io iproute2 zstd perl util-linux
 )
 
 missing=()
@@ -41,7 +42,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Debian starts services on install in some setups; the tests start their own.
-for svc in etcd patroni haproxy postgresql; do
+for svc in etcd patroni haproxy postgresql ssh docker containerd; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done
 

@@ -25,7 +25,9 @@ fn build(name: &str, from: &str, kib: u32) -> TestImage {
     )
     .unwrap();
     let image = TestImage { reference };
-    run(podman_cmd().args(["build", "-q", "-t", &image.reference]).arg(dir.path()));
+    run(podman_cmd()
+        .args(["build", "-q", "-t", &image.reference])
+        .arg(dir.path()));
     image
 }
 
@@ -35,16 +37,25 @@ fn pgha() -> Command {
     c
 }
 
+fn ship(vms: &Vms, cache: &Path, tag: &str, hosts: &[usize], env: &[(&str, &str)]) -> Shipped {
+    let t = Instant::now();
+    let s = ship_(vms, cache, tag, hosts, env);
+    eprintln!("ship {tag} to {hosts:?}: {:.1}s", t.elapsed().as_secs_f64());
+    s
+}
+
 struct Shipped {
     code: i32,
     json: Value,
     stderr: String,
 }
 
-fn ship(vms: &Vms, cache: &Path, tag: &str, hosts: &[usize], env: &[(&str, &str)]) -> Shipped {
+fn ship_(vms: &Vms, cache: &Path, tag: &str, hosts: &[usize], env: &[(&str, &str)]) -> Shipped {
     let to: Vec<String> = hosts.iter().map(|&i| vms.vms[i].target()).collect();
     let mut c = pgha();
-    c.arg("--cache-dir").arg(cache).args(["ship", tag, "--json", "--to", &to.join(",")]);
+    c.arg("--cache-dir")
+        .arg(cache)
+        .args(["ship", tag, "--json", "--to", &to.join(",")]);
     c.args(vms.ssh_args());
     for (k, v) in env {
         c.env(k, v);
@@ -109,8 +120,11 @@ fn no_leftovers(vms: &Vms, i: usize, tag: &str) {
     );
 }
 
+static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 #[test]
 fn ship_to_three_vms() {
+    T0.get_or_init(Instant::now);
     let (common, v1, v2, v3a, v3, v4);
     {
         let _lock = engine_lock();
@@ -122,7 +136,9 @@ fn ship_to_three_vms() {
         v3 = build("ext-r2", &v3a.reference, 4096);
         v4 = build("ext-c", &v2.reference, 1024);
     }
+    eprintln!("images built: {:?}", T0.get_or_init(Instant::now).elapsed());
     let mut vms = Vms::start(&[VmEngine::Podman, VmEngine::Podman, VmEngine::Docker]);
+    eprintln!("vms up: {:?}", T0.get().unwrap().elapsed());
     let cache = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let wrapper = ssh_wrapper(tmp.path());
@@ -137,7 +153,12 @@ fn ship_to_three_vms() {
         assert_eq!(h["ok"], true, "{h}");
         assert_eq!(h["layers_held"], 0, "{h}");
         assert_eq!(h["layers_sent"], 3, "{h}");
-        assert_eq!(vms.vms[i].image_id(&v1.reference).as_deref(), Some(v1_id.as_str()), "{}", vms.vms[i].ns);
+        assert_eq!(
+            vms.vms[i].image_id(&v1.reference).as_deref(),
+            Some(v1_id.as_str()),
+            "{}",
+            vms.vms[i].ns
+        );
         no_leftovers_tmp(&vms, i);
     }
     assert_eq!(host(&s, &vms, 2)["engine"], "docker");
@@ -150,11 +171,24 @@ fn ship_to_three_vms() {
     let v2_id = local_id(&v2.reference);
     for i in all {
         let h = host(&s, &vms, i);
-        assert_eq!((h["layers_held"].as_u64(), h["layers_sent"].as_u64()), (Some(2), Some(1)), "{h}");
+        assert_eq!(
+            (h["layers_held"].as_u64(), h["layers_sent"].as_u64()),
+            (Some(2), Some(1)),
+            "{h}"
+        );
         let sent = h["bytes_sent"].as_u64().unwrap();
-        assert!(sent * 20 < full_bytes, "upgrade sent {sent} bytes of a {full_bytes}-byte image");
-        assert_eq!(vms.vms[i].image_id(&v2.reference).as_deref(), Some(v2_id.as_str()));
-        assert_eq!(vms.vms[i].image_id(&v1.reference).as_deref(), Some(v1_id.as_str()));
+        assert!(
+            sent * 20 < full_bytes,
+            "upgrade sent {sent} bytes of a {full_bytes}-byte image"
+        );
+        assert_eq!(
+            vms.vms[i].image_id(&v2.reference).as_deref(),
+            Some(v2_id.as_str())
+        );
+        assert_eq!(
+            vms.vms[i].image_id(&v1.reference).as_deref(),
+            Some(v1_id.as_str())
+        );
     }
     // Again: nothing to send, the image is checked and tagged.
     let s = ship(&vms, cache.path(), &v2.reference, &[0], &[]);
@@ -167,7 +201,14 @@ fn ship_to_three_vms() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgha-image"))
         .arg("--cache-dir")
         .arg(cache.path())
-        .args(["--progress", "plain", "ship", &v3.reference, "--to", &vms.vms[0].target()])
+        .args([
+            "--progress",
+            "plain",
+            "ship",
+            &v3.reference,
+            "--to",
+            &vms.vms[0].target(),
+        ])
         .args(vms.ssh_args())
         .env("PGHA_ENGINE", "podman")
         .env("PGHA_SSH", &wrapper)
@@ -181,14 +222,20 @@ fn ship_to_three_vms() {
     let start = Instant::now();
     loop {
         let names: Vec<String> = std::fs::read_dir(&stage)
-            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let done = names.iter().filter(|n| n.ends_with(".tar")).count();
         let partial = names.iter().any(|n| n.ends_with(".partial"));
         if done == 1 && partial {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no second layer in flight: {names:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no second layer in flight: {names:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let pid = std::fs::read_to_string(&pids).unwrap();
@@ -201,7 +248,11 @@ fn ship_to_three_vms() {
     let s = ship(&vms, cache.path(), &v3.reference, &[0], &[]);
     assert_eq!(s.code, 0, "{}", s.stderr);
     let h = host(&s, &vms, 0);
-    assert_eq!((h["layers_staged"].as_u64(), h["layers_sent"].as_u64()), (Some(1), Some(1)), "{h}");
+    assert_eq!(
+        (h["layers_staged"].as_u64(), h["layers_sent"].as_u64()),
+        (Some(1), Some(1)),
+        "{h}"
+    );
     assert_eq!(vms.vms[0].image_id(&v3.reference), Some(local_id(&v3.reference)));
     no_leftovers_tmp(&vms, 0);
 
@@ -211,14 +262,19 @@ fn ship_to_three_vms() {
         cache.path(),
         &v4.reference,
         &[2],
-        &[("PGHA_SSH", wrapper.to_str().unwrap()), ("H5_SSH_MODE", "corrupt")],
+        &[
+            ("PGHA_SSH", wrapper.to_str().unwrap()),
+            ("H5_SSH_MODE", "corrupt"),
+        ],
     );
     assert_eq!(s.code, 3, "{}\n{}", s.json, s.stderr);
     let h = host(&s, &vms, 2);
     assert!(h["error"].as_str().unwrap().contains("corrupt"), "{h}");
     assert!(s.stderr.contains(&vms.vms[2].addr), "{}", s.stderr);
     no_leftovers(&vms, 2, &v4.reference);
-    let staged = std::fs::read_dir(vms.vms[2].stage_dir()).map(|d| d.count()).unwrap_or(0);
+    let staged = std::fs::read_dir(vms.vms[2].stage_dir())
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(staged, 0, "nothing may stay staged after a refused layer");
 
     // One host unreachable: the other two get the image, the failure is named.
@@ -228,28 +284,210 @@ fn ship_to_three_vms() {
     let v4_id = local_id(&v4.reference);
     for i in [0, 2] {
         assert_eq!(host(&s, &vms, i)["ok"], true);
-        assert_eq!(vms.vms[i].image_id(&v4.reference).as_deref(), Some(v4_id.as_str()));
+        assert_eq!(
+            vms.vms[i].image_id(&v4.reference).as_deref(),
+            Some(v4_id.as_str())
+        );
     }
     let h = host(&s, &vms, 1);
     assert_eq!(h["ok"], false);
     assert!(h["error"].as_str().unwrap().contains("ssh failed"), "{h}");
     assert!(
-        s.stderr.contains(&format!("1 of 3 host(s) failed: {}", vms.vms[1].target())),
+        s.stderr
+            .contains(&format!("1 of 3 host(s) failed: {}", vms.vms[1].target())),
         "{}",
         s.stderr
     );
+    let t = Instant::now();
     drop(vms);
+    eprintln!("vms down: {:?}", t.elapsed());
     let _lock = engine_lock();
     drop((v4, v3, v3a, v2, v1, common));
 }
 
 fn local_id(reference: &str) -> String {
-    format!("sha256:{}", images::image_id(reference).trim_start_matches("sha256:"))
+    format!(
+        "sha256:{}",
+        images::image_id(reference).trim_start_matches("sha256:")
+    )
 }
 
 fn no_leftovers_tmp(vms: &Vms, i: usize) {
     let tags = vms.vms[i].tags();
     assert!(!tags.iter().any(|t| t.contains("pgha-ship-incoming")), "{tags:?}");
-    let staged = std::fs::read_dir(vms.vms[i].stage_dir()).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(staged, 0, "{}: staged layers must be gone after a load", vms.vms[i].ns);
+    let staged = std::fs::read_dir(vms.vms[i].stage_dir())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        staged, 0,
+        "{}: staged layers must be gone after a load",
+        vms.vms[i].ns
+    );
+}
+
+/// A Podman image store of its own (a second "host"), removed on drop.
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        let dir = tempfile::Builder::new()
+            .prefix("pgha-h5-store")
+            .tempdir()
+            .unwrap();
+        std::fs::write(
+            dir.path().join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        Store { dir }
+    }
+    fn conf(&self) -> std::path::PathBuf {
+        self.dir.path().join("storage.conf")
+    }
+    fn podman(&self) -> std::process::Command {
+        let mut c = podman_cmd();
+        c.env("CONTAINERS_STORAGE_CONF", self.conf());
+        c
+    }
+    fn id(&self, reference: &str) -> Option<String> {
+        let out = self
+            .podman()
+            .args(["image", "inspect", "--format", "{{.Id}}", reference])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| format!("sha256:{}", String::from_utf8_lossy(&out.stdout).trim()))
+    }
+    fn count(&self) -> usize {
+        let out = self.podman().args(["image", "ls", "-a", "-q"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.podman().args(["rmi", "-a", "-f"]).output();
+        let prefix = self.dir.path().display().to_string();
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            for p in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+                if p.starts_with(&prefix) {
+                    let _ = std::process::Command::new("umount").arg("-l").arg(p).status();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn delta_file_loads_on_top_of_its_base_only() {
+    let (common, v1, v2);
+    {
+        let _lock = engine_lock();
+        let base = debian_base();
+        common = build("dext-a", &base, 1024);
+        v1 = build("dext-b1", &common.reference, 1024);
+        v2 = build("dext-b2", &common.reference, 1024);
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let delta = out_dir.path().join("v2.delta.tar");
+    let out = pgha()
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args([
+            "export",
+            "--tag",
+            &v2.reference,
+            "--since",
+            &v1.reference,
+            "--json",
+            "-o",
+        ])
+        .arg(&delta)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["delta"]["base_layers"], 2, "{j}");
+    let size = std::fs::metadata(&delta).unwrap().len();
+    assert!(
+        size < 2 << 20,
+        "the delta holds one 1 MiB layer, not {size} bytes"
+    );
+    assert!(delta.with_extension("tar.sha256").is_file());
+
+    // Without its base: refused, naming it; nothing loaded.
+    let empty = Store::new();
+    let out = pgha()
+        .args(["load"])
+        .arg(&delta)
+        .env("CONTAINERS_STORAGE_CONF", empty.conf())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&v1.reference),
+        "the error must name the base: {stderr}"
+    );
+    assert_eq!(empty.count(), 0);
+
+    // Changed in transit: refused before the engine sees it.
+    let bad = out_dir.path().join("bad.delta.tar");
+    let mut bytes = std::fs::read(&delta).unwrap();
+    let n = bytes.len() / 2;
+    bytes[n] ^= 0xff;
+    std::fs::write(&bad, bytes).unwrap();
+    std::fs::copy(
+        delta.with_extension("tar.sha256"),
+        bad.with_extension("tar.sha256"),
+    )
+    .unwrap();
+    let with_base = Store::new();
+    let save = podman_cmd()
+        .args(["save", "--format", "docker-archive", "-o"])
+        .arg(out_dir.path().join("v1.tar"))
+        .arg(&v1.reference)
+        .output()
+        .unwrap();
+    assert!(save.status.success());
+    let f = std::fs::File::open(out_dir.path().join("v1.tar")).unwrap();
+    let st = with_base.podman().arg("load").stdin(f).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let out = pgha()
+        .args(["load"])
+        .arg(&bad)
+        .env("CONTAINERS_STORAGE_CONF", with_base.conf())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(with_base.id(&v2.reference), None);
+
+    // With its base: the full image is rebuilt, verified and loaded.
+    let out = pgha()
+        .args(["load", "--json"])
+        .arg(&delta)
+        .env("CONTAINERS_STORAGE_CONF", with_base.conf())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(with_base.id(&v2.reference), Some(local_id(&v2.reference)));
+    assert_eq!(with_base.id(&v1.reference), Some(local_id(&v1.reference)));
+    let tags = String::from_utf8_lossy(&with_base.podman().args(["image", "ls"]).output().unwrap().stdout)
+        .into_owned();
+    assert!(!tags.contains("incoming"), "{tags}");
+    drop((empty, with_base));
+    let _lock = engine_lock();
+    drop((v2, v1, common));
 }

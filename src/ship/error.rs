@@ -54,6 +54,9 @@ pub enum ShipError {
         actual: String,
     },
 
+    #[error(transparent)]
+    Verify(#[from] crate::export::ExportError),
+
     #[error("{new} shares no layer with {old}: a delta would hold the whole image")]
     NothingShared { old: String, new: String },
 }
@@ -70,6 +73,7 @@ impl Diagnostic for ShipError {
     fn hint(&self) -> Option<String> {
         match self {
             ShipError::Engine(e) => e.hint(),
+            ShipError::Verify(e) => e.hint(),
             ShipError::BadTarget { .. } | ShipError::NoTarget => {
                 Some("targets are [USER@]HOST[:PORT], comma-separated, e.g. --to root@vm1,vm2:2222".into())
             }
@@ -90,6 +94,7 @@ impl Diagnostic for ShipError {
     fn exit_code(&self) -> ExitCode {
         match self {
             ShipError::Engine(e) => e.exit_code(),
+            ShipError::Verify(e) => e.exit_code(),
             ShipError::Io { .. } | ShipError::SaveIncomplete { .. } | ShipError::BadImage { .. } => {
                 ExitCode::Failure
             }
@@ -112,7 +117,10 @@ impl Diagnostic for ShipError {
     }
 }
 
-pub(crate) fn io_err(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ShipError + use<> {
+pub(crate) fn io_err(
+    what: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> ShipError + use<> {
     let path = path.to_path_buf();
     move |source| ShipError::Io { what, path, source }
 }

@@ -8,8 +8,8 @@
 //! in the same directory. It lets one `save` serve every host, and a re-run
 //! after an interruption start sending without saving again.
 
-use super::error::io_err;
 use super::ShipError;
+use super::error::io_err;
 use crate::engine::{Engine, EngineError};
 use crate::hash::{HashingReader, Sha256Digest};
 use crate::progress::Progress;
@@ -53,11 +53,20 @@ fn parse_diff_id(s: &str) -> Option<Sha256Digest> {
 
 fn layers_of(engine: &Engine, reference: &str) -> Result<Vec<Sha256Digest>, ShipError> {
     let mut cmd = engine.command();
-    cmd.args(["image", "inspect", "--format", "{{json .RootFS.Layers}}", reference]);
-    let out = cmd.stdin(std::process::Stdio::null()).output().map_err(|e| EngineError::Spawn {
-        program: engine.program().display().to_string(),
-        source: e,
-    })?;
+    cmd.args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        reference,
+    ]);
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| EngineError::Spawn {
+            program: engine.program().display().to_string(),
+            source: e,
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(EngineError::ImageNotFound {
@@ -86,15 +95,22 @@ pub fn local_inventory(engine: &Engine) -> Result<Vec<(String, Vec<Sha256Digest>
     let run = |args: &[&str]| -> Result<String, ShipError> {
         let mut cmd = engine.command();
         cmd.args(args);
-        let out = cmd.stdin(std::process::Stdio::null()).output().map_err(|e| EngineError::Spawn {
-            program: engine.program().display().to_string(),
-            source: e,
-        })?;
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| EngineError::Spawn {
+                program: engine.program().display().to_string(),
+                source: e,
+            })?;
         if !out.status.success() {
             return Err(EngineError::Command {
                 command: format!("{} {}", engine.kind(), args.join(" ")),
                 status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().chars().take(300).collect(),
+                stderr: String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .chars()
+                    .take(300)
+                    .collect(),
             }
             .into());
         }
@@ -148,7 +164,9 @@ impl LayerCache {
     }
 
     pub fn layer_path(&self, diff_id: &Sha256Digest) -> PathBuf {
-        self.dir.join("layers").join(format!("{}.tar.zst", diff_id.to_hex()))
+        self.dir
+            .join("layers")
+            .join(format!("{}.tar.zst", diff_id.to_hex()))
     }
 
     pub fn config_path(&self, id_hex: &str) -> PathBuf {
@@ -161,7 +179,9 @@ impl LayerCache {
 
     /// Compressed size of a cached layer.
     pub fn layer_size(&self, d: &Sha256Digest) -> u64 {
-        std::fs::metadata(self.layer_path(d)).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(self.layer_path(d))
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     pub fn config(&self, image: &SourceImage) -> Result<Vec<u8>, ShipError> {
@@ -246,7 +266,9 @@ impl LayerCache {
                 continue;
             }
             // Podman names layer files by diff id: skip unwanted ones unread.
-            if let Some(d) = name.strip_suffix(".tar").and_then(|h| h.parse::<Sha256Digest>().ok())
+            if let Some(d) = name
+                .strip_suffix(".tar")
+                .and_then(|h| h.parse::<Sha256Digest>().ok())
                 && !missing.contains(&d)
             {
                 continue;
@@ -264,7 +286,9 @@ impl LayerCache {
                 enc.include_checksum(true)
                     .map_err(io_err("compressing a layer into", &layers_dir))?;
                 io::copy(&mut hashing, &mut enc).map_err(read_err)?;
-                let mut w = enc.finish().map_err(io_err("compressing a layer into", &layers_dir))?;
+                let mut w = enc
+                    .finish()
+                    .map_err(io_err("compressing a layer into", &layers_dir))?;
                 w.flush().map_err(io_err("writing", &layers_dir))?;
             }
             let (_, digest, _) = hashing.finish();
@@ -334,7 +358,13 @@ mod tests {
         // The same layers on other parents do not count.
         assert_eq!(held_prefix(&want, &[("a".into(), vec![d(2), d(3)])]), 0);
         assert_eq!(
-            held_prefix(&want, &[("a".into(), vec![d(1)]), ("b".into(), vec![d(1), d(2), d(3), d(4)])]),
+            held_prefix(
+                &want,
+                &[
+                    ("a".into(), vec![d(1)]),
+                    ("b".into(), vec![d(1), d(2), d(3), d(4)])
+                ]
+            ),
             3
         );
     }

@@ -19,8 +19,8 @@
 //!
 //! Hosts run in parallel; one failing does not stop the others.
 
-mod error;
 pub mod delta;
+mod error;
 pub mod layers;
 pub mod remote;
 pub mod target;
@@ -146,7 +146,11 @@ pub fn ship(engine: &Engine, req: &ShipRequest, progress: &Progress) -> Result<S
     });
 
     // 2. One save fills the cache with what any host needs.
-    let want: BTreeSet<Sha256Digest> = plans.iter().flatten().flat_map(|p| p.send.iter().copied()).collect();
+    let want: BTreeSet<Sha256Digest> = plans
+        .iter()
+        .flatten()
+        .flat_map(|p| p.send.iter().copied())
+        .collect();
     if plans.iter().flatten().any(|p| !p.there) {
         cache.fill(engine, &image, &want, progress)?;
     }
@@ -257,7 +261,15 @@ fn deliver(
     let meta = meta_for(&tmptag).map_err(local)?;
     rep.bytes_sent += meta.len() as u64;
     req.ssh
-        .load(target, engine, image.id_hex(), &image.tag, &tmptag, &image.layers, &meta)
+        .load(
+            target,
+            engine,
+            image.id_hex(),
+            &image.tag,
+            &tmptag,
+            &image.layers,
+            &meta,
+        )
         .inspect_err(|e| task.fail(format!("failed: {}", e.message)))?;
     task.finish(format!(
         "loaded, {} layer(s), {} sent",
@@ -279,7 +291,11 @@ fn meta_tar(image: &SourceImage, cache: &LayerCache, tmptag: &str) -> Result<Vec
 
 /// `[{"Config": "<id>.json", "RepoTags": [tag], "Layers": ["<diff id>.tar", …]}]`
 pub(crate) fn manifest_json(image: &SourceImage, tag: &str) -> Vec<u8> {
-    let layers: Vec<String> = image.layers.iter().map(|d| format!("{}.tar", d.to_hex())).collect();
+    let layers: Vec<String> = image
+        .layers
+        .iter()
+        .map(|d| format!("{}.tar", d.to_hex()))
+        .collect();
     serde_json::to_vec(&serde_json::json!([{
         "Config": format!("{}.json", image.id_hex()),
         "RepoTags": [tag],
@@ -333,7 +349,10 @@ mod tests {
     #[test]
     fn parallel_keeps_order() {
         let v: Vec<u32> = (0..20).collect();
-        assert_eq!(run_parallel(&v, 3, |x| x * 2), (0..20).map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(
+            run_parallel(&v, 3, |x| x * 2),
+            (0..20).map(|x| x * 2).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -357,12 +376,18 @@ mod tests {
             layers: 1,
             bytes_sent: 0,
             seconds: 0.0,
-            hosts: vec![h("a", true, ExitCode::Success), h("b", false, ExitCode::Verification)],
+            hosts: vec![
+                h("a", true, ExitCode::Success),
+                h("b", false, ExitCode::Verification),
+            ],
         };
         let e = r.check().unwrap_err();
         assert!(e.to_string().contains("1 of 2 host(s) failed: b: boom"), "{e}");
         assert_eq!(crate::error::Diagnostic::exit_code(&e), ExitCode::Verification);
         r.hosts.push(h("c", false, ExitCode::Failure));
-        assert_eq!(crate::error::Diagnostic::exit_code(&r.check().unwrap_err()), ExitCode::Failure);
+        assert_eq!(
+            crate::error::Diagnostic::exit_code(&r.check().unwrap_err()),
+            ExitCode::Failure
+        );
     }
 }

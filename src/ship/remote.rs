@@ -107,7 +107,9 @@ impl Ssh {
             remote.push_str(&quote(a));
         }
         c.arg(remote);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         c
     }
 
@@ -150,7 +152,10 @@ impl Ssh {
                 ExitCode::Prerequisite,
                 format!("a program the remote side needs is missing: {tail}"),
             )),
-            Some(c) => Err(HostError::new(ExitCode::Failure, format!("remote exit {c}: {tail}"))),
+            Some(c) => Err(HostError::new(
+                ExitCode::Failure,
+                format!("remote exit {c}: {tail}"),
+            )),
             None => Err(HostError::new(
                 ExitCode::Failure,
                 format!("ssh was killed ({status}); connection lost"),
@@ -160,8 +165,12 @@ impl Ssh {
 
     pub fn inventory(&self, target: &Target, engine: EngineChoice) -> Result<Inventory, HostError> {
         let out = self.run(target, &["inventory", &engine.to_string()], &mut |_| Ok(()))?;
-        parse_inventory(&out)
-            .ok_or_else(|| HostError::new(ExitCode::Failure, format!("unexpected answer: {}", last_lines(&out, 3))))
+        parse_inventory(&out).ok_or_else(|| {
+            HostError::new(
+                ExitCode::Failure,
+                format!("unexpected answer: {}", last_lines(&out, 3)),
+            )
+        })
     }
 
     /// Send one layer from `src` (zstd-compressed), re-encoded with gzip

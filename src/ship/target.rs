@@ -22,7 +22,10 @@ impl Target {
             Some((u, r)) => (Some(u.to_string()), r),
             None => (None, s),
         };
-        if user.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-')) {
+        if user
+            .as_deref()
+            .is_some_and(|u| u.is_empty() || u.starts_with('-'))
+        {
             return Err(bad("empty or invalid user"));
         }
         let (host, port) = if let Some(r) = rest.strip_prefix('[') {
@@ -46,7 +49,12 @@ impl Target {
             return Err(bad("not a host name or address"));
         }
         let port = port
-            .map(|p| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("port is not 1-65535")))
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad("port is not 1-65535"))
+            })
             .transpose()?;
         Ok(Target { user, host, port })
     }
@@ -101,7 +109,10 @@ mod tests {
     #[test]
     fn forms() {
         let t = Target::parse("root@10.0.0.1:2222").unwrap();
-        assert_eq!((t.user.as_deref(), t.host.as_str(), t.port), (Some("root"), "10.0.0.1", Some(2222)));
+        assert_eq!(
+            (t.user.as_deref(), t.host.as_str(), t.port),
+            (Some("root"), "10.0.0.1", Some(2222))
+        );
         assert_eq!(t.to_string(), "root@10.0.0.1:2222");
         let t = Target::parse("vm1").unwrap();
         assert_eq!((t.user, t.port), (None, None));

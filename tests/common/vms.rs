@@ -68,7 +68,11 @@ impl Vm {
             .expect("run the VM's engine");
         out.status.success().then(|| {
             let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if id.starts_with("sha256:") { id } else { format!("sha256:{id}") }
+            if id.starts_with("sha256:") {
+                id
+            } else {
+                format!("sha256:{id}")
+            }
         })
     }
 
@@ -89,7 +93,12 @@ impl Vm {
     pub fn load_file(&self, path: &Path) {
         let f = std::fs::File::open(path).unwrap();
         let out = self.engine_cmd().arg("load").stdin(f).output().unwrap();
-        assert!(out.status.success(), "load into {}: {}", self.ns, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "load into {}: {}",
+            self.ns,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Where `ship` stages layers on this VM.
@@ -121,7 +130,10 @@ impl Vms {
         require_program("ip", "iproute2", &["/usr/sbin", "/sbin"]);
         if engines.contains(&VmEngine::Docker) {
             require_program("dockerd", "docker.io", &["/usr/sbin"]);
-            assert!(Path::new("/usr/bin/docker").is_file(), "prerequisite missing: /usr/bin/docker (Debian package docker.io)");
+            assert!(
+                Path::new("/usr/bin/docker").is_file(),
+                "prerequisite missing: /usr/bin/docker (Debian package docker.io)"
+            );
         }
         let dir = tempfile::Builder::new().prefix("pgha-h5-vms").tempdir().unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
@@ -130,10 +142,15 @@ impl Vms {
         let mut vms = Vms { vms: Vec::new(), dir };
         let mut known = String::new();
         for &engine in engines {
-            let vm = start_vm(&vms.dir.path().to_path_buf(), &sshd, engine);
+            let vm = start_vm(vms.dir.path(), &sshd, engine);
             let host_pub = std::fs::read_to_string(vm.dir.join("host_key.pub")).unwrap();
             let mut parts = host_pub.split_whitespace();
-            known.push_str(&format!("{} {} {}\n", vm.addr, parts.next().unwrap(), parts.next().unwrap()));
+            known.push_str(&format!(
+                "{} {} {}\n",
+                vm.addr,
+                parts.next().unwrap(),
+                parts.next().unwrap()
+            ));
             vms.vms.push(vm);
         }
         std::fs::write(vms.known_hosts(), known).unwrap();
@@ -182,7 +199,10 @@ impl Vms {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 }
 
@@ -208,7 +228,11 @@ fn ip(args: &[&str]) -> bool {
 
 fn must_ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn start_vm(root: &Path, sshd: &Path, engine: VmEngine) -> Vm {
@@ -239,7 +263,15 @@ fn start_vm(root: &Path, sshd: &Path, engine: VmEngine) -> Vm {
     must_ip(&["link", "set", &ns_if, "netns", &ns]);
     must_ip(&["addr", "add", &format!("10.213.{x}.1/24"), "dev", &host_if]);
     must_ip(&["link", "set", &host_if, "up"]);
-    must_ip(&["-n", &ns, "addr", "add", &format!("{}/24", vm.addr), "dev", &ns_if]);
+    must_ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{}/24", vm.addr),
+        "dev",
+        &ns_if,
+    ]);
     must_ip(&["-n", &ns, "link", "set", &ns_if, "up"]);
     must_ip(&["-n", &ns, "link", "set", "lo", "up"]);
 
@@ -257,7 +289,10 @@ fn start_vm(root: &Path, sshd: &Path, engine: VmEngine) -> Vm {
                 ),
             )
             .unwrap();
-            env.push(format!("CONTAINERS_STORAGE_CONF={}", dir.join("storage.conf").display()));
+            env.push(format!(
+                "CONTAINERS_STORAGE_CONF={}",
+                dir.join("storage.conf").display()
+            ));
             // No Docker here: `auto` must find Podman.
             env.push(format!("DOCKER_HOST=unix://{}/no-docker.sock", dir.display()));
         }
@@ -338,7 +373,10 @@ fn wait_for_port(addr: &str, expect: bool) {
     let sa: SocketAddr = format!("{addr}:22").parse().unwrap();
     let start = Instant::now();
     while TcpStream::connect_timeout(&sa, Duration::from_millis(300)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "sshd on {addr} did not listen within 20 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "sshd on {addr} did not listen within 20 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -350,7 +388,7 @@ impl Drop for Vm {
             // SIGTERM: dockerd stops its own containerd and unmounts.
             unsafe_term(d.id());
             let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
+            while start.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = d.try_wait() {
                     break;
                 }
@@ -358,6 +396,12 @@ impl Drop for Vm {
             }
             let _ = d.kill();
             let _ = d.wait();
+        }
+        // Sessions an interrupted client left behind: every process still in the namespace.
+        if let Ok(o) = Command::new("ip").args(["netns", "pids", &self.ns]).output() {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
         }
         if self.engine == VmEngine::Podman && self.dir.join("graph").exists() {
             let _ = self

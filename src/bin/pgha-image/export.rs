@@ -40,6 +40,10 @@ pub struct ExportArgs {
     /// Print the manifest as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Write a delta with only the layers OLD_TAG lacks (zstd layers in a tar; --compress/--level do not apply); `load` it where OLD_TAG is (docs/ship.md)
+    #[arg(long, value_name = "OLD_TAG")]
+    pub since: Option<String>,
 }
 
 #[derive(Args)]
@@ -62,6 +66,9 @@ pub struct LoadArgs {
 }
 
 pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    if let Some(since) = args.since {
+        return crate::ship::run_export_since(args.tag, since, args.output, args.engine, args.json, global);
+    }
     let engine = Engine::detect(args.engine)?;
     export::stop_on_signals();
     let progress = global.progress();
@@ -96,6 +103,9 @@ pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::E
 }
 
 pub fn run_load(args: LoadArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    if pgha_image::ship::delta::is_delta(&args.file) {
+        return crate::ship::run_load_delta(&args.file, args.engine, args.json, global);
+    }
     let engine = Engine::detect(args.engine)?;
     let progress = global.progress();
     let out = export::load(&engine, &args.file, &progress)?;

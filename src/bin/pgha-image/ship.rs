@@ -7,7 +7,8 @@ use pgha_image::progress::human_bytes;
 use pgha_image::ship::{self, ShipRequest, Ssh, Target};
 
 #[derive(Args)]
-#[command(after_help = "Goes through the system `ssh` (your ~/.ssh/config, agent, known_hosts and \
+#[command(
+    after_help = "Goes through the system `ssh` (your ~/.ssh/config, agent, known_hosts and \
     jump hosts apply; host keys are always checked; BatchMode=yes, so keys, not passwords). \
     The client is `ssh` on PATH, or $PGHA_SSH.\n\n\
     Each host needs sh, tar, sha256sum, zstd or gzip, and Docker or Podman; pgha-image itself \
@@ -15,7 +16,8 @@ use pgha_image::ship::{self, ShipRequest, Ssh, Target};
     their digests on arrival, the image is loaded under a temporary tag, its id checked, and only \
     then tagged TAG. Re-running after an interruption sends only what is still missing.\n\n\
     Exit codes: 0 every host has the image; otherwise the code of the hosts' failures (1 connection \
-    or engine, 3 verification, 4 missing program on the host), 1 when they differ. See docs/ship.md.")]
+    or engine, 3 verification, 4 missing program on the host), 1 when they differ. See docs/ship.md."
+)]
 pub struct ShipArgs {
     /// The image to ship, e.g. supabase-patroni:v1.1
     #[arg(value_name = "TAG")]
@@ -87,5 +89,79 @@ pub fn run(args: ShipArgs, global: &Global) -> Result<(), pgha_image::Error> {
         }
     }
     report.check()?;
+    Ok(())
+}
+
+fn cache_dir(global: &Global) -> std::path::PathBuf {
+    global
+        .cache_dir
+        .clone()
+        .unwrap_or_else(pgha_image::fetch::default_cache_dir)
+}
+
+/// `export --since OLD_TAG`: a delta file (called from export.rs).
+pub fn run_export_since(
+    tag: String,
+    since: String,
+    output: Option<std::path::PathBuf>,
+    engine: EngineChoice,
+    json: bool,
+    global: &Global,
+) -> Result<(), pgha_image::Error> {
+    let engine = Engine::detect(engine)?;
+    let progress = global.progress();
+    let out = ship::delta::export_delta(
+        &engine,
+        &ship::delta::DeltaRequest {
+            tag,
+            since,
+            output,
+            cache_dir: cache_dir(global),
+        },
+        &progress,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("serializes"));
+    } else if !global.quiet {
+        let d = &out.delta;
+        println!(
+            "exported a delta of {} ({}) over {} to {}\n  {} of {} layers, {} bytes, sha256 {}\n  load it where {} is loaded: pgha-image load {}",
+            d.tag,
+            d.image_id,
+            d.base_tag,
+            out.file.display(),
+            d.layers.len() - d.base_layers,
+            d.layers.len(),
+            out.manifest.size,
+            out.manifest.sha256,
+            d.base_tag,
+            out.file.display()
+        );
+    }
+    Ok(())
+}
+
+/// `load` of a delta file (called from export.rs).
+pub fn run_load_delta(
+    file: &std::path::Path,
+    engine: EngineChoice,
+    json: bool,
+    global: &Global,
+) -> Result<(), pgha_image::Error> {
+    let engine = Engine::detect(engine)?;
+    let progress = global.progress();
+    let out = ship::delta::load_delta(&engine, file, &progress)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("serializes"));
+    } else if !global.quiet {
+        println!(
+            "verified {} (sha256 {}) and loaded {} ({}) on top of {}",
+            out.verified.file.display(),
+            out.verified.sha256,
+            out.reference,
+            out.image_id,
+            out.base_tag
+        );
+    }
     Ok(())
 }
