@@ -42,7 +42,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Debian starts services on install in some setups; the tests start their own.
-for svc in etcd patroni haproxy postgresql ssh docker containerd; do
+for svc in etcd patroni haproxy postgresql; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done
 
