@@ -42,11 +42,13 @@ case "$cmd" in
     ids=$($engine image ls -a -q --no-trunc 2>/dev/null | sort -u) || fail 1 "$engine image ls failed"
     if [ -n "$ids" ]; then
       # shellcheck disable=SC2086
-      $engine image inspect --format 'image {{.Id}}{{range .RootFS.Layers}} {{.}}{{end}}' $ids \
-        || fail 1 "$engine image inspect failed"
+      # An image removed meanwhile only makes us send more: not an error.
+      $engine image inspect --format 'image {{.Id}}{{range .RootFS.Layers}} {{.}}{{end}}' $ids 2>/dev/null || true
     fi
     if [ -d "$layers" ]; then
+      # Left by killed runs, or staged for an image never loaded: not forever.
       find "$layers" -name '.*.partial' -mmin +120 -exec rm -f {} + 2>/dev/null
+      find "$layers" -name '*.tar' -mtime +7 -exec rm -f {} + 2>/dev/null
       for f in "$layers"/*.tar; do
         [ -f "$f" ] && echo "staged $(basename "$f" .tar)"
       done
