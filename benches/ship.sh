@@ -56,8 +56,8 @@ ms() { echo $(( ($2 - $1) / 1000000 )); }
 mkdir -p "$tmp/ctx"
 build() { printf 'FROM %s\nRUN %s\n' "$2" "$3" > "$tmp/ctx/Containerfile"; podman build -q -t "$1" "$tmp/ctx" >/dev/null; }
 build "localhost/$tag/common:1" "$BASE" "echo common > /common.txt"
-build "localhost/$tag/app:v1" "localhost/$tag/common:1" "head -c ${EXT_MB}M /dev/urandom > /usr/local/lib/ext.so"
-build "localhost/$tag/app:v2" "localhost/$tag/common:1" "head -c ${EXT_MB}M /dev/urandom > /usr/local/lib/ext.so"
+build "localhost/$tag/app:v1" "localhost/$tag/common:1" "echo 1.0 > /ext.version && head -c ${EXT_MB}M /dev/urandom > /usr/local/lib/ext.so"
+build "localhost/$tag/app:v2" "localhost/$tag/common:1" "echo 1.1 > /ext.version && head -c ${EXT_MB}M /dev/urandom > /usr/local/lib/ext.so"
 
 # Three VMs.
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/key"
@@ -131,7 +131,7 @@ i=0
 for h in "${hosts[@]}"; do
     i=$((i + 1)); eval "kind=\$kind_$i"
     scp -q "${sshopts[@]}" "$tmp/v2.tar.gz" "$h:$tmp/vm$i/v2.tar.gz"
-    ssh "${sshopts[@]}" "$h" "gunzip -c $tmp/vm$i/v2.tar.gz | $kind load >/dev/null && rm $tmp/vm$i/v2.tar.gz"
+    ssh "${sshopts[@]}" "$h" "gunzip -c $tmp/vm$i/v2.tar.gz | $kind load >/dev/null 2>&1 && rm $tmp/vm$i/v2.tar.gz"
 done
 e=$(now)
 seed_ms=$(ms "$s" "$e")
@@ -150,6 +150,7 @@ e=$(now)
 ship_ms=$(ms "$s" "$e")
 ship_bytes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes_sent"])' "$tmp/ship.json")
 ok=$(python3 -c 'import json,sys; print(sum(h["ok"] for h in json.load(open(sys.argv[1]))["hosts"]))' "$tmp/ship.json")
+python3 -c 'import json,sys; [print("  ", h["host"], h["engine"], "held", h["layers_held"], "sent", h["layers_sent"], h["bytes_sent"], "bytes") for h in json.load(open(sys.argv[1]))["hosts"]]' "$tmp/ship.json"
 [ "$ok" = 3 ] || { cat "$tmp/ship.json"; echo "ship failed on some VM" >&2; exit 1; }
 # Every VM has the right image.
 id=$(podman image inspect --format '{{.Id}}' "localhost/$tag/app:v2")
