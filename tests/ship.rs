@@ -256,6 +256,26 @@ fn ship_to_three_vms() {
     assert_eq!(vms.vms[0].image_id(&v3.reference), Some(local_id(&v3.reference)));
     no_leftovers_tmp(&vms, 0);
 
+    // The same upgrade as a delta file, loaded by the Docker VM's daemon.
+    let delta = tmp.path().join("v3.delta.tar");
+    let out = pgha()
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args(["export", "--tag", &v3.reference, "--since", &v2.reference, "-o"])
+        .arg(&delta)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = pgha()
+        .args(["load", "--engine", "docker"])
+        .arg(&delta)
+        .env("DOCKER_HOST", vms.vms[2].docker_host())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(vms.vms[2].image_id(&v3.reference), Some(local_id(&v3.reference)));
+    no_leftovers_tmp(&vms, 2);
+
     // A layer corrupted in flight is refused; nothing is loaded or kept.
     let s = ship(
         &vms,

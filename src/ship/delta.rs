@@ -239,18 +239,8 @@ pub struct DeltaLoadOutcome {
 
 /// Verify a delta, check its base is here, rebuild and load the image.
 pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<DeltaLoadOutcome, ShipError> {
-    let verified = export::verify(file, progress).map_err(|e| ShipError::BadDelta {
-        file: file.to_path_buf(),
-        why: e.to_string(),
-    });
-    // A failed check keeps its own exit code (3): report it as the export error it is.
-    let verified = match verified {
-        Ok(v) => v,
-        Err(_) => {
-            let e = export::verify(file, &Progress::quiet()).expect_err("failed just before");
-            return Err(ShipError::Verify(e));
-        }
-    };
+    // A file that does not match its checksum is exit 3, as for a full export.
+    let verified = export::verify(file, progress)?;
     let bad = |why: String| ShipError::BadDelta {
         file: file.to_path_buf(),
         why,

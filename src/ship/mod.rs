@@ -158,12 +158,8 @@ pub fn ship(engine: &Engine, req: &ShipRequest, progress: &Progress) -> Result<S
 
     // 3. Send and load, host by host, in parallel.
     let jobs: Vec<(&Target, Result<Plan, remote::HostError>)> = req.targets.iter().zip(plans).collect();
-    let jobs: Vec<_> = jobs.into_iter().map(Mutex::new).collect();
-    let idx: Vec<usize> = (0..jobs.len()).collect();
-    let hosts = run_parallel(&idx, parallel, |&i| {
+    let hosts = run_parallel(&jobs, parallel, |(target, plan)| {
         let host_start = Instant::now();
-        let mut guard = jobs[i].lock().expect("not poisoned");
-        let (target, plan) = &mut *guard;
         let mut rep = HostReport {
             host: target.to_string(),
             ok: false,
