@@ -382,31 +382,7 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
 
 /// Set `tag` on the image, then drop the temporary tag.
 fn retag(engine: &Engine, tmptag: &str, id_hex: &str, tag: &str) -> Result<(), ShipError> {
-    let run = |args: &[&str]| -> Result<(), ShipError> {
-        let out = engine
-            .command()
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| crate::engine::EngineError::Spawn {
-                program: engine.program().display().to_string(),
-                source: e,
-            })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(crate::engine::EngineError::Command {
-                command: format!("{} {}", engine.kind(), args.join(" ")),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr)
-                    .trim()
-                    .chars()
-                    .take(300)
-                    .collect(),
-            }
-            .into())
-        }
-    };
+    let run = |args: &[&str]| layers::engine_output(engine, args).map(drop);
     run(&["tag", tmptag, tag])?;
     match engine.kind() {
         EngineKind::Podman => run(&["untag", id_hex, tmptag]),

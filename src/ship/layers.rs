@@ -52,29 +52,16 @@ fn parse_diff_id(s: &str) -> Option<Sha256Digest> {
 }
 
 fn layers_of(engine: &Engine, reference: &str) -> Result<Vec<Sha256Digest>, ShipError> {
-    let mut cmd = engine.command();
-    cmd.args([
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RootFS.Layers}}",
-        reference,
-    ]);
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| EngineError::Spawn {
-            program: engine.program().display().to_string(),
-            source: e,
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(EngineError::ImageNotFound {
-            kind: engine.kind(),
-            reference: reference.to_string(),
-        }
-        .into());
-    }
+    let text = engine_output(
+        engine,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RootFS.Layers}}",
+            reference,
+        ],
+    )?;
     let list: Vec<String> = serde_json::from_str(text.trim()).map_err(|_| EngineError::Unexpected {
         command: format!("{} image inspect {reference}", engine.kind()),
         output: text.chars().take(200).collect(),
@@ -90,32 +77,35 @@ fn layers_of(engine: &Engine, reference: &str) -> Result<Vec<Sha256Digest>, Ship
         .collect()
 }
 
+/// Run one engine command; its stdout, or an error with the end of its stderr.
+pub(crate) fn engine_output(engine: &Engine, args: &[&str]) -> Result<String, ShipError> {
+    let out = engine
+        .command()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| EngineError::Spawn {
+            program: engine.program().display().to_string(),
+            source: e,
+        })?;
+    if !out.status.success() {
+        return Err(EngineError::Command {
+            command: format!("{} {}", engine.kind(), args.join(" ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .chars()
+                .take(300)
+                .collect(),
+        }
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Every image an engine holds: (id, diff ids).
 pub fn local_inventory(engine: &Engine) -> Result<Vec<(String, Vec<Sha256Digest>)>, ShipError> {
-    let run = |args: &[&str]| -> Result<String, ShipError> {
-        let mut cmd = engine.command();
-        cmd.args(args);
-        let out = cmd
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| EngineError::Spawn {
-                program: engine.program().display().to_string(),
-                source: e,
-            })?;
-        if !out.status.success() {
-            return Err(EngineError::Command {
-                command: format!("{} {}", engine.kind(), args.join(" ")),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr)
-                    .trim()
-                    .chars()
-                    .take(300)
-                    .collect(),
-            }
-            .into());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let run = |args: &[&str]| engine_output(engine, args);
     let ids = run(&["image", "ls", "-a", "-q", "--no-trunc"])?;
     let ids: BTreeSet<&str> = ids.split_whitespace().collect();
     if ids.is_empty() {
