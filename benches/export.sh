@@ -10,7 +10,8 @@
 # ROUNDS (default 5) runs each, alternating; medians are reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGE=${1:-localhost/pgha-test/spilo-standin:15}
+# The newest stand-in (its tag is 15-<digest of tests/support/spilo-standin>).
+IMAGE=${1:-$(podman images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=localhost/pgha-test/spilo-standin:15-*' | head -1)}
 ROUNDS=${ROUNDS:-5}
 
 podman image exists "$IMAGE" || {
@@ -31,7 +32,7 @@ for i in $(seq "$ROUNDS"); do
     s=$(now); podman save --format docker-archive "$IMAGE" > /dev/null; e=$(now)
     save_t+=($(( (e - s) / 1000000 )))
     rm -f "$tmp"/x.tar.zst*
-    s=$(now); "$BIN" --progress quiet export --engine podman --tag "$IMAGE" -o "$tmp/x.tar.zst" > /dev/null; e=$(now)
+    s=$(now); "$BIN" --progress quiet export --engine podman --force --tag "$IMAGE" -o "$tmp/x.tar.zst" > /dev/null; e=$(now)
     export_t+=($(( (e - s) / 1000000 )))
 done
 save_ms=$(printf '%s\n' "${save_t[@]}" | median)
@@ -41,7 +42,7 @@ tar_size=$(awk -F'"uncompressed_size": ' 'NF>1{sub(/,.*/,"",$2); print $2}' "$tm
 
 # For information: zstd level 3 (smaller, slower).
 rm -f "$tmp"/x3.tar.zst*
-s=$(now); "$BIN" --progress quiet export --engine podman --level 3 --tag "$IMAGE" -o "$tmp/x3.tar.zst" > /dev/null; e=$(now)
+s=$(now); "$BIN" --progress quiet export --engine podman --force --level 3 --tag "$IMAGE" -o "$tmp/x3.tar.zst" > /dev/null; e=$(now)
 l3_ms=$(( (e - s) / 1000000 ))
 l3_size=$(stat -c %s "$tmp/x3.tar.zst")
 

@@ -11,7 +11,8 @@ set -euo pipefail
 
 runs=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
-base=localhost/pgha-test/spilo-standin:15
+# The newest stand-in (its tag is 15-<digest of tests/support/spilo-standin>).
+base=$(podman images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=localhost/pgha-test/spilo-standin:15-*' | head -1)
 tag=localhost/pgha-bench/rebuild:$$
 upstream=${PGHA_TEST_FIXTURES:-/var/cache/pgha-image-test}/upstream
 

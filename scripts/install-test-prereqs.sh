@@ -14,7 +14,8 @@ packages=(
   postgresql-15 postgresql-15-cron postgresql-15-pgtap postgresql-server-dev-15
   patroni python3-etcd etcd-server etcd-client haproxy
   podman runc debootstrap uidmap
-  curl ca-certificates dpkg-dev
+  curl ca-certificates dpkg-dev binutils
+  libsodium-dev libcurl4-openssl-dev
   openssh-server openssh-client docker.io iproute2 zstd perl util-linux
 )
 
@@ -70,6 +71,36 @@ for f in "pgvector_0.8.0.orig.tar.gz $want_vector" "pgtap_1.3.3.orig.tar.gz $wan
     echo "hint: check that $trixie_src exists and that 'apt-get update' succeeds" >&2
     exit 1
   fi
+done
+
+# The Supabase extensions the bootstrap's grant tests exercise by behaviour
+# (pgsodium, pg_net 0.9.2, supabase_vault, pgjwt), built with PGXS from the
+# real upstream archives (PGHA_TEST_SOURCES, default ../shared/sources next to
+# the repository) and installed into the system PostgreSQL 15. Idempotent: an
+# extension whose control file is installed is left alone.
+SOURCES="${PGHA_TEST_SOURCES:-$(cd "$(dirname "$0")/.." && pwd)/../shared/sources}"
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+ext_dir="$($PG_CONFIG --sharedir)/extension"
+for spec in "pgsodium pgsodium-3.1.8" "pg_net pg_net-0.9.2" "supabase_vault supabase_vault-0.3.1" "pgjwt pgjwt-0.2.0"; do
+  set -- $spec
+  [ -f "$ext_dir/$1.control" ] && continue
+  archive="$SOURCES/$2.tar.gz"
+  if [ ! -f "$archive" ]; then
+    echo "error: $archive not found (set PGHA_TEST_SOURCES to the directory of the upstream archives)" >&2
+    exit 1
+  fi
+  want=$(awk -v f="$2.tar.gz" '$2 == f {print $1}' "$SOURCES/SHA256SUMS" 2>/dev/null || true)
+  if [ -n "$want" ] && ! have "$archive" "$want"; then
+    echo "error: $archive does not match its SHA256SUMS entry" >&2
+    exit 1
+  fi
+  build=$(mktemp -d)
+  tar -xzf "$archive" -C "$build" --strip-components=1
+  echo "building $1 from $archive"
+  (cd "$build" && make -s PG_CONFIG="$PG_CONFIG" USE_PGXS=1 -j2 >/dev/null 2>"$build.log" \
+     && $SUDO make -s PG_CONFIG="$PG_CONFIG" USE_PGXS=1 install >/dev/null 2>>"$build.log") \
+    || { cat "$build.log" >&2; echo "error: building $1 failed" >&2; exit 1; }
+  rm -rf "$build" "$build.log"
 done
 
 echo "test prerequisites ready (fixtures in $FIXTURES)"

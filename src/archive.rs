@@ -1,11 +1,18 @@
-//! Safe unpacking of source archives (`.tar.gz`, `.tar.zst`, plain `.tar`;
-//! the format is recognised by its magic bytes, not its name).
+//! Checking that a source archive (`.tar.gz`, `.tar.zst`, plain `.tar`;
+//! the format is recognised by its magic bytes, not its name) is safe to
+//! unpack, before the build unpacks it.
 //!
-//! Before anything is written, every entry is checked: no absolute paths, no
-//! `..` components, no path through a symbolic link, no symbolic or hard
-//! link whose target leaves the archive's tree, no device files or FIFOs.
-//! The archive is unpacked into a temporary directory beside `dest`, which is
-//! renamed to `dest` only when everything has been written.
+//! Every entry is checked: no absolute paths, no `..` components, no path
+//! through a symbolic link, no symbolic or hard link whose target leaves the
+//! archive's tree, no device files or FIFOs.
+//!
+//! The image build unpacks sources differently: `tar -x --strip-components=1`
+//! (GNU tar) drops the first component of every path and of every hard
+//! link's target. So when an archive has a single top-level directory, its
+//! paths are checked again as they are once that directory is stripped:
+//! `top/up -> ..` is inside the archive's tree but outside the source after
+//! the strip; `./top/x` loses its `.`, not `top`; a hard link to `top` itself
+//! or to a path outside `top` would point outside the source.
 
 use crate::error::{Diagnostic, ExitCode};
 use std::collections::{BTreeSet, HashSet};
@@ -29,12 +36,9 @@ pub enum ArchiveError {
     },
     #[error("{archive}: the archive has no entries")]
     Empty { archive: PathBuf },
-    #[error("cannot unpack into {dest}: {reason}")]
-    Dest { dest: PathBuf, reason: String },
-    #[error("{archive}: cannot unpack into {dest}")]
-    Write {
+    #[error("{archive}: not a .tar, .tar.gz or .tar.zst archive")]
+    NotAnArchive {
         archive: PathBuf,
-        dest: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -48,17 +52,19 @@ impl Diagnostic for ArchiveError {
                 it (its digest in the catalog should not have matched a hostile file: check the source)"
                     .into()
             }
-            ArchiveError::Read { .. } | ArchiveError::Empty { .. } => {
-                "the file is not a readable .tar, .tar.gz or .tar.zst archive".into()
+            ArchiveError::Read { .. } => "check that the file exists and can be read".into(),
+            ArchiveError::Empty { .. } | ArchiveError::NotAnArchive { .. } => {
+                "the catalog pins a file that is not a source archive: check its url (a GitHub \
+                archive/refs/tags/TAG.tar.gz) and sha256"
+                    .into()
             }
-            ArchiveError::Dest { .. } => "remove the directory or choose another destination".into(),
-            ArchiveError::Write { .. } => "check free space and permissions of the destination".into(),
         })
     }
 
     fn exit_code(&self) -> ExitCode {
         match self {
             ArchiveError::Unsafe { .. } => ExitCode::Verification,
+            ArchiveError::Empty { .. } | ArchiveError::NotAnArchive { .. } => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }
@@ -164,23 +170,47 @@ fn resolve(base: &[String], target: &Path) -> Result<Resolved, &'static str> {
 struct Link {
     entry: String,
     path: Vec<String>,
+    /// The target as written in the archive.
+    raw_target: PathBuf,
     /// The target, resolved against the tree's root.
     target: Resolved,
     hard: bool,
 }
 
-/// Walk every entry, checking it, without writing anything.
+/// Whether a path's first component is `.` (which `--strip-components`
+/// counts as a component).
+fn dot_first(p: &Path) -> bool {
+    matches!(p.components().next(), Some(Component::CurDir))
+}
+
+/// Walk every entry, checking it, without writing anything: as the archive
+/// is, and, when it has a single top-level directory, as the build's
+/// `tar --strip-components=1` would write it (see the module docs).
 pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
-    let read = |source| ArchiveError::Read {
+    let open_err = |source| ArchiveError::Read {
         archive: archive.to_path_buf(),
         source,
+    };
+    // Once the file is open, a failure to parse means it is not an archive.
+    let read = |source: io::Error| match source.kind() {
+        io::ErrorKind::InvalidData
+        | io::ErrorKind::InvalidInput
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::Other => ArchiveError::NotAnArchive {
+            archive: archive.to_path_buf(),
+            source,
+        },
+        _ => ArchiveError::Read {
+            archive: archive.to_path_buf(),
+            source,
+        },
     };
     let unsafe_entry = |entry: &str, reason: &str| ArchiveError::Unsafe {
         archive: archive.to_path_buf(),
         entry: entry.to_string(),
         reason: reason.to_string(),
     };
-    let mut ar = open(archive).map_err(read)?;
+    let mut ar = open(archive).map_err(open_err)?;
     let mut symlinks: HashSet<Vec<String>> = HashSet::new();
     let mut links: Vec<Link> = Vec::new();
     let mut tops: BTreeSet<String> = BTreeSet::new();
@@ -188,6 +218,8 @@ pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
     let mut entries = 0u64;
     let mut size = 0u64;
     let mut paths: Vec<(String, Vec<String>)> = Vec::new();
+    // Entries whose path starts with `./`.
+    let mut dotted: Vec<String> = Vec::new();
     for e in ar.entries().map_err(read)? {
         let e = e.map_err(read)?;
         let kind = e.header().entry_type();
@@ -206,6 +238,9 @@ pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
             continue;
         }
         entries += 1;
+        if dot_first(&raw) {
+            dotted.push(shown.clone());
+        }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 size += e.size();
@@ -241,6 +276,7 @@ pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
                 links.push(Link {
                     entry: shown.clone(),
                     path: comps.clone(),
+                    raw_target: target,
                     target: resolved,
                     hard,
                 });
@@ -285,6 +321,9 @@ pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
         }
     }
     let top_level = (tops.len() == 1 && !top_is_file).then(|| tops.into_iter().next().expect("one"));
+    if let Some(top) = &top_level {
+        check_stripped(top, &dotted, &links).map_err(|(entry, reason)| unsafe_entry(&entry, &reason))?;
+    }
     Ok(Summary {
         top_level,
         entries,
@@ -292,68 +331,48 @@ pub fn check(archive: &Path) -> Result<Summary, ArchiveError> {
     })
 }
 
-/// Check `archive`, then unpack it so that its entries end up under `dest`
-/// (which must not exist yet, or be an empty directory). On any error
-/// nothing is left at `dest`.
-pub fn unpack(archive: &Path, dest: &Path) -> Result<Summary, ArchiveError> {
-    let summary = check(archive)?;
-    let dest_err = |reason: String| ArchiveError::Dest {
-        dest: dest.to_path_buf(),
-        reason,
-    };
-    if dest.exists() {
-        let empty = std::fs::read_dir(dest)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(dest_err("it exists and is not an empty directory".into()));
+/// The archive as `tar --strip-components=1` writes it (GNU tar 1.34
+/// semantics: the first component of each path and of each hard link's
+/// target is dropped, `.` counting as one; symbolic link targets are kept).
+/// Returns the offending entry and why.
+fn check_stripped(top: &str, dotted: &[String], links: &[Link]) -> Result<(), (String, String)> {
+    if let Some(entry) = dotted.first() {
+        return Err((
+            entry.clone(),
+            format!(
+                "starts with `./`: the build's --strip-components=1 would strip the `.` instead of \
+                the top directory {top:?}, so the source would not be where the build looks"
+            ),
+        ));
+    }
+    for l in links {
+        let shown_target = l.raw_target.display().to_string();
+        if l.hard {
+            let t = &l.target.target;
+            if dot_first(&l.raw_target) || t.len() < 2 || t[0] != top {
+                return Err((
+                    l.entry.clone(),
+                    format!(
+                        "is a hard link to {shown_target:?}, which lies outside the source once the \
+                        build strips the top directory {top:?}"
+                    ),
+                ));
+            }
+        } else {
+            // Relative to its directory in the stripped tree.
+            let base = &l.path[1..l.path.len() - 1];
+            if resolve(base, &l.raw_target).is_err() {
+                return Err((
+                    l.entry.clone(),
+                    format!(
+                        "is a link to {shown_target:?} that points outside the source once the build \
+                        strips the top directory {top:?}"
+                    ),
+                ));
+            }
         }
     }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| dest_err(format!("cannot create {}: {e}", parent.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".unpack-")
-        .tempdir_in(&parent)
-        .map_err(|e| dest_err(format!("cannot create a temporary directory: {e}")))?;
-    let write = |source| ArchiveError::Write {
-        archive: archive.to_path_buf(),
-        dest: dest.to_path_buf(),
-        source,
-    };
-    let mut ar = open(archive).map_err(|source| ArchiveError::Read {
-        archive: archive.to_path_buf(),
-        source,
-    })?;
-    ar.set_overwrite(false);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(false);
-    ar.set_unpack_xattrs(false);
-    for e in ar.entries().map_err(write)? {
-        let mut e = e.map_err(write)?;
-        // Checked above; tar's own guard (`unpack_in`) stays as a second line.
-        let ok = e.unpack_in(tmp.path()).map_err(write)?;
-        if !ok {
-            let entry = e.path().map(|p| p.display().to_string()).unwrap_or_default();
-            return Err(ArchiveError::Unsafe {
-                archive: archive.to_path_buf(),
-                entry,
-                reason: "was refused by the unpacker".into(),
-            });
-        }
-    }
-    if dest.exists() {
-        std::fs::remove_dir(dest).map_err(|e| dest_err(e.to_string()))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, dest).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&kept);
-        dest_err(format!("cannot rename the unpacked tree into place: {e}"))
-    })?;
-    Ok(summary)
+    Ok(())
 }
 
 #[cfg(test)]

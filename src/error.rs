@@ -54,38 +54,21 @@ impl Error {
         self.0.exit_code()
     }
 
-    /// The error and its causes, outermost first.
-    pub fn chain(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-        let first: &(dyn std::error::Error + 'static) = &*self.0;
-        std::iter::successors(Some(first), |e| e.source())
-    }
-
-    /// The full report a binary prints: message, causes, hint.
+    /// The full report a binary prints: message, causes, hint. Any URL in
+    /// it is shown without credentials ([`crate::redact::text`]).
     pub fn report(&self) -> String {
         let mut out = String::new();
-        let mut chain = self.chain();
-        if let Some(top) = chain.next() {
-            out.push_str(&format!("error: {top}\n"));
-        }
-        let mut last = String::new();
-        for cause in chain {
-            let msg = cause.to_string();
-            // thiserror messages often embed their source; don't repeat it.
-            if msg != last && !out.contains(&msg) {
+        for (i, msg) in causes(&*self.0).into_iter().enumerate() {
+            if i == 0 {
+                out.push_str(&format!("error: {msg}\n"));
+            } else {
                 out.push_str(&format!("  caused by: {msg}\n"));
             }
-            last = msg;
         }
         if let Some(h) = self.hint() {
             out.push_str(&format!("  hint: {h}\n"));
         }
-        out
-    }
-
-    /// The inner error, for tests that want to match on the typed error.
-    pub fn downcast_ref<T: Diagnostic>(&self) -> Option<&T> {
-        let any: &dyn std::error::Error = &*self.0;
-        any.downcast_ref::<T>()
+        crate::redact::text(&out).into_owned()
     }
 }
 
@@ -105,6 +88,27 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.report().trim_end())
     }
+}
+
+/// The messages of `e` and its causes, outermost first. A cause whose
+/// message an earlier one already contains is left out (thiserror messages
+/// often embed their source). The one chain walk of the crate: [`Error::report`]
+/// prints it a line each, [`one_line`] joins it.
+fn causes(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for cause in std::iter::successors(Some(e), |e| e.source()) {
+        let msg = cause.to_string();
+        if !out.iter().any(|m| m.contains(&msg)) {
+            out.push(msg);
+        }
+    }
+    out
+}
+
+/// An error and its causes on one line, joined by `: `, credentials in URLs
+/// hidden: for messages that embed a foreign error (e.g. an HTTP client's).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::redact::text(&causes(e).join(": ")).into_owned()
 }
 
 /// An error made on the spot by a binary (e.g. conflicting flags).
@@ -176,6 +180,5 @@ mod tests {
         assert!(r.contains("caused by: no such file"), "{r}");
         assert!(r.contains("hint: check the path"), "{r}");
         assert_eq!(e.exit_code(), ExitCode::Prerequisite);
-        assert!(e.downcast_ref::<Outer>().is_some());
     }
 }

@@ -174,10 +174,6 @@ impl<W: Write> HashingWriter<W> {
         self.hasher.is_empty()
     }
 
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
-
     /// The inner writer, the digest and the number of bytes written.
     pub fn finish(self) -> (W, Sha256Digest, u64) {
         let len = self.hasher.len();
@@ -197,7 +193,8 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A reader that hashes every byte read through it.
+/// A reader that hashes every byte read through it (ship: layers hashed
+/// while they are compressed or unpacked).
 pub struct HashingReader<R> {
     inner: R,
     hasher: Hasher,

@@ -12,7 +12,8 @@
 //!
 //! Shared plumbing: [`hash`] (streaming SHA-256), [`progress`] (bars on a
 //! terminal, plain lines elsewhere), [`error`] (one error type for the
-//! binaries, with a hint and an exit code).
+//! binaries, with a hint and an exit code), [`redact`] (credentials hidden
+//! in every URL shown).
 
 pub mod archive;
 pub mod bootstrap;
@@ -22,8 +23,11 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod fsutil;
 pub mod hash;
+pub mod pipeline;
 pub mod progress;
+pub mod redact;
 pub mod ship;
 
 pub use error::{Error, ExitCode};

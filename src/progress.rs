@@ -5,13 +5,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {
     /// Bars when stderr is a terminal, plain lines otherwise.
     #[default]
     Auto,
     Bars,
     Plain,
+    #[value(alias = "none")]
     Quiet,
 }
 

@@ -1,5 +1,5 @@
-//! Unpacking source archives: hostile entries are refused with an error
-//! naming the entry, and nothing is written; good archives unpack whole.
+//! Checking source archives before the build unpacks them: hostile entries
+//! are refused with an error naming the entry; good archives pass whole.
 
 use pgha_image::archive::{self, ArchiveError};
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 }
 
 struct Case {
-    tmp: tempfile::TempDir,
+    _tmp: tempfile::TempDir,
     archive: PathBuf,
 }
 
@@ -62,10 +62,10 @@ fn case(bytes: Vec<u8>, name: &str) -> Case {
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join(name);
     std::fs::write(&archive, bytes).unwrap();
-    Case { tmp, archive }
+    Case { _tmp: tmp, archive }
 }
 
-/// `check` and `unpack` both refuse, naming `entry`; nothing is left behind.
+/// `check` refuses, naming `entry` and `reason`.
 fn assert_refused(entries: &[E], entry: &str, reason: &str) {
     let c = case(gz(&raw_tar(entries)), "x.tar.gz");
     let err = archive::check(&c.archive).unwrap_err();
@@ -79,19 +79,6 @@ fn assert_refused(entries: &[E], entry: &str, reason: &str) {
         other => panic!("expected Unsafe, got {other:?}"),
     }
     assert!(err.to_string().contains(entry));
-    let dest = c.tmp.path().join("out");
-    let err = archive::unpack(&c.archive, &dest).unwrap_err();
-    assert!(matches!(err, ArchiveError::Unsafe { .. }), "{err:?}");
-    assert!(!dest.exists(), "unpack left {dest:?}");
-    let left: Vec<_> = std::fs::read_dir(c.tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        left,
-        vec![std::ffi::OsString::from("x.tar.gz")],
-        "left behind: {left:?}"
-    );
 }
 
 #[test]
@@ -190,7 +177,7 @@ fn devices_and_fifos_are_refused() {
 }
 
 #[test]
-fn a_good_archive_unpacks_with_its_links() {
+fn a_good_archive_passes_with_its_links() {
     let bytes = raw_tar(&[
         E::Dir("proj-1.0/"),
         E::Dir("proj-1.0/src/"),
@@ -206,52 +193,16 @@ fn a_good_archive_unpacks_with_its_links() {
         assert_eq!(s.top_level.as_deref(), Some("proj-1.0"));
         assert_eq!(s.entries, 7);
         assert_eq!(s.size, 29 + 5);
-        let dest = c.tmp.path().join("out");
-        let s2 = archive::unpack(&c.archive, &dest).unwrap();
-        assert_eq!(s, s2);
-        let root = dest.join("proj-1.0");
-        assert_eq!(
-            std::fs::read(root.join("latest.c")).unwrap(),
-            b"int main(void) { return 0; }\n"
-        );
-        assert_eq!(
-            std::fs::read_link(root.join("latest.c")).unwrap(),
-            Path::new("src/a.c")
-        );
-        assert_eq!(std::fs::read(root.join("src/up")).unwrap(), b"all:\n");
-        assert_eq!(
-            std::fs::read(root.join("b.c")).unwrap(),
-            b"int main(void) { return 0; }\n"
-        );
-        // No temp directory left beside it.
-        let names: Vec<_> = std::fs::read_dir(c.tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert!(names.iter().all(|n| !n.starts_with(".unpack-")), "{names:?}");
     }
 }
 
 #[test]
-fn no_single_top_level_and_a_non_empty_destination() {
+fn no_single_top_level_is_reported() {
     let bytes = raw_tar(&[E::File("a", b"1"), E::File("b", b"2")]);
     let c = case(bytes, "flat.tar");
     let s = archive::check(&c.archive).unwrap();
     assert_eq!(s.top_level, None);
     assert_eq!(s.entries, 2);
-
-    let dest = c.tmp.path().join("busy");
-    std::fs::create_dir(&dest).unwrap();
-    std::fs::write(dest.join("keep"), b"mine").unwrap();
-    let err = archive::unpack(&c.archive, &dest).unwrap_err();
-    assert!(matches!(err, ArchiveError::Dest { .. }), "{err:?}");
-    assert_eq!(std::fs::read(dest.join("keep")).unwrap(), b"mine");
-
-    // An empty existing directory is fine.
-    let empty = c.tmp.path().join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    archive::unpack(&c.archive, &empty).unwrap();
-    assert_eq!(std::fs::read(empty.join("b")).unwrap(), b"2");
 }
 
 #[test]
@@ -259,7 +210,95 @@ fn garbage_is_not_an_archive() {
     let c = case(b"this is not a tarball at all".repeat(40), "junk.tar.gz");
     let err = archive::check(&c.archive).unwrap_err();
     assert!(
-        matches!(err, ArchiveError::Read { .. } | ArchiveError::Empty { .. }),
+        matches!(
+            err,
+            ArchiveError::NotAnArchive { .. } | ArchiveError::Empty { .. }
+        ),
         "{err:?}"
     );
+}
+
+// The build unpacks with `tar --strip-components=1`: what is inside the
+// archive's tree may be outside the source once the top directory is gone.
+
+#[test]
+fn a_link_to_the_top_directory_is_outside_the_source_once_stripped() {
+    // top/up -> .. is the archive's root; stripped, up -> .. leaves the source.
+    assert_refused(
+        &[E::Dir("top/"), E::File("top/a", b"x"), E::Symlink("top/up", "..")],
+        "top/up",
+        "once the build strips the top directory",
+    );
+    assert_refused(
+        &[E::Dir("top/"), E::Dir("top/d/"), E::Symlink("top/d/r", "../..")],
+        "top/d/r",
+        "once the build strips the top directory",
+    );
+    // Out of the top directory and back in: lexically inside, really outside.
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::File("top/b", b"x"),
+            E::Symlink("top/a", "../top/b"),
+        ],
+        "top/a",
+        "once the build strips the top directory",
+    );
+}
+
+#[test]
+fn entries_under_dot_slash_top_are_refused() {
+    // GNU tar strips the `.`, leaving top/ in place.
+    assert_refused(
+        &[E::Dir("./top/"), E::File("./top/Makefile", b"all:\n")],
+        "./top/",
+        "starts with `./`",
+    );
+}
+
+#[test]
+fn hard_links_outside_the_stripped_source_are_refused() {
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::File("top/f", b"x"),
+            E::Hardlink("top/h", "top"),
+        ],
+        "top/h",
+        "outside the source once the build strips",
+    );
+    assert_refused(
+        &[
+            E::Dir("top/"),
+            E::File("top/f", b"x"),
+            E::Hardlink("top/h", "./top/f"),
+        ],
+        "top/h",
+        "outside the source once the build strips",
+    );
+}
+
+#[test]
+fn links_that_stay_inside_the_stripped_source_are_fine() {
+    let bytes = raw_tar(&[
+        E::Dir("top/"),
+        E::Dir("top/d/"),
+        E::File("top/f", b"x"),
+        E::Symlink("top/d/up", ".."),
+        E::Symlink("top/d/f", "../f"),
+        E::Hardlink("top/d/h", "top/f"),
+    ]);
+    let c = case(gz(&bytes), "ok.tar.gz");
+    let s = archive::check(&c.archive).unwrap();
+    assert_eq!(s.top_level.as_deref(), Some("top"));
+}
+
+#[test]
+fn compressed_garbage_is_bad_input_not_a_failure() {
+    use pgha_image::error::{Diagnostic, ExitCode};
+    let c = case(gz(&b"this is not a tarball at all".repeat(40)), "junk.tar.gz");
+    let err = archive::check(&c.archive).unwrap_err();
+    assert!(matches!(err, ArchiveError::NotAnArchive { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), ExitCode::Usage);
+    assert!(err.hint().unwrap().contains("url"));
 }

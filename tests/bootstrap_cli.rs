@@ -43,8 +43,11 @@ fn configuration_and_dsn_mistakes_are_bad_input() {
     let cfg = ok.to_str().unwrap();
     for (dsn, needle) in [
         ("host=x sslmode=require", "sslmode=require needs TLS"),
-        ("host=x bogus=1", "unknown connection parameter \"bogus\""),
-        ("host='unterminated", "unterminated quoted value"),
+        ("host=x bogus=1", "unknown option `bogus`"),
+        (
+            "host='unterminated",
+            "unterminated quoted connection parameter value",
+        ),
     ] {
         let r = run(&["--config", cfg, "apply", "--dsn", dsn], &[]);
         assert_eq!(r.code, 2, "{dsn}: {}", r.all());

@@ -183,7 +183,13 @@ fn a_migration_failing_halfway_leaves_no_trace_and_the_next_run_completes() {
     .ok();
     assert!(s.stdout.contains("PROBLEM: drift"), "{}", s.stdout);
 
-    // Without the extra directory, the ledger holds a migration this binary does not know.
+    // Without --extra-migrations, the directory the ledger recorded is used:
+    // the drift is refused all the same.
+    let r = run(&["--config", cfg, "apply", "--dsn", &pg.dsn()], &[]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(r.stderr.contains("9001_half"), "{}", r.stderr);
+    // A ledger row neither this binary nor the recorded selection knows.
+    pg.psql("DELETE FROM pgha_bootstrap.selection WHERE key = 'extra_migrations'");
     let r = run(&["--config", cfg, "apply", "--dsn", &pg.dsn()], &[]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("does not know: 9001_half"), "{}", r.stderr);

@@ -217,7 +217,8 @@ fn the_pins_are_the_facts() {
         assert_eq!(v.source.sha256.to_hex(), *sha, "{name} {version}");
     }
     let pinned: Vec<(&str, &str)> = c
-        .default_set()
+        .iter()
+        .filter(|e| e.set == pgha_image::catalog::Set::Default)
         .map(|e| (e.name.as_str(), e.version.as_str()))
         .collect();
     for (name, version, _) in &FACTS[..8] {

@@ -4,7 +4,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::http::{Entry, Reply, Server, files_under, filler, sha256_hex, tarball, write_catalog};
+use common::http::{Reply, Server, files_under, sha256_hex, two_sources};
 use std::path::{Path, PathBuf};
 
 struct Fixture {
@@ -18,21 +18,7 @@ impl Fixture {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let server = Server::start();
-        let mut bodies = Vec::new();
-        let mut entries = Vec::new();
-        for (i, name) in ["a", "b"].iter().enumerate() {
-            let body = tarball(&format!("{name}-1.0"), &[("src.c", &filler(50_000, i as u8))]);
-            let path = format!("/{name}.tar.gz");
-            server.route(&path, Reply::Bytes(body.clone()));
-            entries.push(Entry {
-                name,
-                version: "1.0",
-                url: server.url(&path),
-                sha256: sha256_hex(&body),
-            });
-            bodies.push((name.to_string(), body));
-        }
-        write_catalog(&tmp.path().join("catalog"), &entries);
+        let bodies = two_sources(&server, &tmp.path().join("catalog"));
         Fixture { tmp, server, bodies }
     }
 
@@ -235,6 +221,15 @@ fn mirror_writes_a_directory_that_fetch_can_use() {
         sums.push_str(&format!("{}  {name}-1.0.tar.gz\n", sha256_hex(body)));
     }
     assert_eq!(std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap(), sums);
+    // Readable by whoever serves or copies the mirror.
+    use std::os::unix::fs::PermissionsExt;
+    for p in files_under(&dir) {
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644,
+            "{p:?}"
+        );
+    }
     let requests = f.server.total_requests();
 
     // A fresh cache fills from the mirror directory, without the server.

@@ -257,7 +257,7 @@ fn a_digest_mismatch_names_everything_and_caches_nothing() {
             ..
         } => {
             assert_eq!(name, "a");
-            assert_eq!(url, &f.server.url("/a.tar.gz"));
+            assert_eq!(url.expose(), f.server.url("/a.tar.gz"));
             assert_eq!(*expected, Sha256Digest::of(&good));
             assert_eq!(**actual, Sha256Digest::of(&tampered));
         }
@@ -402,7 +402,7 @@ fn a_truncated_body_is_an_error_and_leaves_nothing() {
         } => {
             assert_eq!(*expected, b.len() as u64);
             assert_eq!(*got, half.len() as u64);
-            assert_eq!(url, &f.server.url("/a.tar.gz"));
+            assert_eq!(url.expose(), f.server.url("/a.tar.gz"));
         }
         other => panic!("expected truncated, got {other:?}"),
     }
@@ -538,6 +538,12 @@ fn several_failures_are_all_reported() {
         "{msg}"
     );
     assert_eq!(err.exit_code(), ExitCode::Verification);
+    // Each failure's fix is named (the 404's and the mismatch's).
+    let hint = err.hint().unwrap();
+    assert!(
+        hint.contains("catalog's url") && hint.contains("update sha256"),
+        "{hint}"
+    );
     // The good one still made it into the cache.
     let files = files_under(&f.cache().join("sha256"));
     assert_eq!(files, vec![f.cache().join("sha256").join(sha256_hex(&c))]);

@@ -472,3 +472,57 @@ fn unsafe_or_scattered_archives_never_enter_a_context() {
         assert!(!out.exists(), "nothing is written for a refused source");
     }
 }
+
+/// The whole of `generate` (plan → fetch from a mirror into a cache → render
+/// → pack) is one library call, with the same result as packing the same
+/// inputs by hand; and the output directory is checked before any fetch.
+#[test]
+fn the_generate_pipeline_is_one_library_call() {
+    use pgha_image::fetch::{FetchOptions, Mirror};
+    use pgha_image::pipeline::{self, GenerateRequest};
+    use pgha_image::progress::Progress;
+
+    let f = fixture("SELECT 1;");
+    let mirror = f.dir.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::copy(&f.source.path, mirror.join("testext-1.0.tar.gz")).unwrap();
+    let request = |out: PathBuf, offline: bool| GenerateRequest {
+        plan: PlanRequest {
+            base_image: Some("localhost/pgha-test/spilo-standin:15".into()),
+            pg_majors: vec![15],
+            extensions: Some(vec!["testext".into()]),
+            ..Default::default()
+        },
+        bootstrap_bin: PathBuf::from(BOOTSTRAP),
+        fetch: FetchOptions {
+            cache_dir: f.dir.path().join(if offline { "empty-cache" } else { "cache" }),
+            offline,
+            mirror: Some(Mirror::Dir(mirror.clone())),
+            ..Default::default()
+        },
+        out,
+        source_date_epoch: Some(0),
+    };
+    let done = pipeline::generate(
+        &f.catalog,
+        &request(f.dir.path().join("out"), false),
+        &Progress::quiet(),
+    )
+    .unwrap();
+    let direct = generate(&f, &f.dir.path().join("direct"), Some(0)).unwrap();
+    assert_eq!(done.generated.digest, direct.digest);
+    assert_eq!(
+        done.summary()["context_digest"],
+        format!("sha256:{}", direct.digest)
+    );
+
+    // Offline with an empty cache the fetch would fail (exit 4); the output
+    // directory holding a user file is refused first (exit 2).
+    let mine = f.dir.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("keep.txt"), b"keep").unwrap();
+    let e = pipeline::generate(&f.catalog, &request(mine.clone(), true), &Progress::quiet()).unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Usage, "{}", e.report());
+    assert!(e.report().contains("has no .pgha-output.json"), "{}", e.report());
+    assert_eq!(std::fs::read(mine.join("keep.txt")).unwrap(), b"keep");
+}

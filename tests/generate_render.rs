@@ -95,12 +95,21 @@ fn default_spilo_base_with_the_supabase_set() {
         [
             "Dockerfile",
             "config/bootstrap.toml",
+            "config/spilo-defaults.json",
             "hook/check-base-extension.sh",
+            "hook/launch.sh",
             "hook/pgsodium_getkey",
-            "hook/post_init.sh"
+            "hook/post_init.sh",
+            "hook/spilo_configuration.py"
         ]
     );
     insta::assert_snapshot!("dockerfile_spilo16_supabase_default", file(&files, "Dockerfile"));
+    // The image's defaults: the full preload list (Spilo's first) and the
+    // settings, local and DCS-only, as the launch wrapper merges them.
+    insta::assert_snapshot!(
+        "spilo_defaults_spilo16_supabase_default",
+        file(&files, "config/spilo-defaults.json")
+    );
     insta::assert_snapshot!(
         "bootstrap_toml_spilo16_supabase_default",
         file(&files, "config/bootstrap.toml")

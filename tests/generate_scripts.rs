@@ -307,3 +307,151 @@ fn base_extension_check_names_the_extension() {
         "{err}"
     );
 }
+
+/// The launch wrapper with the real merge script (python3 + PyYAML, as in
+/// Spilo), the image's rendered defaults, and a fake Spilo launch.sh that
+/// prints what it was given.
+fn launch(shell: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    require_program("python3", "python3-yaml", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = write_rendered(dir.path(), "hook/launch.sh");
+    let merge = write_rendered(dir.path(), "hook/spilo_configuration.py");
+    let files = rendered();
+    let defaults = dir.path().join("spilo-defaults.json");
+    std::fs::write(
+        &defaults,
+        &files
+            .iter()
+            .find(|f| f.path == "config/spilo-defaults.json")
+            .unwrap()
+            .contents,
+    )
+    .unwrap();
+    let original = dir.path().join("launch.spilo.sh");
+    script(
+        &original,
+        "echo \"args: $*\"\nprintf '%s\\n' \"$SPILO_CONFIGURATION\"",
+    );
+    let mut cmd = Command::new(shell);
+    cmd.arg(&wrapper)
+        .args(args)
+        .env_remove("SPILO_CONFIGURATION")
+        .env_remove("PATRONI_CONFIGURATION")
+        .env("PGHA_SPILO_DEFAULTS", &defaults)
+        .env("PGHA_SPILO_MERGE", &merge)
+        .env("PGHA_SPILO_LAUNCH", &original);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn launched_config(stdout: &str) -> serde_json::Value {
+    let json = stdout.lines().nth(1).unwrap_or_default();
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn launch_wrapper_gives_the_image_defaults_when_nothing_is_set() {
+    for shell in ["sh", "bash"] {
+        let (code, out, err) = launch(shell, &["init"], &[]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.starts_with("args: init\n"), "{out}");
+        let c = launched_config(&out);
+        let p = &c["postgresql"]["parameters"];
+        assert_eq!(
+            p["shared_preload_libraries"],
+            "bg_mon,pg_stat_statements,pgextwlist,pg_auth_mon,set_user,timescaledb,pg_cron,pg_stat_kcache,pg_net,pgsodium"
+        );
+        assert_eq!(p["pgsodium.getkey_script"], "/usr/local/lib/pgha/pgsodium_getkey");
+        assert_eq!(p["cron.database_name"], "postgres");
+        assert_eq!(
+            c["bootstrap"]["dcs"]["postgresql"]["parameters"]["wal_level"],
+            "logical"
+        );
+    }
+}
+
+#[test]
+fn launch_wrapper_lets_the_deployment_win_and_keeps_the_rest() {
+    // What the postgres-operator sets (its own keys, a preload list of the
+    // user's) and what a compose file sets (addresses, a DCS).
+    let operator = r#"
+postgresql:
+  parameters:
+    shared_preload_libraries: bg_mon,pg_stat_statements,pg_cron
+    max_connections: "200"
+  pg_hba: [local all all trust]
+bootstrap:
+  dcs:
+    ttl: 20
+    postgresql:
+      parameters:
+        max_wal_senders: "20"
+restapi:
+  connect_address: 192.0.2.11:8008
+"#;
+    let (code, out, err) = launch("sh", &[], &[("SPILO_CONFIGURATION", operator)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().next(), Some("args: "), "{out}");
+    let c = launched_config(&out);
+    let p = &c["postgresql"]["parameters"];
+    // The deployment's scalars win, the image's other settings stay.
+    assert_eq!(p["shared_preload_libraries"], "bg_mon,pg_stat_statements,pg_cron");
+    assert_eq!(p["max_connections"], "200");
+    assert_eq!(p["pgsodium.getkey_script"], "/usr/local/lib/pgha/pgsodium_getkey");
+    assert_eq!(p["password_encryption"], "scram-sha-256");
+    let dcs = &c["bootstrap"]["dcs"];
+    assert_eq!(dcs["ttl"], 20);
+    assert_eq!(dcs["postgresql"]["parameters"]["max_wal_senders"], "20");
+    assert_eq!(dcs["postgresql"]["parameters"]["wal_level"], "logical");
+    // The deployment's list and its other keys are kept as given.
+    assert_eq!(
+        c["postgresql"]["pg_hba"],
+        serde_json::json!(["local all all trust"])
+    );
+    assert_eq!(c["restapi"]["connect_address"], "192.0.2.11:8008");
+
+    // Idempotent: Spilo's launch.sh runs /launch.sh (the wrapper) a second
+    // time with the merged value; merging again changes nothing.
+    let merged = out.lines().nth(1).unwrap().to_string();
+    let (code, again, err) = launch("sh", &[], &[("SPILO_CONFIGURATION", &merged)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(launched_config(&again), c);
+
+    // PATRONI_CONFIGURATION is read when SPILO_CONFIGURATION is unset, as Spilo reads it.
+    let (code, out, err) = launch(
+        "sh",
+        &[],
+        &[(
+            "PATRONI_CONFIGURATION",
+            "postgresql: {parameters: {shared_preload_libraries: x}}",
+        )],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        launched_config(&out)["postgresql"]["parameters"]["shared_preload_libraries"],
+        "x"
+    );
+}
+
+#[test]
+fn launch_wrapper_refuses_a_configuration_that_is_not_a_mapping() {
+    for (value, what) in [
+        ("[a, b]", "must be a YAML mapping"),
+        ("a: [b", "is not valid YAML"),
+    ] {
+        let (code, out, err) = launch("sh", &["init"], &[("SPILO_CONFIGURATION", value)]);
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(
+            err.contains("SPILO_CONFIGURATION") && err.contains(what) && err.contains("not starting"),
+            "{err}"
+        );
+        assert!(!out.contains("args:"), "Spilo's launch.sh must not run: {out}");
+    }
+}

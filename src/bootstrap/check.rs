@@ -4,131 +4,12 @@
 //! true/false; the report lists every one that fails.
 
 use super::error::{BootstrapError, query_err};
-use super::extensions::{self, ServerState};
+use super::extensions::{self, ExtensionAction, ServerState};
 use super::ledger;
+use super::roles::{self, ROLES};
 use super::runner::{self, Settings};
+use postgres_protocol::escape::escape_literal;
 use serde::Serialize;
-
-/// One role of the contract: attributes and settings.
-struct RoleSpec {
-    name: &'static str,
-    superuser: bool,
-    login: bool,
-    inherit: bool,
-    createdb: bool,
-    createrole: bool,
-    replication: bool,
-    bypassrls: bool,
-    member_of: &'static [&'static str],
-    config: &'static [&'static str],
-}
-
-const fn role(name: &'static str) -> RoleSpec {
-    RoleSpec {
-        name,
-        superuser: false,
-        login: false,
-        inherit: true,
-        createdb: false,
-        createrole: false,
-        replication: false,
-        bypassrls: false,
-        member_of: &[],
-        config: &[],
-    }
-}
-
-const ROLES: &[RoleSpec] = &[
-    RoleSpec {
-        superuser: true,
-        login: true,
-        createdb: true,
-        createrole: true,
-        replication: true,
-        bypassrls: true,
-        config: &["search_path=\"$user\", public, auth, extensions"],
-        ..role("supabase_admin")
-    },
-    RoleSpec {
-        superuser: true,
-        login: true,
-        createdb: true,
-        createrole: true,
-        replication: true,
-        bypassrls: true,
-        member_of: &[
-            "anon",
-            "authenticated",
-            "service_role",
-            "pg_read_all_data",
-            "pg_signal_backend",
-            "pg_monitor",
-        ],
-        config: &["search_path=\"$user\", public, extensions"],
-        ..role("postgres")
-    },
-    RoleSpec {
-        login: true,
-        inherit: false,
-        member_of: &["anon", "authenticated", "service_role"],
-        config: &["statement_timeout=8s", "lock_timeout=8s"],
-        ..role("authenticator")
-    },
-    RoleSpec {
-        config: &["statement_timeout=3s"],
-        ..role("anon")
-    },
-    RoleSpec {
-        config: &["statement_timeout=8s"],
-        ..role("authenticated")
-    },
-    RoleSpec {
-        bypassrls: true,
-        ..role("service_role")
-    },
-    RoleSpec {
-        login: true,
-        inherit: false,
-        config: &["search_path=auth", "idle_in_transaction_session_timeout=60s"],
-        ..role("supabase_auth_admin")
-    },
-    RoleSpec {
-        login: true,
-        inherit: false,
-        createrole: true,
-        member_of: &["authenticator"],
-        config: &["search_path=storage"],
-        ..role("supabase_storage_admin")
-    },
-    RoleSpec {
-        login: true,
-        inherit: false,
-        createrole: true,
-        config: &["search_path=supabase_functions"],
-        ..role("supabase_functions_admin")
-    },
-    RoleSpec {
-        login: true,
-        replication: true,
-        ..role("supabase_replication_admin")
-    },
-    RoleSpec {
-        login: true,
-        bypassrls: true,
-        member_of: &["pg_read_all_data"],
-        ..role("supabase_read_only_user")
-    },
-    RoleSpec {
-        createdb: true,
-        createrole: true,
-        replication: true,
-        ..role("dashboard_user")
-    },
-    RoleSpec {
-        login: true,
-        ..role("pgbouncer")
-    },
-];
 
 const SCHEMA_OWNERS: &[(&str, &str)] = &[
     ("extensions", "postgres"),
@@ -146,17 +27,9 @@ const API_ROLES: &[&str] = &["postgres", "anon", "authenticated", "service_role"
 /// `(what, SQL returning one boolean)`.
 fn catalog_checks() -> Vec<(String, String)> {
     let mut c: Vec<(String, String)> = Vec::new();
-    let q = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let q = escape_literal;
     for r in ROLES {
-        let attrs = [
-            ("SUPERUSER", "rolsuper", r.superuser),
-            ("LOGIN", "rolcanlogin", r.login),
-            ("INHERIT", "rolinherit", r.inherit),
-            ("CREATEDB", "rolcreatedb", r.createdb),
-            ("CREATEROLE", "rolcreaterole", r.createrole),
-            ("REPLICATION", "rolreplication", r.replication),
-            ("BYPASSRLS", "rolbypassrls", r.bypassrls),
-        ];
+        let attrs = r.attributes();
         c.push((
             format!("role {} exists", r.name),
             format!(
@@ -340,25 +213,13 @@ fn catalog_checks() -> Vec<(String, String)> {
         "SELECT coalesce((SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass('storage.objects')), false)"
             .into(),
     ));
-    // Functions.
-    for f in [
-        "auth.uid()",
-        "auth.role()",
-        "auth.email()",
-        "auth.jwt()",
-        "storage.foldername(text)",
-        "storage.filename(text)",
-        "storage.extension(text)",
-        "storage.search(text,text,integer,integer,integer)",
-        "extensions.grant_pg_cron_access()",
-        "extensions.grant_pg_net_access()",
-        "extensions.grant_pg_graphql_access()",
-        "extensions.set_graphql_placeholder()",
-        "extensions.pgrst_ddl_watch()",
-        "extensions.pgrst_drop_watch()",
-        "graphql_public.graphql(text,text,jsonb,jsonb)",
-        "pgbouncer.get_auth(text)",
-    ] {
+    // Functions: the contract's (one list, shared with the digests `apply`
+    // records), plus pg_graphql's entry point, which pg_graphql may replace.
+    for f in roles::FUNCTIONS
+        .iter()
+        .copied()
+        .chain(["graphql_public.graphql(text,text,jsonb,jsonb)"])
+    {
         c.push((
             format!("function {f} exists"),
             format!("SELECT to_regprocedure({}) IS NOT NULL", q(f)),
@@ -412,12 +273,74 @@ fn catalog_checks() -> Vec<(String, String)> {
     c
 }
 
+/// `(extension, what, SQL returning one boolean)`, asked when the extension exists.
+fn extension_grant_checks() -> Vec<(&'static str, String, String)> {
+    let mut c = Vec::new();
+    for f in [
+        "pgsodium.crypto_aead_det_encrypt(bytea,bytea,uuid,bytea)",
+        "pgsodium.crypto_aead_det_decrypt(bytea,bytea,uuid,bytea)",
+        "pgsodium.crypto_aead_det_keygen()",
+    ] {
+        c.push((
+            "pgsodium",
+            format!("service_role may execute {f}"),
+            format!(
+                "SELECT CASE WHEN to_regprocedure('{f}') IS NULL THEN true \
+                 ELSE has_function_privilege('service_role', '{f}', 'EXECUTE') END"
+            ),
+        ));
+    }
+    c.push((
+        "pgsodium",
+        "service_role is a member of pgsodium_keyholder".into(),
+        "SELECT to_regrole('pgsodium_keyholder') IS NULL OR pg_has_role('service_role', 'pgsodium_keyholder', 'MEMBER')"
+            .into(),
+    ));
+    c.push((
+        "supabase_vault",
+        "service_role may read vault.decrypted_secrets and execute vault.create_secret".into(),
+        "SELECT has_schema_privilege('service_role', 'vault', 'USAGE') \
+           AND has_table_privilege('service_role', 'vault.decrypted_secrets', 'SELECT') \
+           AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = 'vault' AND p.proname = 'create_secret' \
+             AND NOT has_function_privilege('service_role', p.oid, 'EXECUTE'))"
+            .into(),
+    ));
+    for role in API_ROLES {
+        let r = escape_literal(role);
+        c.push((
+            "pg_net",
+            format!("{role} may use schema net and execute net.http_get/http_post (SECURITY DEFINER, search_path=net)"),
+            format!(
+                "SELECT has_schema_privilege({r}, 'net', 'USAGE') AND NOT EXISTS (\
+                   SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                   WHERE n.nspname = 'net' AND p.proname IN ('http_get', 'http_post') \
+                   AND NOT (has_function_privilege({r}, p.oid, 'EXECUTE') AND p.prosecdef \
+                            AND 'search_path=net' = ANY(coalesce(p.proconfig, '{{}}'))))"
+            ),
+        ));
+    }
+    c.push((
+        "pg_cron",
+        "postgres has USAGE on schema cron WITH GRANT OPTION".into(),
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = 'cron' \
+           AND a.grantee = 'postgres'::regrole AND a.privilege_type = 'USAGE' AND a.is_grantable)"
+            .into(),
+    ));
+    c.push((
+        "pgjwt",
+        "pgjwt is in schema extensions".into(),
+        "SELECT extnamespace = 'extensions'::regnamespace FROM pg_extension WHERE extname = 'pgjwt'".into(),
+    ));
+    c
+}
+
 /// `test` evaluated only once the roles and the object exist (CASE keeps the
 /// order; the privilege functions raise an error on unknown names).
 fn guarded(roles: &[&str], exists: &str, test: &str) -> String {
     let mut conds: Vec<String> = roles
         .iter()
-        .map(|r| format!("to_regrole('{r}') IS NOT NULL"))
+        .map(|r| format!("to_regrole({}) IS NOT NULL", escape_literal(r)))
         .collect();
     conds.push(exists.to_string());
     format!(
@@ -427,10 +350,16 @@ fn guarded(roles: &[&str], exists: &str, test: &str) -> String {
 }
 
 fn default_acl_sql(owner: &str, schema: &str, kind: &str, grantee: &str) -> String {
+    let (owner, schema, kind, grantee) = (
+        escape_literal(owner),
+        escape_literal(schema),
+        escape_literal(kind),
+        escape_literal(grantee),
+    );
     format!(
         "SELECT EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, \
-         aclexplode(d.defaclacl) a WHERE d.defaclrole = to_regrole('{owner}') AND n.nspname = '{schema}' \
-         AND d.defaclobjtype = '{kind}' AND a.grantee = to_regrole('{grantee}'))"
+         aclexplode(d.defaclacl) a WHERE d.defaclrole = to_regrole({owner}) AND n.nspname = {schema} \
+         AND d.defaclobjtype = {kind} AND a.grantee = to_regrole({grantee}))"
     )
 }
 
@@ -443,8 +372,11 @@ pub struct Finding {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
     pub findings: Vec<Finding>,
-    /// Optional extensions not installed in the image (reported, not failures).
+    /// Optional extensions not installed in the image, or waiting for
+    /// `shared_preload_libraries` (reported, not failures).
     pub pending_extensions: Vec<String>,
+    /// Pending extensions that wait for a server setting, naming it.
+    pub warnings: Vec<String>,
     /// LOGIN roles that have no password (reported, not failures).
     pub without_password: Vec<String>,
 }
@@ -460,9 +392,18 @@ impl CheckReport {
             .map(|f| format!("MISSING/DIFFERENT: {}", f.what))
             .collect();
         for e in &self.pending_extensions {
-            out.push(format!(
-                "note: optional extension {e} is not installed in this image (pending)"
-            ));
+            if !self
+                .warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("extension {e} ")))
+            {
+                out.push(format!(
+                    "note: optional extension {e} is not installed in this image (pending)"
+                ));
+            }
+        }
+        for w in &self.warnings {
+            out.push(format!("warning: {w}"));
         }
         for r in &self.without_password {
             out.push(format!("note: LOGIN role {r} has no password"));
@@ -485,6 +426,9 @@ impl CheckReport {
 /// Run every check. An error only when the database cannot be asked.
 pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
     let client = s.connect().await?;
+    // What the last apply was asked for, unless this run says otherwise.
+    let led = ledger::read(&client).await?;
+    let s = &s.clone().with_recorded_selection(&led)?;
     let mut findings = Vec::new();
     for (what, sql) in catalog_checks() {
         let ok: Option<bool> = client
@@ -500,7 +444,7 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
     for schema in ["_analytics", "_supavisor"] {
         let what = format!("schema {schema} in database _supabase, owned by supabase_admin");
         let ok = if supabase_db_exists {
-            let other = s.conn.with_dbname("_supabase").connect(&s.local, &s.env).await?;
+            let other = s.connect_to("_supabase").await?;
             other
                 .query_one(
                     "SELECT coalesce((SELECT pg_get_userbyid(nspowner) = 'supabase_admin' FROM pg_namespace \
@@ -517,8 +461,15 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
     }
     // Extensions: required ones created; optional ones created unless not installed.
     let states = extensions::server_states(&client, &s.extensions.create).await?;
+    let preloaded = extensions::preloaded(&client).await?;
+    let actions = extensions::decide(&s.extensions, &states, &led, &preloaded);
     let mut pending_extensions = Vec::new();
+    let mut warnings = Vec::new();
     for name in &s.extensions.create {
+        let needs_preload = actions.iter().find_map(|a| match a {
+            ExtensionAction::NeedsPreload { name: n, library, .. } if n == name => Some(library),
+            _ => None,
+        });
         match states.get(name) {
             Some(ServerState::Created { .. }) => findings.push(Finding {
                 what: format!("extension {name} is created"),
@@ -527,15 +478,95 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
             Some(ServerState::NotInstalled) | None if !s.extensions.is_required(name) => {
                 pending_extensions.push(name.clone())
             }
+            Some(ServerState::Installed { .. })
+                if needs_preload.is_some() && !s.extensions.is_required(name) =>
+            {
+                pending_extensions.push(name.clone());
+                warnings.push(format!(
+                    "extension {name} is pending: {}",
+                    extensions::preload_reason(needs_preload.expect("matched"))
+                ));
+            }
             _ => findings.push(Finding {
                 what: format!("extension {name} is created"),
                 ok: false,
             }),
         }
     }
+    // The grants Supabase gives on what these extensions create (0011), when present.
+    for (ext, what, sql) in extension_grant_checks() {
+        let present: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1)",
+                &[&ext],
+            )
+            .await
+            .map_err(query_err("looking up the extensions"))?
+            .get(0);
+        if present {
+            let ok: Option<bool> = client
+                .query_one(&sql, &[])
+                .await
+                .map_err(query_err(format!("checking that {what}")))?
+                .get(0);
+            findings.push(Finding {
+                what,
+                ok: ok.unwrap_or(false),
+            });
+        }
+    }
+    // Who may act as a contract role: exactly the members the contract gives.
+    let drift = roles::inspect(&client).await?;
+    for r in ROLES.iter().filter(|r| r.owned()) {
+        let unexpected: Vec<&str> = drift
+            .iter()
+            .filter_map(|d| match d {
+                roles::RoleDrift::UnexpectedMember { group, member, .. } if group == r.name => {
+                    Some(member.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        findings.push(Finding {
+            what: if unexpected.is_empty() {
+                format!("role {} has no members but the contract's", r.name)
+            } else {
+                format!(
+                    "role {} has no members but the contract's (found: {})",
+                    r.name,
+                    unexpected.join(", ")
+                )
+            },
+            ok: unexpected.is_empty(),
+        });
+    }
+    // The contract's functions: as recorded when the bootstrap applied them.
+    let digests = roles::function_digests(&client).await?;
+    for sig in roles::FUNCTIONS {
+        let (Some(now), Some(row)) = (digests.get(*sig), led.function(sig)) else {
+            if digests.contains_key(*sig) && led.exists {
+                findings.push(Finding {
+                    what: format!("function {sig}: its definition is recorded in the ledger (run apply)"),
+                    ok: false,
+                });
+            }
+            continue;
+        };
+        findings.push(Finding {
+            what: if now == &row.sha256 {
+                format!("function {sig} is as recorded at apply")
+            } else {
+                format!(
+                    "function {sig} is as recorded at apply (recorded sha256 {}, now {}: its definition was replaced)",
+                    &row.sha256[..12],
+                    &now[..12]
+                )
+            },
+            ok: now == &row.sha256,
+        });
+    }
     // The ledger: every migration of this binary applied, none changed.
-    let led = ledger::read(&client).await?;
-    let ledger_ok = runner::verify_ledger(&s.migrations, &led).is_ok();
+    let ledger_ok = runner::verify_ledger(s, &led).is_ok();
     findings.push(Finding {
         what: "the ledger records no changed or unknown migration".into(),
         ok: ledger_ok,
@@ -592,6 +623,7 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
     Ok(CheckReport {
         findings,
         pending_extensions,
+        warnings,
         without_password,
     })
 }

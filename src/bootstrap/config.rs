@@ -5,6 +5,7 @@
 
 use super::error::BootstrapError;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where the image puts the file.
@@ -47,6 +48,18 @@ pub struct Connection {
     /// long to wait for the server to leave recovery before giving up
     /// quietly (Patroni calls the callback right after asking for promotion).
     pub promotion_wait_seconds: u64,
+    /// Bound on connecting (socket, startup, authentication) when the DSN
+    /// gives no `connect_timeout`.
+    pub connect_timeout_seconds: u64,
+    /// `statement_timeout` of the bootstrap's own sessions (Patroni's
+    /// `PGOPTIONS` sets 0 = none; a hook must not hang on a stuck server).
+    pub statement_timeout_seconds: u64,
+    /// `lock_timeout` of the bootstrap's own sessions (also bounds the wait
+    /// for a concurrent run's advisory lock).
+    pub lock_timeout_seconds: u64,
+    /// Bound on a whole command, client side (a server that stops answering
+    /// mid-session cannot enforce its own timeouts).
+    pub run_timeout_seconds: u64,
 }
 
 impl Default for Connection {
@@ -57,6 +70,10 @@ impl Default for Connection {
             user: "postgres".into(),
             dbname: "postgres".into(),
             promotion_wait_seconds: 30,
+            connect_timeout_seconds: 10,
+            statement_timeout_seconds: 120,
+            lock_timeout_seconds: 60,
+            run_timeout_seconds: 900,
         }
     }
 }
@@ -115,6 +132,29 @@ pub struct Extensions {
     /// Of those, the ones whose absence from the image is a failure; the
     /// others are recorded as pending and created by a later run.
     pub required: Vec<String>,
+    /// Extensions whose library must be in `shared_preload_libraries`
+    /// before `CREATE EXTENSION` can work: extension name = library name.
+    /// Such an extension is recorded as pending (with a warning naming the
+    /// setting) while its library is not preloaded, instead of failing the
+    /// bootstrap; the next promotion or `apply` creates it once it is.
+    /// Optional in the file: absent means [`default_preload`].
+    pub preload: BTreeMap<String, String>,
+}
+
+/// Which extensions need their library preloaded, from pgha-image's
+/// catalog (`preload = "required"`, or `"when-used"`: the image configures
+/// pgsodium's server key, which needs it). The image renders the same facts
+/// into `[extensions.preload]`.
+pub fn default_preload() -> BTreeMap<String, String> {
+    use crate::catalog::{Catalog, model::Preload};
+    let Ok(catalog) = Catalog::embedded() else {
+        return BTreeMap::new();
+    };
+    catalog
+        .iter()
+        .filter(|e| !matches!(e.preload, Preload::No))
+        .map(|e| (e.name.clone(), e.library().to_string()))
+        .collect()
 }
 
 impl Default for Extensions {
@@ -122,6 +162,7 @@ impl Default for Extensions {
         Self {
             create: DEFAULT_CREATE.iter().map(|s| s.to_string()).collect(),
             required: DEFAULT_REQUIRED.iter().map(|s| s.to_string()).collect(),
+            preload: default_preload(),
         }
     }
 }
@@ -188,6 +229,17 @@ create = ["uuid-ossp", "pgcrypto", "pgjwt", "pg_stat_statements", "pgsodium", "s
 required = ["uuid-ossp", "pgcrypto", "pg_stat_statements"]
 "#;
         assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn preload_defaults_come_from_the_catalog_and_the_file_may_replace_them() {
+        let d = Config::default().extensions.preload;
+        for e in ["pg_net", "pg_cron", "pgsodium", "supabase_vault"] {
+            assert_eq!(d.get(e).map(String::as_str), Some(e), "{d:?}");
+        }
+        assert!(!d.contains_key("pgjwt"));
+        let c = Config::parse("[extensions.preload]\npg_net = \"pg_net\"\n").unwrap();
+        assert_eq!(c.extensions.preload.len(), 1);
     }
 
     #[test]

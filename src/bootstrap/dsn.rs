@@ -1,57 +1,22 @@
-//! Connection strings, the way libpq understands them, for tokio-postgres
-//! (which is not libpq): key=value strings (what Patroni passes), URLs, the
-//! word `postgres` (the local server over its socket, from the
-//! configuration), `PGPASSFILE` / `~/.pgpass` (read here: tokio-postgres does
-//! not), `PGPASSWORD`, `PGOPTIONS` and Unix sockets (`host=/run/postgresql`).
+//! Connection strings: parsed by `tokio_postgres::Config` (key=value strings
+//! as Patroni passes them, `postgres://` URLs, quoting, several hosts, Unix
+//! sockets). What it lacks, libpq's defaults, is added here and only here:
 //!
-//! A DSN is only ever displayed through [`ConnInfo::redacted`].
+//! - the word `postgres`: the local server over its socket, from the configuration;
+//! - no host → the configured socket directory; no port → the configured port;
+//!   no user → `$USER`, else the configured user; no application name → `pgha-bootstrap`;
+//! - `PGPASSWORD`, then the password file (`PGPASSFILE`, else `~/.pgpass`);
+//! - `PGOPTIONS` when the string has no `options`;
+//! - a `connect_timeout` when none is given (a Patroni hook must not hang).
+//!
+//! A DSN is only ever displayed through [`ConnInfo::redacted`]; a string that
+//! does not parse is shown with its password and URL credentials removed.
 
 use super::config;
 use super::error::BootstrapError;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// libpq parameters understood and passed on to tokio-postgres.
-const PASSED: &[&str] = &[
-    "host",
-    "hostaddr",
-    "port",
-    "user",
-    "dbname",
-    "password",
-    "options",
-    "application_name",
-    "connect_timeout",
-    "keepalives",
-    "keepalives_idle",
-    "target_session_attrs",
-    "sslmode",
-    "passfile",
-];
-/// libpq parameters accepted and ignored (they do not apply without TLS/GSS).
-const IGNORED: &[&str] = &[
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "sslcrl",
-    "sslcompression",
-    "sslpassword",
-    "sslsni",
-    "gssencmode",
-    "krbsrvname",
-    "gsslib",
-    "requirepeer",
-    "fallback_application_name",
-    "client_encoding",
-    "channel_binding",
-    "keepalives_interval",
-    "keepalives_count",
-    "tcp_user_timeout",
-    "replication",
-    "ssl_min_protocol_version",
-    "ssl_max_protocol_version",
-];
+use tokio_postgres::config::{Host, SslMode};
 
 /// The process environment the connection honours, as libpq does.
 #[derive(Debug, Clone, Default)]
@@ -76,45 +41,53 @@ impl Env {
     }
 }
 
-/// A parsed connection string.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed connection string (what the user gave; defaults are added by
+/// [`ConnInfo::to_config`]).
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
-    params: BTreeMap<String, String>,
+    cfg: tokio_postgres::Config,
 }
 
 impl ConnInfo {
     /// Parse a key=value string or a `postgres://` / `postgresql://` URL.
     pub fn parse(dsn: &str) -> Result<Self, BootstrapError> {
-        let trimmed = dsn.trim();
-        let params = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-            parse_url(trimmed)
-        } else {
-            parse_keyword_value(trimmed)
+        if dsn.trim().is_empty() {
+            return Err(BootstrapError::Dsn {
+                dsn: "''".into(),
+                reason: "empty connection string".into(),
+            });
         }
-        .map_err(|reason| BootstrapError::Dsn {
-            dsn: redact_raw(dsn),
-            reason,
-        })?;
-        let info = Self { params };
-        for k in info.params.keys() {
-            if !PASSED.contains(&k.as_str()) && !IGNORED.contains(&k.as_str()) {
-                return Err(BootstrapError::Dsn {
-                    dsn: info.redacted(),
-                    reason: format!("unknown connection parameter {k:?}"),
-                });
-            }
+        let cfg: tokio_postgres::Config =
+            without_tls_keys(dsn.trim())
+                .parse()
+                .map_err(|e: tokio_postgres::Error| {
+                    BootstrapError::Dsn {
+                        dsn: redact_raw(dsn),
+                        // The cause ("unknown option `x`"), without "invalid connection string" again.
+                        reason: std::error::Error::source(&e)
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| e.to_string()),
+                    }
+                })?;
+        if cfg.get_ssl_mode() == SslMode::Require {
+            return Err(BootstrapError::Dsn {
+                dsn: Self { cfg }.redacted(),
+                reason: "sslmode=require needs TLS, which pgha-bootstrap does not speak; connect over the \
+                         local Unix socket (host=/run/postgresql) or use sslmode=prefer"
+                    .into(),
+            });
         }
-        Ok(info)
+        Ok(Self { cfg })
     }
 
     /// The local server over its Unix socket, as the configuration describes it.
     pub fn local(conn: &config::Connection) -> Self {
-        let mut params = BTreeMap::new();
-        params.insert("host".into(), conn.socket_dir.display().to_string());
-        params.insert("port".into(), conn.port.to_string());
-        params.insert("user".into(), conn.user.clone());
-        params.insert("dbname".into(), conn.dbname.clone());
-        Self { params }
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host_path(&conn.socket_dir)
+            .port(conn.port)
+            .user(&conn.user)
+            .dbname(&conn.dbname);
+        Self { cfg }
     }
 
     /// `dsn`, or the word `postgres` for [`ConnInfo::local`].
@@ -126,179 +99,212 @@ impl ConnInfo {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.params.get(key).map(String::as_str)
-    }
-
     /// The same connection to another database.
     pub fn with_dbname(&self, dbname: &str) -> Self {
         let mut c = self.clone();
-        c.params.insert("dbname".into(), dbname.into());
+        c.cfg.dbname(dbname);
         c
     }
 
-    /// For messages: every parameter but the password.
+    /// For messages: what the string said, the password as `***`.
     pub fn redacted(&self) -> String {
-        self.params
+        let c = &self.cfg;
+        let mut parts = Vec::new();
+        if let Some(d) = c.get_dbname() {
+            parts.push(format!("dbname={}", quote_value(d)));
+        }
+        let hosts: Vec<String> = c
+            .get_hosts()
             .iter()
-            .map(|(k, v)| {
-                if k == "password" {
-                    format!("{k}=***")
-                } else {
-                    format!("{k}={}", quote_value(v))
-                }
+            .map(|h| match h {
+                Host::Tcp(s) => s.clone(),
+                Host::Unix(p) => p.display().to_string(),
             })
-            .collect::<Vec<_>>()
-            .join(" ")
+            .collect();
+        if !hosts.is_empty() {
+            parts.push(format!("host={}", quote_value(&hosts.join(","))));
+        }
+        if !c.get_hostaddrs().is_empty() {
+            let a: Vec<String> = c.get_hostaddrs().iter().map(|a| a.to_string()).collect();
+            parts.push(format!("hostaddr={}", a.join(",")));
+        }
+        if !c.get_ports().is_empty() {
+            let p: Vec<String> = c.get_ports().iter().map(|p| p.to_string()).collect();
+            parts.push(format!("port={}", p.join(",")));
+        }
+        if let Some(u) = c.get_user() {
+            parts.push(format!("user={}", quote_value(u)));
+        }
+        if c.get_password().is_some() {
+            parts.push("password=***".into());
+        }
+        parts.join(" ")
     }
 
-    /// The tokio-postgres configuration, with defaults from `conn` (socket
-    /// directory, port) and the environment (user, password, options).
-    pub fn to_config(
-        &self,
-        conn: &config::Connection,
-        env: &Env,
-    ) -> Result<tokio_postgres::Config, BootstrapError> {
-        let bad = |reason: String| BootstrapError::Dsn {
-            dsn: self.redacted(),
-            reason,
-        };
-        let mut cfg = tokio_postgres::Config::new();
-        let hosts: Vec<String> = match self.get("host").filter(|h| !h.is_empty()) {
-            Some(h) => h.split(',').map(str::to_string).collect(),
-            None if self.get("hostaddr").is_some() => Vec::new(),
-            None => vec![conn.socket_dir.display().to_string()],
-        };
-        for h in &hosts {
-            if h.starts_with('/') || h.starts_with('@') {
-                cfg.host_path(h);
-            } else {
-                cfg.host(h);
-            }
+    /// The tokio-postgres configuration, with libpq's defaults from `conn`
+    /// (socket directory, port, user) and the environment (user, password, options).
+    pub fn to_config(&self, conn: &config::Connection, env: &Env) -> tokio_postgres::Config {
+        let mut cfg = self.cfg.clone();
+        if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
+            cfg.host_path(&conn.socket_dir);
         }
-        if let Some(addrs) = self.get("hostaddr") {
-            for a in addrs.split(',') {
-                let ip = a
-                    .parse()
-                    .map_err(|_| bad(format!("hostaddr {a:?} is not an IP address")))?;
-                cfg.hostaddr(ip);
-            }
+        if cfg.get_ports().is_empty() {
+            cfg.port(conn.port);
         }
-        let ports = self
-            .get("port")
-            .map(str::to_string)
-            .unwrap_or_else(|| conn.port.to_string());
-        let mut first_port = conn.port;
-        for (i, p) in ports.split(',').enumerate() {
-            let port: u16 = p
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("port {p:?} is not a number")))?;
-            if i == 0 {
-                first_port = port;
-            }
-            cfg.port(port);
+        if cfg.get_user().is_none() {
+            cfg.user(env.user.as_deref().unwrap_or(&conn.user));
         }
-        let user = self
-            .get("user")
-            .map(str::to_string)
-            .or_else(|| env.user.clone())
-            .unwrap_or_else(|| conn.user.clone());
-        cfg.user(&user);
-        let dbname = self
-            .get("dbname")
-            .map(str::to_string)
-            .unwrap_or_else(|| user.clone());
-        cfg.dbname(&dbname);
-        cfg.application_name(self.get("application_name").unwrap_or("pgha-bootstrap"));
-        // libpq: the options parameter, else PGOPTIONS.
-        if let Some(o) = self
-            .get("options")
-            .map(str::to_string)
-            .or_else(|| env.pgoptions.clone())
+        let user = cfg.get_user().unwrap_or_default().to_string();
+        if cfg.get_dbname().is_none() {
+            cfg.dbname(&user);
+        }
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("pgha-bootstrap");
+        }
+        if cfg.get_options().is_none()
+            && let Some(o) = &env.pgoptions
         {
-            cfg.options(&o);
+            cfg.options(o);
         }
-        if let Some(t) = self.get("connect_timeout") {
-            let secs: u64 = t
-                .parse()
-                .map_err(|_| bad(format!("connect_timeout {t:?} is not a number")))?;
-            if secs > 0 {
-                cfg.connect_timeout(Duration::from_secs(secs.max(2)));
-            }
-        } else {
-            cfg.connect_timeout(Duration::from_secs(30));
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(conn.connect_timeout_seconds));
         }
-        if let Some(k) = self.get("keepalives") {
-            cfg.keepalives(k != "0");
-        }
-        if let Some(k) = self.get("keepalives_idle") {
-            let secs: u64 = k
-                .parse()
-                .map_err(|_| bad(format!("keepalives_idle {k:?} is not a number")))?;
-            cfg.keepalives_idle(Duration::from_secs(secs));
-        }
-        if let Some(t) = self.get("target_session_attrs") {
-            cfg.target_session_attrs(match t {
-                "any" => tokio_postgres::config::TargetSessionAttrs::Any,
-                "read-write" => tokio_postgres::config::TargetSessionAttrs::ReadWrite,
-                "read-only" => tokio_postgres::config::TargetSessionAttrs::ReadOnly,
-                other => return Err(bad(format!("target_session_attrs {other:?} is not supported"))),
+        // No TLS is spoken: `prefer` (the default) connects without it.
+        cfg.ssl_mode(SslMode::Disable);
+        if cfg.get_password().is_none() {
+            let password = env.pgpassword.clone().or_else(|| {
+                let file = env
+                    .pgpassfile
+                    .clone()
+                    .or_else(|| env.home.as_ref().map(|h| h.join(".pgpass")))?;
+                let host = match cfg.get_hosts().first() {
+                    Some(Host::Tcp(h)) => h.clone(),
+                    Some(Host::Unix(p)) => p.display().to_string(),
+                    None => "localhost".into(),
+                };
+                let port = cfg.get_ports().first().copied().unwrap_or(conn.port);
+                let dbname = cfg.get_dbname().unwrap_or_default().to_string();
+                passfile_lookup(&file, &host, port, &dbname, &user)
             });
-        }
-        match self.get("sslmode").unwrap_or("prefer") {
-            "disable" | "allow" | "prefer" => {
-                cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            }
-            other => {
-                return Err(bad(format!(
-                    "sslmode={other} needs TLS, which pgha-bootstrap does not speak; \
-                     connect over the local Unix socket (host=/run/postgresql) or use sslmode=prefer"
-                )));
+            if let Some(p) = password {
+                cfg.password(p);
             }
         }
-        // Password: the parameter, else PGPASSWORD, else the password file.
-        let password = match self
-            .get("password")
-            .map(str::to_string)
-            .or_else(|| env.pgpassword.clone())
-        {
-            Some(p) => Some(p),
-            None => {
-                let file = self
-                    .get("passfile")
-                    .map(PathBuf::from)
-                    .or_else(|| env.pgpassfile.clone())
-                    .or_else(|| env.home.as_ref().map(|h| h.join(".pgpass")));
-                let host = hosts.first().cloned().unwrap_or_else(|| "localhost".into());
-                file.and_then(|f| passfile_lookup(&f, &host, first_port, &dbname, &user))
-            }
-        };
-        if let Some(p) = password {
-            cfg.password(p);
-        }
-        Ok(cfg)
+        cfg
     }
 
-    /// Connect, driving the connection on a background task.
+    /// Connect, driving the connection on a background task. The whole
+    /// connection (TCP or socket, startup, authentication) is bounded by the
+    /// connect timeout: tokio-postgres bounds only the socket connect.
     pub async fn connect(
         &self,
         conn: &config::Connection,
         env: &Env,
     ) -> Result<tokio_postgres::Client, BootstrapError> {
-        let cfg = self.to_config(conn, env)?;
-        let (client, connection) =
-            cfg.connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| BootstrapError::Connect {
-                    target: self.redacted(),
-                    detail: super::error::describe_pg(&e),
-                })?;
+        let cfg = self.to_config(conn, env);
+        let limit = cfg
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(conn.connect_timeout_seconds));
+        let connecting = cfg.connect(tokio_postgres::NoTls);
+        let (client, connection) = match tokio::time::timeout(limit, connecting).await {
+            Ok(r) => r.map_err(|e| BootstrapError::Connect {
+                target: self.redacted(),
+                detail: super::error::describe_pg(&e),
+            })?,
+            Err(_) => {
+                return Err(BootstrapError::Timeout {
+                    what: format!("connecting to PostgreSQL at {}", self.redacted()),
+                    seconds: limit.as_secs(),
+                    setting: "connect_timeout in the DSN, or [connection] connect_timeout_seconds".into(),
+                });
+            }
+        };
         tokio::spawn(async move {
             let _ = connection.await;
         });
         Ok(client)
     }
+}
+
+/// libpq keys that matter only for TLS or GSS, which pgha-bootstrap does not
+/// speak (it connects over the local socket) and tokio-postgres does not
+/// know. Patroni copies them from `authentication.superuser` into the hook's
+/// DSN; refusing them would fail the bootstrap (and Patroni would wipe the
+/// data directory), so they are dropped before tokio-postgres parses.
+const TLS_GSS_KEYS: &[&str] = &[
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslcompression",
+    "sslsni",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssencmode",
+];
+
+/// `dsn` without the [`TLS_GSS_KEYS`]. Only finds where each `key=value`
+/// ends (quotes and backslash escapes as libpq writes them); a string it
+/// cannot follow is returned as is, for tokio-postgres to report.
+fn without_tls_keys(dsn: &str) -> String {
+    if let Some((base, query)) = dsn.split_once('?')
+        && (dsn.starts_with("postgres://") || dsn.starts_with("postgresql://"))
+    {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !TLS_GSS_KEYS.contains(&kv.split('=').next().unwrap_or_default()))
+            .collect();
+        return if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+    }
+    let b = dsn.as_bytes();
+    let (mut i, mut out) = (0, String::new());
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i] != b'=' {
+            i += 1;
+        }
+        let key = dsn[start..i].trim();
+        i += 1; // '='
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        let quoted = i < b.len() && b[i] == b'\'';
+        if quoted {
+            i += 1;
+        }
+        while i < b.len()
+            && !(if quoted {
+                b[i] == b'\''
+            } else {
+                b[i].is_ascii_whitespace()
+            })
+        {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        if i > b.len() || (quoted && i >= b.len()) || key.contains(char::is_whitespace) {
+            return dsn.to_string();
+        }
+        if quoted {
+            i += 1;
+        }
+        if !TLS_GSS_KEYS.contains(&key) {
+            out.push_str(&dsn[start..i.min(b.len())]);
+        }
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        out.push(' ');
+    }
+    out.trim_end().to_string()
 }
 
 fn quote_value(v: &str) -> String {
@@ -309,174 +315,26 @@ fn quote_value(v: &str) -> String {
     }
 }
 
-/// A DSN we could not parse, for a message: URL userinfo and `password=` dropped.
+/// A DSN that could not be parsed, for a message: URL credentials and
+/// everything from `password` on are dropped.
 fn redact_raw(dsn: &str) -> String {
-    if let Some(rest) = dsn.split_once("://").map(|x| x.1)
-        && let Some(at) = rest.find('@')
-    {
+    if let Some(rest) = dsn.split_once("://").map(|x| x.1) {
         let scheme = &dsn[..dsn.len() - rest.len()];
-        return format!("{scheme}***@{}", &rest[at + 1..]);
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let rest = match rest[..authority_end].rfind('@') {
+            Some(at) => format!("***@{}", &rest[at + 1..]),
+            None => rest.to_string(),
+        };
+        // A password may also be a query parameter.
+        return match rest.find("password") {
+            Some(i) => format!("{scheme}{}password=***", &rest[..i]),
+            None => format!("{scheme}{rest}"),
+        };
     }
     match dsn.find("password") {
         Some(i) => format!("{}password=***", &dsn[..i]),
         None => dsn.to_string(),
     }
-}
-
-/// libpq's `keyword = value` syntax: values may be single-quoted, with `\'`
-/// and `\\` escapes.
-fn parse_keyword_value(s: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            return Err(format!("missing \"=\" after {key:?}"));
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.push(chars.next().ok_or("unterminated quoted value")?),
-                    '\'' => {
-                        closed = true;
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
-            if !closed {
-                return Err(format!("unterminated quoted value for {key:?}"));
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                chars.next();
-                if c == '\\' {
-                    value.push(chars.next().ok_or("trailing backslash")?);
-                } else {
-                    value.push(c);
-                }
-            }
-        }
-        if key.is_empty() {
-            return Err("empty parameter name".into());
-        }
-        out.insert(key, value);
-    }
-    if out.is_empty() {
-        return Err("empty connection string".into());
-    }
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| format!("bad percent-escape in {s:?}"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad percent-escape in {s:?}"))?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
-}
-
-/// `postgresql://[user[:password]@][host][:port][,host[:port]...][/dbname][?k=v&...]`
-fn parse_url(url: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    let rest = url.split_once("://").map(|x| x.1).unwrap_or_default();
-    let (rest, query) = match rest.split_once('?') {
-        Some((a, q)) => (a, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = match rest.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (rest, None),
-    };
-    let hostlist = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
-            let (user, pass) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
-            };
-            if !user.is_empty() {
-                out.insert("user".into(), percent_decode(user)?);
-            }
-            if let Some(p) = pass {
-                out.insert("password".into(), percent_decode(p)?);
-            }
-            hosts
-        }
-        None => authority,
-    };
-    let mut hosts = Vec::new();
-    let mut ports = Vec::new();
-    for hp in hostlist.split(',').filter(|s| !s.is_empty()) {
-        let (h, p) = if let Some(v6) = hp.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unclosed [ in host")?;
-            (h.to_string(), after.strip_prefix(':').map(str::to_string))
-        } else {
-            match hp.rsplit_once(':') {
-                Some((h, p)) => (percent_decode(h)?, Some(p.to_string())),
-                None => (percent_decode(hp)?, None),
-            }
-        };
-        hosts.push(h);
-        ports.push(p);
-    }
-    if !hosts.is_empty() && hosts.iter().any(|h| !h.is_empty()) {
-        out.insert("host".into(), hosts.join(","));
-    }
-    if ports.iter().any(Option::is_some) {
-        let ps: Vec<String> = ports
-            .into_iter()
-            .map(|p| p.unwrap_or_else(|| "5432".into()))
-            .collect();
-        out.insert("port".into(), ps.join(","));
-    }
-    if let Some(p) = path.filter(|p| !p.is_empty()) {
-        out.insert("dbname".into(), percent_decode(p)?);
-    }
-    if let Some(q) = query {
-        for kv in q.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("query parameter {kv:?} has no value"))?;
-            out.insert(percent_decode(k)?, percent_decode(v)?);
-        }
-    }
-    Ok(out)
 }
 
 /// The password for this connection in a libpq password file
@@ -537,14 +395,24 @@ fn split_passfile_line(line: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn cfg(dsn: &str) -> tokio_postgres::Config {
+        ConnInfo::parse(dsn)
+            .unwrap()
+            .to_config(&config::Connection::default(), &Env::default())
+    }
+
     #[test]
     fn keyword_value_with_quotes_and_escapes() {
-        let c = ConnInfo::parse("dbname=postgres user=postgres host=/run/postgresql port=5432").unwrap();
-        assert_eq!(c.get("host"), Some("/run/postgresql"));
-        let c = ConnInfo::parse(r"password = 'it\'s a \\ pw' user=x application_name=a\ b").unwrap();
-        assert_eq!(c.get("password"), Some(r"it's a \ pw"));
-        assert_eq!(c.get("application_name"), Some("a b"));
-        assert!(!c.redacted().contains("it's"), "{}", c.redacted());
+        let c = cfg("dbname=postgres user=postgres host=/run/postgresql port=5432");
+        assert!(matches!(&c.get_hosts()[0], Host::Unix(p) if p == Path::new("/run/postgresql")));
+        let info = ConnInfo::parse(r"password = 'it\'s a \\ pw' user=x").unwrap();
+        let c = cfg(r"password = 'it\'s a \\ pw' user=x");
+        assert_eq!(c.get_password(), Some(&br"it's a \ pw"[..]));
+        assert!(!info.redacted().contains("it's"), "{}", info.redacted());
+        // Patroni escapes spaces, quotes and backslashes with a backslash, unquoted.
+        let c = cfg(r"user=a\ b password=x\'y\\z host=/run/postgresql");
+        assert_eq!(c.get_user(), Some("a b"));
+        assert_eq!(c.get_password(), Some(&br"x'y\z"[..]));
         assert!(ConnInfo::parse("host").is_err());
         assert!(ConnInfo::parse("password='x").is_err());
         let e = ConnInfo::parse("bogus=1").unwrap_err().to_string();
@@ -552,46 +420,47 @@ mod tests {
     }
 
     #[test]
-    fn urls() {
-        let c =
-            ConnInfo::parse("postgresql://us%40r:p%3Ass@db.example:6543/my%20db?sslmode=disable").unwrap();
-        assert_eq!(c.get("user"), Some("us@r"));
-        assert_eq!(c.get("password"), Some("p:ss"));
-        assert_eq!(c.get("host"), Some("db.example"));
-        assert_eq!(c.get("port"), Some("6543"));
-        assert_eq!(c.get("dbname"), Some("my db"));
-        let c = ConnInfo::parse("postgres://%2Frun%2Fpostgresql/postgres").unwrap();
-        assert_eq!(c.get("host"), Some("/run/postgresql"));
-        let c = ConnInfo::parse("postgres:///x?host=/tmp&port=7").unwrap();
-        assert_eq!(
-            (c.get("host"), c.get("port"), c.get("dbname")),
-            (Some("/tmp"), Some("7"), Some("x"))
-        );
-        let c = ConnInfo::parse("postgresql://[::1]:5433,h2/db").unwrap();
-        assert_eq!(
-            (c.get("host"), c.get("port")),
-            (Some("::1,h2"), Some("5433,5432"))
-        );
-        let e = ConnInfo::parse("postgresql://u:secretpw@h/db?x=1")
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("secretpw"), "{e}");
+    fn urls_and_their_secrets() {
+        let c = cfg("postgresql://us%40r:p%3Ass@db.example:6543/my%20db?sslmode=disable");
+        assert_eq!(c.get_user(), Some("us@r"));
+        assert_eq!(c.get_password(), Some(&b"p:ss"[..]));
+        assert_eq!(c.get_hosts(), &[Host::Tcp("db.example".into())]);
+        assert_eq!(c.get_ports(), &[6543]);
+        assert_eq!(c.get_dbname(), Some("my db"));
+        let c = cfg("postgres://%2Frun%2Fpostgresql/postgres");
+        assert_eq!(c.get_hosts(), &[Host::Unix("/run/postgresql".into())]);
+        for bad in [
+            "postgresql://u:secret%zzpw@h/db?x=1",
+            "postgresql://u:secretpw@h/db?bogus=1",
+            "postgresql://u@h/db?password=secretpw&bogus=1",
+            "host=h password=secretpw bogus=1",
+        ] {
+            let e = ConnInfo::parse(bad).map(|c| c.redacted());
+            let text = match e {
+                Ok(r) => r,
+                Err(e) => e.to_string(),
+            };
+            assert!(!text.contains("secret"), "{bad}: {text}");
+        }
     }
 
     #[test]
-    fn the_word_postgres_is_the_local_socket() {
+    fn the_word_postgres_is_the_local_socket_and_timeouts_default() {
         let conn = config::Connection {
             socket_dir: "/tmp/s".into(),
             port: 6000,
             ..Default::default()
         };
         let c = ConnInfo::parse_or_local("postgres", &conn).unwrap();
-        let cfg = c.to_config(&conn, &Env::default()).unwrap();
+        let cfg = c.to_config(&conn, &Env::default());
         assert_eq!(cfg.get_ports(), &[6000]);
         assert_eq!(cfg.get_user(), Some("postgres"));
-        assert!(
-            matches!(cfg.get_hosts()[0], tokio_postgres::config::Host::Unix(ref p) if p == Path::new("/tmp/s"))
-        );
+        assert!(matches!(cfg.get_hosts()[0], Host::Unix(ref p) if p == Path::new("/tmp/s")));
+        assert_eq!(cfg.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        let cfg = ConnInfo::parse("host=h connect_timeout=3")
+            .unwrap()
+            .to_config(&conn, &Env::default());
+        assert_eq!(cfg.get_connect_timeout(), Some(&Duration::from_secs(3)));
     }
 
     #[test]
@@ -612,13 +481,13 @@ mod tests {
         };
         let conn = config::Connection::default();
         let c = ConnInfo::parse("host=/run/postgresql user=postgres").unwrap();
-        let cfg = c.to_config(&conn, &env).unwrap();
+        let cfg = c.to_config(&conn, &env);
         assert_eq!(cfg.get_password(), Some(&b"pa:ss\\w:rd"[..]));
         assert_eq!(cfg.get_options(), Some("-c statement_timeout=0"));
         assert_eq!(cfg.get_dbname(), Some("postgres"));
         // The DSN's options win over PGOPTIONS; a DSN password over the file.
         let c = ConnInfo::parse("host=localhost user=postgres options='-c a=b' password=x").unwrap();
-        let cfg = c.to_config(&conn, &env).unwrap();
+        let cfg = c.to_config(&conn, &env);
         assert_eq!(cfg.get_options(), Some("-c a=b"));
         assert_eq!(cfg.get_password(), Some(&b"x"[..]));
         // No match for another user; a world-readable file is ignored.
@@ -628,11 +497,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_gss_keys_are_dropped_everything_else_is_kept() {
+        let c = cfg(
+            r"dbname=postgres user=a\ b sslrootcert='/x y/ca.crt' host=/run/postgresql gssencmode=prefer port=5433",
+        );
+        assert_eq!(c.get_user(), Some("a b"));
+        assert_eq!(c.get_ports(), &[5433]);
+        assert_eq!(c.get_dbname(), Some("postgres"));
+        let c = cfg("postgresql://u@h/db?sslrootcert=%2Fca&connect_timeout=4&krbsrvname=pg");
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(4)));
+        assert_eq!(
+            without_tls_keys("postgresql://u@h/db?sslcert=x"),
+            "postgresql://u@h/db"
+        );
+        // Unfollowable input is left for tokio-postgres to refuse.
+        assert!(ConnInfo::parse("host='unterminated sslcert=x").is_err());
+        assert!(ConnInfo::parse("host").is_err());
+        assert!(ConnInfo::parse(" ").is_err());
+    }
+
+    #[test]
     fn tls_modes_are_refused_clearly() {
-        let c = ConnInfo::parse("host=h sslmode=require").unwrap();
-        let e = c
-            .to_config(&config::Connection::default(), &Env::default())
-            .unwrap_err();
+        let e = ConnInfo::parse("host=h sslmode=require").unwrap_err();
         assert!(e.to_string().contains("sslmode=require"), "{e}");
+        let e = ConnInfo::parse("host=h sslmode=verify-full").unwrap_err();
+        assert!(e.to_string().contains("sslmode"), "{e}");
     }
 }

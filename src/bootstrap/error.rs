@@ -59,6 +59,12 @@ pub enum BootstrapError {
     )]
     RequiredExtensionMissing { names: Vec<String> },
 
+    #[error(
+        "required extension(s) cannot be created until the server preloads their library: {}",
+        names.join(", ")
+    )]
+    RequiredExtensionNotPreloaded { names: Vec<String> },
+
     #[error("creating extension {name} failed: {detail}")]
     Extension { name: String, detail: String },
 
@@ -76,6 +82,27 @@ pub enum BootstrapError {
 
     #[error("the database does not meet the Supabase contract: {count} problem(s) found")]
     CheckFailed { count: usize },
+
+    #[error("{what} timed out after {seconds} s")]
+    Timeout {
+        what: String,
+        seconds: u64,
+        /// The setting that raises the bound.
+        setting: String,
+    },
+
+    #[error("the secrets directory {path} does not exist")]
+    SecretsDirMissing { path: PathBuf },
+
+    #[error("unknown extension(s) in {origin}: {}", names.join(", "))]
+    UnknownExtensions { origin: String, names: Vec<String> },
+
+    #[error(
+        "drift: {} function(s) of the contract changed since the bootstrap recorded them: {}",
+        changed.len(),
+        changed.join(", ")
+    )]
+    FunctionDrift { changed: Vec<String> },
 }
 
 impl Diagnostic for BootstrapError {
@@ -110,6 +137,12 @@ impl Diagnostic for BootstrapError {
             Self::RequiredExtensionMissing { .. } => "install the extension in the image, or remove it \
                  from [extensions] required in the bootstrap configuration"
                 .into(),
+            Self::RequiredExtensionNotPreloaded { .. } => {
+                "add the library to shared_preload_libraries (Patroni's \
+                 postgresql.parameters, or SPILO_CONFIGURATION) and restart, or remove the extension from \
+                 [extensions] required; nothing was written"
+                    .into()
+            }
             Self::Extension { .. } => "see the PostgreSQL message; the extension's creation was rolled \
                  back and will be retried by the next run"
                 .into(),
@@ -123,6 +156,20 @@ impl Diagnostic for BootstrapError {
             Self::CheckFailed { .. } => "run `pgha-bootstrap apply` to establish what is missing; \
                  changes made by hand must be reverted by hand"
                 .into(),
+            Self::Timeout { setting, .. } => format!(
+                "check that the server is PostgreSQL and responsive (not overloaded, not stopped \
+                 mid-session); to wait longer raise {setting}"
+            ),
+            Self::SecretsDirMissing { .. } => "mount or create the directory with the secret files (one per \
+                 LOGIN role and/or `password`), or name the right one with --secrets-dir; nothing was written"
+                .into(),
+            Self::UnknownExtensions { .. } => "correct the name(s) (the names of `CREATE EXTENSION`, as \
+                 listed by `pgha-image extensions list` or pg_available_extensions); nothing was written"
+                .into(),
+            Self::FunctionDrift { .. } => "restore the function's definition from the migration that \
+                 created it, or, when a Supabase service (e.g. GoTrue's own migrations) redefined it on \
+                 purpose, accept the current definition with `pgha-bootstrap apply --accept-function-changes`"
+                .into(),
         })
     }
 
@@ -133,9 +180,15 @@ impl Diagnostic for BootstrapError {
             | Self::Dsn { .. }
             | Self::Migrations { .. }
             | Self::SecretInvalid { .. }
-            | Self::NotSuperuser { .. } => ExitCode::Usage,
-            Self::Drift { .. } | Self::CheckFailed { .. } => ExitCode::Verification,
-            Self::RequiredExtensionMissing { .. } => ExitCode::Prerequisite,
+            | Self::NotSuperuser { .. }
+            | Self::SecretsDirMissing { .. }
+            | Self::UnknownExtensions { .. } => ExitCode::Usage,
+            Self::Drift { .. } | Self::CheckFailed { .. } | Self::FunctionDrift { .. } => {
+                ExitCode::Verification
+            }
+            Self::RequiredExtensionMissing { .. } | Self::RequiredExtensionNotPreloaded { .. } => {
+                ExitCode::Prerequisite
+            }
             Self::SecretRead { .. } => ExitCode::Prerequisite,
             _ => ExitCode::Failure,
         }
@@ -160,6 +213,18 @@ pub fn describe_pg(e: &tokio_postgres::Error) -> String {
             }
             if let Some(w) = db.where_() {
                 s.push_str(&format!("; where: {}", w.replace('\n', " / ")));
+            }
+            use tokio_postgres::error::SqlState;
+            if db.code() == &SqlState::QUERY_CANCELED && db.message().contains("statement timeout") {
+                s.push_str(
+                    " (the bootstrap's statement_timeout expired: raise [connection] \
+                     statement_timeout_seconds in the bootstrap configuration)",
+                );
+            } else if db.code() == &SqlState::LOCK_NOT_AVAILABLE {
+                s.push_str(
+                    " (the bootstrap's lock_timeout expired while another session held a lock: \
+                     raise [connection] lock_timeout_seconds, or end that session)",
+                );
             }
             s
         }

@@ -27,6 +27,31 @@ use tokio_postgres::Client;
 pub struct ExtensionPlan {
     pub create: Vec<String>,
     pub required: Vec<String>,
+    /// Extension → the library that must be in `shared_preload_libraries`.
+    pub preload: BTreeMap<String, String>,
+    /// Where `create` came from (for messages), and whether its names are
+    /// checked against what exists (a list typed on the command line is;
+    /// the image's configuration names what the image was built with).
+    pub origin: ListOrigin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListOrigin {
+    Configuration,
+    CommandLine,
+    /// What the last `apply` recorded in the ledger.
+    Ledger,
+}
+
+impl std::fmt::Display for ListOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Configuration => "the configuration's [extensions] create",
+            Self::CommandLine => "--extensions",
+            Self::Ledger => "the selection recorded by the last apply",
+        })
+    }
 }
 
 impl ExtensionPlan {
@@ -34,6 +59,8 @@ impl ExtensionPlan {
         Self {
             create: cfg.create.clone(),
             required: cfg.required.clone(),
+            preload: cfg.preload.clone(),
+            origin: ListOrigin::Configuration,
         }
     }
 
@@ -52,7 +79,43 @@ impl ExtensionPlan {
             .filter(|r| create.contains(r))
             .cloned()
             .collect();
-        Self { create, required }
+        Self {
+            create,
+            required,
+            preload: self.preload.clone(),
+            origin: ListOrigin::CommandLine,
+        }
+    }
+
+    /// The selection as the ledger records it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let origin = match self.origin {
+            ListOrigin::Configuration => "configuration",
+            _ => "command_line",
+        };
+        serde_json::json!({ "create": self.create, "required": self.required, "origin": origin })
+    }
+
+    /// The selection the ledger recorded, when it was an explicit one
+    /// (`--extensions`); `None` for the configuration's list, which follows
+    /// the image (a new image's configuration may list more).
+    pub fn from_json(&self, v: &serde_json::Value) -> Option<Self> {
+        if v.get("origin").and_then(|o| o.as_str()) == Some("configuration") {
+            return None;
+        }
+        let list = |k: &str| -> Option<Vec<String>> {
+            v.get(k)?
+                .as_array()?
+                .iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect()
+        };
+        Some(Self {
+            create: list("create")?,
+            required: list("required")?,
+            preload: self.preload.clone(),
+            origin: ListOrigin::Ledger,
+        })
     }
 
     pub fn is_required(&self, name: &str) -> bool {
@@ -63,8 +126,15 @@ impl ExtensionPlan {
 /// What the server knows about one extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerState {
-    Created { schema: String, version: String },
-    Installed { fixed_schema: Option<String> },
+    Created {
+        schema: String,
+        version: String,
+    },
+    Installed {
+        fixed_schema: Option<String>,
+        /// The extensions its control file requires (created by CASCADE).
+        requires: Vec<String>,
+    },
     NotInstalled,
 }
 
@@ -82,6 +152,13 @@ pub enum ExtensionAction {
     },
     /// Not installed: record (or keep) it as pending.
     Pending { name: String, newly: bool },
+    /// Installed, but its library (or a dependency's) is not in
+    /// `shared_preload_libraries`: record (or keep) it as pending.
+    NeedsPreload {
+        name: String,
+        library: String,
+        newly: bool,
+    },
     /// Created by an earlier run and dropped since: left alone.
     DroppedSinceCreated { name: String },
     /// Nothing to do.
@@ -92,9 +169,79 @@ impl ExtensionAction {
     pub fn writes(&self) -> bool {
         matches!(
             self,
-            Self::Create { .. } | Self::RecordPresent { .. } | Self::Pending { newly: true, .. }
+            Self::Create { .. }
+                | Self::RecordPresent { .. }
+                | Self::Pending { newly: true, .. }
+                | Self::NeedsPreload { newly: true, .. }
         )
     }
+
+    /// Still to be created by a later run.
+    pub fn pending_name(&self) -> Option<&str> {
+        match self {
+            Self::Pending { name, .. } | Self::NeedsPreload { name, .. } | Self::Create { name, .. } => {
+                Some(name)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The warning for an extension whose library is not preloaded.
+pub fn preload_reason(library: &str) -> String {
+    format!("shared_preload_libraries must include {library}")
+}
+
+/// The libraries in the server's `shared_preload_libraries`.
+pub async fn preloaded(client: &Client) -> Result<Vec<String>, BootstrapError> {
+    let v: String = client
+        .query_typed_one("SELECT current_setting('shared_preload_libraries')", &[])
+        .await
+        .map_err(query_err("reading shared_preload_libraries"))?
+        .get(0);
+    Ok(v.split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// Names of `plan.create` that no image could have: not available on this
+/// server, not in the catalog, not in the contract's list. Each comes with a
+/// "did you mean" when a known name is close. Only a list typed on the
+/// command line is checked (the configuration names what the image has).
+pub async fn unknown_names(client: &Client, plan: &ExtensionPlan) -> Result<Vec<String>, BootstrapError> {
+    if plan.origin != ListOrigin::CommandLine {
+        return Ok(vec![]);
+    }
+    let mut known: Vec<String> = client
+        .query_typed("SELECT name::text FROM pg_catalog.pg_available_extensions", &[])
+        .await
+        .map_err(query_err("listing the available extensions"))?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Ok(cat) = crate::catalog::Catalog::embedded() {
+        known.extend(cat.iter().map(|e| e.name.clone()));
+    }
+    known.extend(super::config::DEFAULT_CREATE.iter().map(|s| s.to_string()));
+    known.sort();
+    known.dedup();
+    Ok(plan
+        .create
+        .iter()
+        .filter(|n| !known.contains(n))
+        .map(|n| {
+            let best = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(n, k), k))
+                .filter(|(score, _)| *score >= 0.85)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            match best {
+                Some((_, k)) => format!("{n} (did you mean {k}?)"),
+                None => n.clone(),
+            }
+        })
+        .collect())
 }
 
 /// The server's view of the named extensions.
@@ -109,6 +256,8 @@ pub async fn server_states(
                     s.nspname,
                     a.name IS NOT NULL,
                     (SELECT v.schema FROM pg_catalog.pg_available_extension_versions v
+                      WHERE v.name = a.name AND v.version = a.default_version),
+                    (SELECT coalesce(v.requires::text[], '{}') FROM pg_catalog.pg_available_extension_versions v
                       WHERE v.name = a.name AND v.version = a.default_version)
              FROM unnest($1::text[]) AS n(name)
              LEFT JOIN pg_catalog.pg_extension e ON e.extname = n.name
@@ -129,6 +278,7 @@ pub async fn server_states(
             },
             None if r.get::<_, bool>(3) => ServerState::Installed {
                 fixed_schema: r.get(4),
+                requires: r.get::<_, Option<Vec<String>>>(5).unwrap_or_default(),
             },
             None => ServerState::NotInstalled,
         };
@@ -146,11 +296,13 @@ pub fn missing_required(plan: &ExtensionPlan, states: &BTreeMap<String, ServerSt
         .collect()
 }
 
-/// Decide, for each configured extension, what to do.
+/// Decide, for each configured extension, what to do (`preloaded`: the
+/// server's `shared_preload_libraries`).
 pub fn decide(
     plan: &ExtensionPlan,
     states: &BTreeMap<String, ServerState>,
     ledger: &Ledger,
+    preloaded: &[String],
 ) -> Vec<ExtensionAction> {
     plan.create
         .iter()
@@ -177,10 +329,27 @@ pub fn decide(
                 ServerState::Installed { .. } if status == Some("created") => {
                     ExtensionAction::DroppedSinceCreated { name: name.clone() }
                 }
-                ServerState::Installed { fixed_schema } => ExtensionAction::Create {
-                    name: name.clone(),
-                    schema: fixed_schema.is_none().then(|| "extensions".to_string()),
-                },
+                ServerState::Installed {
+                    fixed_schema,
+                    requires,
+                } => {
+                    let missing_lib = std::iter::once(name)
+                        .chain(requires.iter())
+                        .filter_map(|n| plan.preload.get(n))
+                        .find(|lib| !preloaded.contains(lib));
+                    match missing_lib {
+                        Some(library) => ExtensionAction::NeedsPreload {
+                            name: name.clone(),
+                            library: library.clone(),
+                            newly: status != Some("pending")
+                                || row.and_then(|r| r.reason.clone()) != Some(preload_reason(library)),
+                        },
+                        None => ExtensionAction::Create {
+                            name: name.clone(),
+                            schema: fixed_schema.is_none().then(|| "extensions".to_string()),
+                        },
+                    }
+                }
                 ServerState::NotInstalled => ExtensionAction::Pending {
                     name: name.clone(),
                     newly: status != Some("pending"),
@@ -190,26 +359,11 @@ pub fn decide(
         .collect()
 }
 
-/// The contract's grants on objects an extension brings with it.
-fn after_create(name: &str) -> Option<&'static str> {
-    match name {
-        "pgsodium" => Some(
-            "DO $g$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keyholder') THEN
-                 GRANT pgsodium_keyholder TO service_role;
-                 GRANT pgsodium_keyholder TO postgres WITH ADMIN OPTION;
-               END IF;
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keyiduser') THEN
-                 GRANT pgsodium_keyiduser TO postgres WITH ADMIN OPTION;
-               END IF;
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgsodium_keymaker') THEN
-                 GRANT pgsodium_keymaker TO postgres WITH ADMIN OPTION;
-               END IF;
-             END $g$;",
-        ),
-        _ => None,
-    }
-}
+/// The contract's grants on what an extension brings with it (pgsodium,
+/// supabase_vault, pg_net, pg_cron): one function, defined by migration
+/// 0011, a no-op for other extensions and before that migration exists.
+const GRANTS: &str = "SELECT extensions.pgha_grant_extension_access($1::text) \
+     WHERE to_regprocedure('extensions.pgha_grant_extension_access(text)') IS NOT NULL";
 
 /// The SQL that creates one extension (also used by `plan`).
 pub fn create_sql(name: &str, schema: Option<&str>) -> String {
@@ -224,57 +378,114 @@ pub fn create_sql(name: &str, schema: Option<&str>) -> String {
 }
 
 pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
+    postgres_protocol::escape::escape_identifier(s)
 }
 
-/// Carry out the actions that write, each in its own transaction.
-pub async fn apply(client: &mut Client, actions: &[ExtensionAction]) -> Result<(), BootstrapError> {
-    for a in actions {
+/// Carry out the actions that write, each in its own transaction. An
+/// optional extension whose creation fails because a library is not
+/// preloaded becomes pending (returned, to be reported) instead of failing
+/// the run: a first bootstrap must not fail on a server setting.
+pub async fn apply(
+    client: &mut Client,
+    plan: &ExtensionPlan,
+    actions: &mut [ExtensionAction],
+) -> Result<(), BootstrapError> {
+    for a in actions.iter_mut() {
         match a {
-            ExtensionAction::Create { name, schema } => {
-                let err = |e: tokio_postgres::Error| BootstrapError::Extension {
-                    name: name.clone(),
-                    detail: describe_pg(&e),
-                };
-                let tx = client.transaction().await.map_err(err)?;
-                tx.batch_execute(&create_sql(name, schema.as_deref()))
-                    .await
-                    .map_err(err)?;
-                if let Some(sql) = after_create(name) {
-                    tx.batch_execute(sql).await.map_err(err)?;
-                }
-                let row = tx
-                    .query_one(
-                        "SELECT s.nspname::text, e.extversion FROM pg_extension e
-                         JOIN pg_namespace s ON s.oid = e.extnamespace WHERE e.extname = $1",
-                        &[name],
+            ExtensionAction::Create { name, schema } => match create(client, name, schema.as_deref()).await {
+                Ok(()) => {}
+                Err(detail) if detail.contains("shared_preload_libraries") && !plan.is_required(name) => {
+                    let library = plan
+                        .preload
+                        .get(name.as_str())
+                        .cloned()
+                        .unwrap_or_else(|| name.clone());
+                    ledger::record_extension(
+                        &*client,
+                        name,
+                        "pending",
+                        None,
+                        None,
+                        Some(&preload_reason(&library)),
                     )
                     .await
-                    .map_err(err)?;
-                let (s, v): (String, String) = (row.get(0), row.get(1));
-                ledger::record_extension(&tx, name, "created", Some(&s), Some(&v))
-                    .await
-                    .map_err(err)?;
-                tx.commit().await.map_err(err)?;
-            }
+                    .map_err(query_err(format!("recording extension {name}")))?;
+                    *a = ExtensionAction::NeedsPreload {
+                        name: name.clone(),
+                        library,
+                        newly: true,
+                    };
+                }
+                Err(detail) => {
+                    return Err(BootstrapError::Extension {
+                        name: name.clone(),
+                        detail,
+                    });
+                }
+            },
             ExtensionAction::RecordPresent {
                 name,
                 schema,
                 version,
             } => {
-                ledger::record_extension(&*client, name, "present", Some(schema), Some(version))
+                // Found created (e.g. by the base image): the contract's grants, then the record.
+                let what = format!("recording extension {name}");
+                let tx = client.transaction().await.map_err(query_err(&what))?;
+                tx.execute(GRANTS, &[&*name])
+                    .await
+                    .map_err(query_err(format!("granting access to extension {name}")))?;
+                ledger::record_extension(&tx, name, "present", Some(schema), Some(version), None)
+                    .await
+                    .map_err(query_err(&what))?;
+                tx.commit().await.map_err(query_err(what))?;
+            }
+            ExtensionAction::Pending { name, newly: true } => {
+                ledger::record_extension(&*client, name, "pending", None, None, Some("not installed"))
                     .await
                     .map_err(query_err(format!("recording extension {name}")))?;
             }
-            ExtensionAction::Pending { name, newly: true } => {
-                ledger::record_extension(&*client, name, "pending", None, None)
-                    .await
-                    .map_err(query_err(format!("recording extension {name}")))?;
+            ExtensionAction::NeedsPreload {
+                name,
+                library,
+                newly: true,
+            } => {
+                ledger::record_extension(
+                    &*client,
+                    name,
+                    "pending",
+                    None,
+                    None,
+                    Some(&preload_reason(library)),
+                )
+                .await
+                .map_err(query_err(format!("recording extension {name}")))?;
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Create one extension and what the contract grants on it, with its ledger
+/// row, in one transaction. Err: the PostgreSQL message.
+async fn create(client: &mut Client, name: &str, schema: Option<&str>) -> Result<(), String> {
+    let err = |e: tokio_postgres::Error| describe_pg(&e);
+    let tx = client.transaction().await.map_err(err)?;
+    tx.batch_execute(&create_sql(name, schema)).await.map_err(err)?;
+    tx.execute(GRANTS, &[&name]).await.map_err(err)?;
+    let row = tx
+        .query_one(
+            "SELECT s.nspname::text, e.extversion FROM pg_extension e
+             JOIN pg_namespace s ON s.oid = e.extnamespace WHERE e.extname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(err)?;
+    let (s, v): (String, String) = (row.get(0), row.get(1));
+    ledger::record_extension(&tx, name, "created", Some(&s), Some(&v), None)
+        .await
+        .map_err(err)?;
+    tx.commit().await.map_err(err)
 }
 
 #[cfg(test)]
@@ -285,6 +496,8 @@ mod tests {
         ExtensionPlan {
             create: vec!["a".into(), "b".into(), "c".into(), "d".into()],
             required: vec!["a".into(), "b".into()],
+            preload: BTreeMap::new(),
+            origin: ListOrigin::Configuration,
         }
     }
 
@@ -306,20 +519,36 @@ mod tests {
                 version: "1.0".into(),
             },
         );
-        states.insert("b".to_string(), ServerState::Installed { fixed_schema: None });
+        states.insert(
+            "b".to_string(),
+            ServerState::Installed {
+                fixed_schema: None,
+                requires: vec![],
+            },
+        );
         states.insert("c".to_string(), ServerState::NotInstalled);
         states.insert(
             "d".to_string(),
             ServerState::Installed {
                 fixed_schema: Some("pg_catalog".into()),
+                requires: vec!["c".into()],
             },
         );
         assert!(missing_required(&plan(), &states).is_empty());
-        let acts = decide(&plan(), &states, &Ledger::default());
+        let acts = decide(&plan(), &states, &Ledger::default(), &[]);
         assert!(matches!(&acts[0], ExtensionAction::RecordPresent { schema, .. } if schema == "public"));
         assert!(matches!(&acts[1], ExtensionAction::Create { schema: Some(s), .. } if s == "extensions"));
         assert!(matches!(&acts[2], ExtensionAction::Pending { newly: true, .. }));
         assert!(matches!(&acts[3], ExtensionAction::Create { schema: None, .. }));
+        // A library that must be preloaded, for the extension or what it requires.
+        let mut p = plan();
+        p.preload.insert("c".into(), "libc".into());
+        let acts = decide(&p, &states, &Ledger::default(), &[]);
+        assert!(
+            matches!(&acts[3], ExtensionAction::NeedsPreload { library, newly: true, .. } if library == "libc")
+        );
+        let acts = decide(&p, &states, &Ledger::default(), &["libc".into()]);
+        assert!(matches!(&acts[3], ExtensionAction::Create { .. }));
         states.insert("b".to_string(), ServerState::NotInstalled);
         assert_eq!(missing_required(&plan(), &states), vec!["b"]);
     }

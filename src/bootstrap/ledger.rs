@@ -47,6 +47,46 @@ CREATE TABLE IF NOT EXISTS pgha_bootstrap.secrets (
 );
 "#;
 
+/// What later versions added: created only when missing, so that a ledger
+/// that has them is not written to (a re-run must change nothing).
+const UPGRADE: &str = r#"
+DO $up$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                 WHERE attrelid = 'pgha_bootstrap.extensions'::regclass AND attname = 'reason') THEN
+    ALTER TABLE pgha_bootstrap.extensions ADD COLUMN reason text;
+  END IF;
+  IF to_regclass('pgha_bootstrap.functions') IS NULL THEN
+    CREATE TABLE pgha_bootstrap.functions (
+      signature text PRIMARY KEY,
+      sha256 text NOT NULL,
+      source text NOT NULL CHECK (source IN ('applied', 'accepted')),
+      recorded_at timestamptz NOT NULL DEFAULT now(),
+      tool_version text NOT NULL
+    );
+  END IF;
+  IF to_regclass('pgha_bootstrap.events') IS NULL THEN
+    CREATE TABLE pgha_bootstrap.events (
+      id bigserial PRIMARY KEY,
+      at timestamptz NOT NULL DEFAULT now(),
+      kind text NOT NULL,
+      subject text NOT NULL,
+      detail text NOT NULL,
+      tool_version text NOT NULL
+    );
+  END IF;
+  IF to_regclass('pgha_bootstrap.selection') IS NULL THEN
+    CREATE TABLE pgha_bootstrap.selection (
+      key text PRIMARY KEY,
+      value jsonb NOT NULL,
+      updated_at timestamptz NOT NULL DEFAULT now(),
+      tool_version text NOT NULL
+    );
+  END IF;
+END
+$up$;
+"#;
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AppliedMigration {
     pub version: i32,
@@ -64,7 +104,26 @@ pub struct ExtensionRow {
     pub status: String,
     pub schema: Option<String>,
     pub version: Option<String>,
+    /// Why it is pending (e.g. its library is not preloaded).
+    pub reason: Option<String>,
     pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FunctionRow {
+    pub signature: String,
+    pub sha256: String,
+    /// `applied` (recorded after the bootstrap's own migrations) or `accepted`
+    /// (`apply --accept-function-changes`).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EventRow {
+    pub at: String,
+    pub kind: String,
+    pub subject: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -81,6 +140,10 @@ pub struct Ledger {
     pub migrations: Vec<AppliedMigration>,
     pub extensions: Vec<ExtensionRow>,
     pub secrets: Vec<SecretRow>,
+    pub functions: Vec<FunctionRow>,
+    pub events: Vec<EventRow>,
+    /// What `apply` was last asked for (`extensions`, `extra_migrations`).
+    pub selection: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Ledger {
@@ -91,14 +154,23 @@ impl Ledger {
     pub fn extension(&self, name: &str) -> Option<&ExtensionRow> {
         self.extensions.iter().find(|e| e.name == name)
     }
+
+    pub fn function(&self, signature: &str) -> Option<&FunctionRow> {
+        self.functions.iter().find(|f| f.signature == signature)
+    }
 }
 
-/// Create the ledger when missing (call under the advisory lock).
-pub async fn ensure(client: &impl GenericClient) -> Result<(), BootstrapError> {
-    client
-        .batch_execute(CREATE)
-        .await
-        .map_err(query_err("creating the ledger schema pgha_bootstrap"))
+/// Create the ledger, or add what this version needs, when missing (call
+/// under the advisory lock). Writes nothing when the ledger is complete.
+pub async fn ensure(client: &impl GenericClient, exists: bool) -> Result<(), BootstrapError> {
+    let what = "creating the ledger schema pgha_bootstrap";
+    if !exists {
+        client.batch_execute(CREATE).await.map_err(query_err(what))?;
+    }
+    if !exists || !complete(client).await? {
+        client.batch_execute(UPGRADE).await.map_err(query_err(what))?;
+    }
+    Ok(())
 }
 
 pub async fn exists(client: &impl GenericClient) -> Result<bool, BootstrapError> {
@@ -109,12 +181,29 @@ pub async fn exists(client: &impl GenericClient) -> Result<bool, BootstrapError>
     Ok(row.get(0))
 }
 
+/// Whether the ledger has everything this version records.
+async fn complete(client: &impl GenericClient) -> Result<bool, BootstrapError> {
+    let row = client
+        .query_typed_one(
+            "SELECT to_regclass('pgha_bootstrap.selection') IS NOT NULL
+                AND to_regclass('pgha_bootstrap.functions') IS NOT NULL
+                AND to_regclass('pgha_bootstrap.events') IS NOT NULL
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                            WHERE attrelid = 'pgha_bootstrap.extensions'::regclass AND attname = 'reason')",
+            &[],
+        )
+        .await
+        .map_err(query_err("looking at the ledger"))?;
+    Ok(row.get(0))
+}
+
 /// Everything the ledger holds (empty when it does not exist).
 pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError> {
     if !exists(client).await? {
         return Ok(Ledger::default());
     }
     let what = "reading the ledger";
+    let upgraded = complete(client).await?;
     let ts = "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
     let migrations = client
         .query_typed(
@@ -141,8 +230,9 @@ pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError>
     let extensions = client
         .query_typed(
             &format!(
-                "SELECT name, status, schema, version, {} FROM pgha_bootstrap.extensions ORDER BY name",
-                ts.replace("%s", "updated_at")
+                "SELECT name, status, schema, version, {}, {} FROM pgha_bootstrap.extensions ORDER BY name",
+                ts.replace("%s", "updated_at"),
+                if upgraded { "reason" } else { "NULL::text" }
             ),
             &[],
         )
@@ -155,6 +245,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError>
             schema: r.get(2),
             version: r.get(3),
             updated_at: r.get(4),
+            reason: r.get(5),
         })
         .collect();
     let secrets = client
@@ -174,12 +265,62 @@ pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError>
             updated_at: r.get(2),
         })
         .collect();
-    Ok(Ledger {
+    let mut ledger = Ledger {
         exists: true,
         migrations,
         extensions,
         secrets,
-    })
+        ..Default::default()
+    };
+    if !upgraded {
+        return Ok(ledger);
+    }
+    ledger.functions = client
+        .query_typed(
+            "SELECT signature, sha256, source FROM pgha_bootstrap.functions ORDER BY signature",
+            &[],
+        )
+        .await
+        .map_err(query_err(what))?
+        .into_iter()
+        .map(|r| FunctionRow {
+            signature: r.get(0),
+            sha256: r.get(1),
+            source: r.get(2),
+        })
+        .collect();
+    ledger.events = client
+        .query_typed(
+            &format!(
+                "SELECT {}, kind, subject, detail FROM pgha_bootstrap.events ORDER BY id",
+                ts.replace("%s", "at")
+            ),
+            &[],
+        )
+        .await
+        .map_err(query_err(what))?
+        .into_iter()
+        .map(|r| EventRow {
+            at: r.get(0),
+            kind: r.get(1),
+            subject: r.get(2),
+            detail: r.get(3),
+        })
+        .collect();
+    ledger.selection = client
+        .query_typed("SELECT key, value::text FROM pgha_bootstrap.selection", &[])
+        .await
+        .map_err(query_err(what))?
+        .into_iter()
+        .map(|r| {
+            let v: String = r.get(1);
+            (
+                r.get(0),
+                serde_json::from_str(&v).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect();
+    Ok(ledger)
 }
 
 pub async fn record_migration(
@@ -213,14 +354,67 @@ pub async fn record_extension(
     status: &str,
     schema: Option<&str>,
     version: Option<&str>,
+    reason: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "INSERT INTO pgha_bootstrap.extensions (name, status, schema, version, tool_version)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO pgha_bootstrap.extensions (name, status, schema, version, tool_version, reason)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (name) DO UPDATE SET status = EXCLUDED.status, schema = EXCLUDED.schema,
-               version = EXCLUDED.version, updated_at = now(), tool_version = EXCLUDED.tool_version",
-            &[&name, &status, &schema, &version, &crate::TOOL_VERSION],
+               version = EXCLUDED.version, updated_at = now(), tool_version = EXCLUDED.tool_version,
+               reason = EXCLUDED.reason",
+            &[&name, &status, &schema, &version, &crate::TOOL_VERSION, &reason],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn record_function(
+    client: &impl GenericClient,
+    signature: &str,
+    sha256: &str,
+    source: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO pgha_bootstrap.functions (signature, sha256, source, tool_version)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (signature) DO UPDATE SET sha256 = EXCLUDED.sha256, source = EXCLUDED.source,
+               recorded_at = now(), tool_version = EXCLUDED.tool_version",
+            &[&signature, &sha256, &source, &crate::TOOL_VERSION],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn record_event(
+    client: &impl GenericClient,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO pgha_bootstrap.events (kind, subject, detail, tool_version) VALUES ($1, $2, $3, $4)",
+            &[&kind, &subject, &detail, &crate::TOOL_VERSION],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Record what `apply` was asked for, only when it differs (no write otherwise).
+pub async fn record_selection(
+    client: &impl GenericClient,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO pgha_bootstrap.selection (key, value, tool_version) VALUES ($1, $2::text::jsonb, $3)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(),
+               tool_version = EXCLUDED.tool_version
+             WHERE pgha_bootstrap.selection.value IS DISTINCT FROM EXCLUDED.value",
+            &[&key, &value.to_string(), &crate::TOOL_VERSION],
         )
         .await
         .map(|_| ())

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extensions;
 pub mod ledger;
 pub mod migrations;
+pub mod roles;
 pub mod runner;
 pub mod secrets;
 

@@ -23,9 +23,11 @@ use super::error::{BootstrapError, describe_pg, query_err};
 use super::extensions::{self, ExtensionAction, ExtensionPlan};
 use super::ledger::{self, Ledger};
 use super::migrations::{Migration, MigrationSet, Target};
+use super::roles;
 use super::secrets::{self, SecretSet};
 use crate::progress::Progress;
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
@@ -39,11 +41,19 @@ pub struct Settings {
     pub local: config::Connection,
     pub env: Env,
     pub migrations: MigrationSet,
+    /// `--extra-migrations DIR`, when given (recorded by `apply`).
+    pub extra_dir: Option<PathBuf>,
+    /// Extra migrations a recorded selection names whose directory is gone:
+    /// known by name, not verifiable.
+    pub recorded_extra: Vec<String>,
     pub extensions: ExtensionPlan,
     pub secrets: config::Secrets,
     /// When set (after a promotion), wait up to this long for the server to
     /// leave recovery before treating it as a replica.
     pub wait_for_primary: Option<Duration>,
+    /// `apply --accept-function-changes`: record the contract functions'
+    /// current definitions instead of refusing their drift.
+    pub accept_function_changes: bool,
 }
 
 impl Settings {
@@ -53,14 +63,109 @@ impl Settings {
             local: cfg.connection.clone(),
             env: Env::from_process(),
             migrations: MigrationSet::embedded(),
+            extra_dir: None,
+            recorded_extra: vec![],
             extensions: ExtensionPlan::from_config(&cfg.extensions),
             secrets: cfg.secrets.clone(),
             wait_for_primary: None,
+            accept_function_changes: false,
         }
     }
 
+    /// `--extra-migrations DIR`.
+    pub fn with_extra_migrations(mut self, dir: &Path) -> Result<Self, BootstrapError> {
+        self.migrations = self.migrations.with_extra(dir)?;
+        self.extra_dir = Some(dir.to_path_buf());
+        Ok(self)
+    }
+
+    /// `--secrets-dir DIR`: a directory named explicitly must exist (a typo
+    /// must not leave LOGIN roles without passwords). Checked before connecting.
+    pub fn with_secrets_dir(mut self, dir: &Path) -> Result<Self, BootstrapError> {
+        if !dir.is_dir() {
+            return Err(BootstrapError::SecretsDirMissing {
+                path: dir.to_path_buf(),
+            });
+        }
+        self.secrets = self.secrets.in_dir(dir);
+        Ok(self)
+    }
+
+    /// Connect to the configured database (see [`Settings::connect_to`]).
     pub async fn connect(&self) -> Result<Client, BootstrapError> {
-        self.conn.connect(&self.local, &self.env).await
+        self.connect_conn(&self.conn).await
+    }
+
+    /// Connect to another database of the same server.
+    pub async fn connect_to(&self, dbname: &str) -> Result<Client, BootstrapError> {
+        self.connect_conn(&self.conn.with_dbname(dbname)).await
+    }
+
+    /// Connect (bounded by the connect timeout) and bound the session's own
+    /// statements and lock waits: Patroni passes `statement_timeout=0`.
+    async fn connect_conn(&self, conn: &ConnInfo) -> Result<Client, BootstrapError> {
+        let client = conn.connect(&self.local, &self.env).await?;
+        let sql = format!(
+            "SET statement_timeout = '{}s'; SET lock_timeout = '{}s'",
+            self.local.statement_timeout_seconds, self.local.lock_timeout_seconds
+        );
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(query_err("setting the session's timeouts"))?;
+        Ok(client)
+    }
+
+    /// What `apply` was asked for last time, where this run was not told:
+    /// the extension selection (unless `--extensions`) and the extra
+    /// migrations (unless `--extra-migrations`).
+    pub fn with_recorded_selection(mut self, led: &Ledger) -> Result<Self, BootstrapError> {
+        if self.extensions.origin == extensions::ListOrigin::Configuration
+            && let Some(plan) = led
+                .selection
+                .get(SELECTION_EXTENSIONS)
+                .and_then(|v| self.extensions.from_json(v))
+        {
+            self.extensions = plan;
+        }
+        if self.extra_dir.is_none()
+            && let Some(v) = led.selection.get(SELECTION_EXTRA)
+        {
+            let dir = v.get("dir").and_then(|d| d.as_str()).map(PathBuf::from);
+            match dir {
+                Some(d) if d.is_dir() => self = self.with_extra_migrations(&d)?,
+                _ => {
+                    self.recorded_extra = v
+                        .get("migrations")
+                        .and_then(|m| m.as_array())
+                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default()
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Keys of the ledger's `selection` table.
+const SELECTION_EXTENSIONS: &str = "extensions";
+const SELECTION_EXTRA: &str = "extra_migrations";
+
+/// Run `fut` bounded by `[connection] run_timeout_seconds`: a server that
+/// stops answering mid-session cannot enforce its own timeouts.
+pub async fn bounded<T>(
+    s: &Settings,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, BootstrapError>>,
+) -> Result<T, BootstrapError> {
+    let limit = Duration::from_secs(s.local.run_timeout_seconds);
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(BootstrapError::Timeout {
+            what: what.to_string(),
+            seconds: limit.as_secs(),
+            setting: "[connection] run_timeout_seconds in the bootstrap configuration".into(),
+        }),
     }
 }
 
@@ -96,6 +201,12 @@ pub struct SecretsReport {
 pub struct ApplyReport {
     pub outcome: Outcome,
     pub applied: Vec<AppliedStep>,
+    /// What was changed to hold the contract's roles to it.
+    pub roles: Vec<roles::RoleDrift>,
+    /// Contract functions whose changed definition was accepted.
+    pub functions_accepted: Vec<String>,
+    /// The extension selection (and extra migrations) was recorded anew.
+    pub selection_recorded: bool,
     pub extensions: Vec<ExtensionAction>,
     pub secrets: SecretsReport,
 }
@@ -105,6 +216,9 @@ impl ApplyReport {
         Self {
             outcome: Outcome::Replica,
             applied: vec![],
+            roles: vec![],
+            functions_accepted: vec![],
+            selection_recorded: false,
             extensions: vec![],
             secrets: SecretsReport::default(),
         }
@@ -120,6 +234,14 @@ impl ApplyReport {
         for a in &self.applied {
             out.push(format!("applied {} ({} ms)", a.name, a.duration_ms));
         }
+        for r in &self.roles {
+            out.push(r.fixed());
+        }
+        for f in &self.functions_accepted {
+            out.push(format!(
+                "warning: function {f}: its current definition is accepted and recorded"
+            ));
+        }
         for e in &self.extensions {
             match e {
                 ExtensionAction::Create { name, .. } => out.push(format!("extension {name}: created")),
@@ -128,6 +250,11 @@ impl ApplyReport {
                 }
                 ExtensionAction::Pending { name, .. } => out.push(format!(
                     "extension {name}: not installed in this image; recorded as pending, a later run creates it"
+                )),
+                ExtensionAction::NeedsPreload { name, library, .. } => out.push(format!(
+                    "warning: extension {name}: installed, but {}; recorded as pending, the next promotion \
+                     or apply creates it once the setting is fixed",
+                    extensions::preload_reason(library)
                 )),
                 ExtensionAction::DroppedSinceCreated { name } => out.push(format!(
                     "extension {name}: was created by an earlier run and dropped since; not re-created"
@@ -146,6 +273,11 @@ impl ApplyReport {
         if self.secrets.jwt.as_deref() == Some("set") {
             out.push("database setting app.settings.jwt_secret / jwt_exp: set".into());
         }
+        if self.selection_recorded {
+            out.push(
+                "recorded the extension selection for later runs (check, status, the promotion hook)".into(),
+            );
+        }
         if self.outcome == Outcome::NothingToDo {
             out.push("pgha-bootstrap: nothing to do, the database is up to date".into());
         } else {
@@ -157,6 +289,7 @@ impl ApplyReport {
 
 /// Facts read at the start of every run.
 struct ServerFacts {
+    server_version_num: i32,
     in_recovery: bool,
     superuser: bool,
     user: String,
@@ -166,7 +299,8 @@ struct ServerFacts {
 async fn facts(client: &Client) -> Result<ServerFacts, BootstrapError> {
     let r = client
         .query_typed_one(
-            "SELECT pg_is_in_recovery(), r.rolsuper, current_user::text, current_database()::text
+            "SELECT pg_is_in_recovery(), r.rolsuper, current_user::text, current_database()::text,
+                    current_setting('server_version_num')::int
              FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
             &[],
         )
@@ -177,6 +311,7 @@ async fn facts(client: &Client) -> Result<ServerFacts, BootstrapError> {
         superuser: r.get(1),
         user: r.get(2),
         database: r.get(3),
+        server_version_num: r.get(4),
     })
 }
 
@@ -201,11 +336,13 @@ async fn wait_until_primary(client: &Client, wait: Option<Duration>) -> Result<b
 }
 
 /// Drift and unknown migrations: an applied migration must match this binary's text.
-pub fn verify_ledger(set: &MigrationSet, ledger: &Ledger) -> Result<(), BootstrapError> {
+pub fn verify_ledger(s: &Settings, ledger: &Ledger) -> Result<(), BootstrapError> {
+    let set = &s.migrations;
     let mut changed = Vec::new();
     let mut unknown = Vec::new();
     for row in &ledger.migrations {
         match set.get(row.version) {
+            None if s.recorded_extra.contains(&row.name) => {}
             Some(m) if m.checksum.to_hex() == row.checksum && m.name == row.name => {}
             Some(m) if m.name != row.name => changed.push(format!(
                 "{} (recorded as {}, this binary has {})",
@@ -282,7 +419,7 @@ async fn apply_migration(s: &Settings, client: &mut Client, m: &Migration) -> Re
                 }
                 client.batch_execute(&sql).await.map_err(|e| fail(&e))?;
             }
-            let mut other = s.conn.with_dbname(name).connect(&s.local, &s.env).await?;
+            let mut other = s.connect_to(name).await?;
             let tx = other.transaction().await.map_err(|e| fail(&e))?;
             tx.batch_execute(&m.sql).await.map_err(|e| fail(&e))?;
             tx.commit().await.map_err(|e| fail(&e))?;
@@ -360,8 +497,11 @@ async fn decide_secrets(client: &Client, set: &SecretSet) -> Result<SecretDecisi
 }
 
 /// Statement logging off for the current transaction: secrets never reach the server log.
+/// pg_stat_statements is told not to track it either: it would keep the
+/// statement text (a password verifier) in its query texts file.
 const QUIET_LOGGING: &str = "SET LOCAL log_statement = 'none'; SET LOCAL log_min_duration_statement = -1; \
-     SET LOCAL log_min_error_statement = 'panic'";
+     SET LOCAL log_min_error_statement = 'panic'; SET LOCAL pg_stat_statements.track = 'none'; \
+     SET LOCAL pg_stat_statements.track_utility = off";
 
 async fn apply_secrets(
     client: &mut Client,
@@ -389,9 +529,9 @@ async fn apply_secrets(
         let tx = client.transaction().await.map_err(err)?;
         tx.batch_execute(QUIET_LOGGING).await.map_err(err)?;
         tx.batch_execute(&format!(
-            "ALTER ROLE {} PASSWORD '{}'",
+            "ALTER ROLE {} PASSWORD {}",
             extensions::quote_ident(role),
-            verifier
+            postgres_protocol::escape::escape_literal(&verifier)
         ))
         .await
         .map_err(err)?;
@@ -450,6 +590,13 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         return Err(BootstrapError::NotSuperuser { role: f.user });
     }
     let secret_set = SecretSet::read(&s.secrets)?;
+    let unknown = extensions::unknown_names(&client, &s.extensions).await?;
+    if !unknown.is_empty() {
+        return Err(BootstrapError::UnknownExtensions {
+            origin: s.extensions.origin.to_string(),
+            names: unknown,
+        });
+    }
     // Taking the lock writes nothing (and is released when the session ends,
     // also when this process dies). Whoever held it before may have changed
     // everything: all state is read after it.
@@ -461,17 +608,34 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         .await
         .map_err(query_err("taking the bootstrap's advisory lock"))?;
     // Everything that can fail is checked before the first write.
+    let led = ledger::read(&client).await?;
+    let s = &s.clone().with_recorded_selection(&led)?;
     let states = extensions::server_states(&client, &s.extensions.create).await?;
     let missing = extensions::missing_required(&s.extensions, &states);
     if !missing.is_empty() {
         return Err(BootstrapError::RequiredExtensionMissing { names: missing });
     }
-    let mut led = ledger::read(&client).await?;
-    if !led.exists {
-        ledger::ensure(&client).await?;
-        led.exists = true;
+    let preloaded = extensions::preloaded(&client).await?;
+    let not_preloaded: Vec<String> = extensions::decide(&s.extensions, &states, &led, &preloaded)
+        .iter()
+        .filter_map(|a| match a {
+            ExtensionAction::NeedsPreload { name, library, .. } if s.extensions.is_required(name) => {
+                Some(format!("{name} ({})", extensions::preload_reason(library)))
+            }
+            _ => None,
+        })
+        .collect();
+    if !not_preloaded.is_empty() {
+        return Err(BootstrapError::RequiredExtensionNotPreloaded { names: not_preloaded });
     }
-    verify_ledger(&s.migrations, &led)?;
+    verify_ledger(s, &led)?;
+    let digests = roles::function_digests(&client).await?;
+    let changed = roles::changed_functions(&digests, &led);
+    if !changed.is_empty() && !s.accept_function_changes {
+        return Err(BootstrapError::FunctionDrift { changed });
+    }
+    ledger::ensure(&client, led.exists).await?;
+    let mut led = ledger::read(&client).await?;
 
     let mut applied = Vec::new();
     for m in pending(&s.migrations, &led) {
@@ -483,8 +647,25 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         });
     }
 
+    // The contract's roles, as the contract says, every run.
+    let roles = roles::establish(&mut client, f.server_version_num).await?;
+
+    // The functions' definitions: after this binary's migrations, what they
+    // defined is the contract; accepted changes are recorded as such.
+    let digests = roles::function_digests(&client).await?;
+    if !changed.is_empty() {
+        roles::record_functions(&client, &digests, &led, true, "accepted").await?;
+        for c in &changed {
+            ledger::record_event(&client, "function_accepted", c, "apply --accept-function-changes")
+                .await
+                .map_err(query_err("recording an accepted function"))?;
+        }
+        led = ledger::read(&client).await?;
+    }
+    let recorded = roles::record_functions(&client, &digests, &led, !applied.is_empty(), "applied").await?;
+
     // Migrations may create extensions and change the ledger: re-read only then.
-    let (led, states) = if applied.is_empty() {
+    let (led, states) = if applied.is_empty() && changed.is_empty() {
         (led, states)
     } else {
         (
@@ -492,11 +673,14 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
             extensions::server_states(&client, &s.extensions.create).await?,
         )
     };
-    let actions = extensions::decide(&s.extensions, &states, &led);
-    extensions::apply(&mut client, &actions).await?;
+    let mut actions = extensions::decide(&s.extensions, &states, &led, &preloaded);
+    extensions::apply(&mut client, &s.extensions, &mut actions).await?;
 
     let decisions = decide_secrets(&client, &secret_set).await?;
     let secrets = apply_secrets(&mut client, &secret_set, &decisions, &f.database).await?;
+
+    // What this run was asked for, so that a bare check/status/apply knows it.
+    let recorded_selection = record_selection(&client, s, &led).await?;
 
     client
         .query_typed(
@@ -507,6 +691,10 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         .map_err(query_err("releasing the advisory lock"))?;
 
     let wrote = !applied.is_empty()
+        || !roles.is_empty()
+        || recorded > 0
+        || !changed.is_empty()
+        || recorded_selection
         || actions.iter().any(ExtensionAction::writes)
         || !secrets.set.is_empty()
         || secrets.jwt.as_deref() == Some("set");
@@ -517,15 +705,48 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
             Outcome::NothingToDo
         },
         applied,
+        roles,
+        functions_accepted: changed,
+        selection_recorded: recorded_selection,
         extensions: actions,
         secrets,
     })
+}
+
+/// Record the extension selection and the extra migrations of this run
+/// when they differ from what the ledger holds. Returns whether it wrote.
+async fn record_selection(client: &Client, s: &Settings, led: &Ledger) -> Result<bool, BootstrapError> {
+    let mut want = vec![(SELECTION_EXTENSIONS, s.extensions.to_json())];
+    if let Some(dir) = &s.extra_dir {
+        let names: Vec<String> = s
+            .migrations
+            .iter()
+            .filter(|m| m.origin != "embedded")
+            .map(|m| m.name.clone())
+            .collect();
+        want.push((
+            SELECTION_EXTRA,
+            serde_json::json!({ "dir": dir.display().to_string(), "migrations": names }),
+        ));
+    }
+    let mut wrote = false;
+    for (key, value) in want {
+        if led.selection.get(key) != Some(&value) {
+            ledger::record_selection(client, key, &value)
+                .await
+                .map_err(query_err("recording the selection"))?;
+            wrote = true;
+        }
+    }
+    Ok(wrote)
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
     pub replica: bool,
     pub migrations: Vec<String>,
+    /// How the contract's roles differ (apply establishes them).
+    pub role_changes: Vec<String>,
     pub extensions: Vec<ExtensionAction>,
     /// Required extensions not installed: apply would fail on these.
     pub missing_required: Vec<String>,
@@ -543,6 +764,9 @@ impl PlanReport {
         for m in &self.migrations {
             out.push(format!("would apply migration {m}"));
         }
+        for r in &self.role_changes {
+            out.push(format!("would establish the contract: {r}"));
+        }
         for e in &self.extensions {
             match e {
                 ExtensionAction::Create { name, schema } => out.push(format!(
@@ -557,6 +781,10 @@ impl PlanReport {
                 }
                 ExtensionAction::Pending { name, .. } => out.push(format!(
                     "extension {name} is not installed: would record it as pending"
+                )),
+                ExtensionAction::NeedsPreload { name, library, .. } => out.push(format!(
+                    "extension {name} is installed but {}: would record it as pending",
+                    extensions::preload_reason(library)
                 )),
                 ExtensionAction::DroppedSinceCreated { name } => out.push(format!(
                     "extension {name} was dropped since created: would leave it"
@@ -590,8 +818,19 @@ pub async fn plan(s: &Settings) -> Result<PlanReport, BootstrapError> {
     let client = s.connect().await?;
     let f = facts(&client).await?;
     let led = ledger::read(&client).await?;
-    verify_ledger(&s.migrations, &led)?;
+    let s = &s.clone().with_recorded_selection(&led)?;
+    verify_ledger(s, &led)?;
+    let changed = roles::changed_functions(&roles::function_digests(&client).await?, &led);
+    if !changed.is_empty() {
+        return Err(BootstrapError::FunctionDrift { changed });
+    }
+    let role_changes = roles::inspect(&client)
+        .await?
+        .iter()
+        .map(roles::RoleDrift::describe)
+        .collect();
     let states = extensions::server_states(&client, &s.extensions.create).await?;
+    let preloaded = extensions::preloaded(&client).await?;
     let secret_set = SecretSet::read(&s.secrets)?;
     let decisions = if f.superuser {
         decide_secrets(&client, &secret_set).await?
@@ -604,7 +843,8 @@ pub async fn plan(s: &Settings) -> Result<PlanReport, BootstrapError> {
             .iter()
             .map(|m| m.name.clone())
             .collect(),
-        extensions: extensions::decide(&s.extensions, &states, &led)
+        role_changes,
+        extensions: extensions::decide(&s.extensions, &states, &led, &preloaded)
             .into_iter()
             .filter(|a| !matches!(a, ExtensionAction::Done { .. }))
             .collect(),
@@ -625,7 +865,10 @@ pub struct StatusReport {
     pub ledger: Ledger,
     pub pending_migrations: Vec<String>,
     pub pending_extensions: Vec<String>,
-    /// Drift or unknown migrations, as the error apply would give.
+    /// Pending extensions that wait for a server setting, with the setting.
+    pub warnings: Vec<String>,
+    /// Drift or unknown migrations, changed contract functions, roles that
+    /// differ from the contract: what apply would refuse or establish.
     pub problems: Vec<String>,
     pub tool_version: String,
 }
@@ -658,11 +901,22 @@ impl StatusReport {
         }
         for e in &self.ledger.extensions {
             out.push(format!(
-                "extension {}: {}{}",
+                "extension {}: {}{}{}",
                 e.name,
                 e.status,
-                e.version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default()
+                e.version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default(),
+                e.reason
+                    .as_ref()
+                    .filter(|_| e.status == "pending")
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             ));
+        }
+        for e in &self.ledger.events {
+            out.push(format!("event {}: {}", e.at, e.detail));
+        }
+        for w in &self.warnings {
+            out.push(format!("warning: {w}"));
         }
         for s in &self.ledger.secrets {
             out.push(format!(
@@ -682,15 +936,37 @@ pub async fn status(s: &Settings) -> Result<StatusReport, BootstrapError> {
     let client = s.connect().await?;
     let f = facts(&client).await?;
     let led = ledger::read(&client).await?;
-    let problems = match verify_ledger(&s.migrations, &led) {
+    let s = &s.clone().with_recorded_selection(&led)?;
+    let mut problems = match verify_ledger(s, &led) {
         Ok(()) => vec![],
         Err(e) => vec![e.to_string()],
     };
+    let changed = roles::changed_functions(&roles::function_digests(&client).await?, &led);
+    if !changed.is_empty() {
+        problems.push(BootstrapError::FunctionDrift { changed }.to_string());
+    }
+    if led.exists {
+        problems.extend(
+            roles::inspect(&client)
+                .await?
+                .iter()
+                .map(roles::RoleDrift::describe),
+        );
+    }
     let states = extensions::server_states(&client, &s.extensions.create).await?;
-    let pending_extensions = extensions::decide(&s.extensions, &states, &led)
-        .into_iter()
+    let preloaded = extensions::preloaded(&client).await?;
+    let actions = extensions::decide(&s.extensions, &states, &led, &preloaded);
+    let pending_extensions = actions
+        .iter()
+        .filter_map(|a| a.pending_name().map(str::to_string))
+        .collect();
+    let warnings = actions
+        .iter()
         .filter_map(|a| match a {
-            ExtensionAction::Pending { name, .. } | ExtensionAction::Create { name, .. } => Some(name),
+            ExtensionAction::NeedsPreload { name, library, .. } => Some(format!(
+                "extension {name} is pending: {}",
+                extensions::preload_reason(library)
+            )),
             _ => None,
         })
         .collect();
@@ -702,6 +978,7 @@ pub async fn status(s: &Settings) -> Result<StatusReport, BootstrapError> {
             .collect(),
         ledger: led,
         pending_extensions,
+        warnings,
         problems,
         tool_version: crate::TOOL_VERSION.into(),
     })

@@ -35,6 +35,8 @@ struct RawExtension {
     versions: Vec<Spanned<RawVersion>>,
     #[serde(default)]
     notes: Option<String>,
+    #[serde(default)]
+    smoke: Option<Smoke>,
 }
 
 fn no_preload() -> Preload {
@@ -89,6 +91,58 @@ struct RawVersion {
     confirmed_by: Vec<String>,
     #[serde(default)]
     build_requires: BTreeMap<String, String>,
+}
+
+/// The largest catalog file read (a real one is a few KiB).
+const MAX_FILE: u64 = 1 << 20;
+
+/// Read one catalog file: a regular file (symlinks followed) of at most
+/// [`MAX_FILE`] bytes of UTF-8. Opened without blocking, so that a FIFO
+/// named `x.toml` cannot hang the load, and a link to `/dev/zero` cannot
+/// fill memory.
+pub fn read(path: &Path) -> Result<String, CatalogError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| CatalogError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let invalid = |message: String| CatalogError::Invalid {
+        path: path.to_path_buf(),
+        line: 1,
+        message,
+    };
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(invalid(format!(
+            "{} bytes is too large for a catalog file (at most {MAX_FILE})",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(invalid(format!(
+            "too large for a catalog file (at most {MAX_FILE} bytes)"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        CatalogError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            message: "not UTF-8 text".into(),
+        }
+    })
 }
 
 /// Parse and validate one catalog file's text. `path` is only for messages.
@@ -151,6 +205,73 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
             "build.kind = \"pgrx\" needs build.pgrx, the cargo-pgrx version".into(),
         ));
     }
+    // These words end up in the generated Dockerfile and server settings:
+    // keep them to the characters their kind of word has, and no field may
+    // hold a control character (a newline would start a new instruction).
+    let word_err =
+        |what: &str, v: &str, rule: &str| at(raw.build.span(), format!("build.{what} = {v:?}: {rule}"));
+    if let Some(p) = &b.pgrx
+        && !valid_version(p)
+    {
+        return Err(word_err("pgrx", p, "not a version"));
+    }
+    for f in &b.features {
+        if f.is_empty()
+            || !f
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-/+.".contains(c))
+        {
+            return Err(word_err("features", f, "not a cargo feature name"));
+        }
+    }
+    for (what, list) in [
+        ("packages", &b.packages),
+        ("runtime_packages", &b.runtime_packages),
+        ("make_flags", &b.make_flags),
+    ] {
+        for v in list {
+            if v.is_empty() || v.chars().any(char::is_control) {
+                return Err(word_err(what, v, "empty, or holds a control character"));
+            }
+        }
+    }
+    let top_err = |what: &str, v: &str, rule: &str| at(raw.name.span(), format!("{what} = {v:?}: {rule}"));
+    if let Some(l) = &raw.preload_library
+        && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+    {
+        return Err(top_err("preload_library", l, "not a library name"));
+    }
+    for (k, v) in &raw.settings {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "_.".contains(c)) {
+            return Err(top_err("settings key", k, "not a server setting name"));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(top_err(&format!("settings.{k}"), v, "holds a control character"));
+        }
+    }
+    for (what, v) in [
+        ("description", &raw.description),
+        ("license", &raw.license),
+        ("homepage", &raw.homepage),
+    ] {
+        if v.chars().any(char::is_control) {
+            return Err(top_err(what, v, "holds a control character"));
+        }
+    }
+    for r in &raw.requires {
+        if r.is_empty()
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(top_err("requires", r, "not an extension name"));
+        }
+    }
+    if let Some(m) = raw.base.as_ref().and_then(|r| r.min_version.as_ref())
+        && !valid_version(m)
+    {
+        return Err(top_err("base.min_version", m, "not a version"));
+    }
     let build = Build {
         kind: b.kind,
         packages: b.packages.clone(),
@@ -180,6 +301,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
     for v in raw.versions {
         let span = v.span();
         let v = v.into_inner();
+        // The version becomes part of file names (<name>-<version><suffix>
+        // in a mirror and a build context): no separators, no `..`.
+        if !valid_version(&v.version) {
+            return Err(at(
+                span,
+                format!(
+                    "version {:?} is not a version: use letters, digits and . _ + ~ - \
+                    (not first), at most 64 characters",
+                    v.version
+                ),
+            ));
+        }
         if versions.iter().any(|x: &Version| x.version == v.version) {
             return Err(at(span, format!("version {} is listed twice", v.version)));
         }
@@ -191,7 +324,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
         })?;
         let url = v.url.get_ref();
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 12 {
-            return Err(at(v.url.span(), format!("url = {url:?} is not an http(s) URL")));
+            return Err(at(
+                v.url.span(),
+                format!("url = {:?} is not an http(s) URL", crate::redact::url(url)),
+            ));
+        }
+        if let Some(t) = &v.tag
+            && (t.is_empty() || t.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            return Err(at(span, format!("tag = {t:?} is not a git tag name")));
+        }
+        if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(at(
+                v.url.span(),
+                format!(
+                    "url = {:?} holds whitespace or a control character",
+                    crate::redact::url(url)
+                ),
+            ));
         }
         if let Some(c) = &v.commit
             && (c.get_ref().len() != 40 || !c.get_ref().bytes().all(|b| b.is_ascii_hexdigit()))
@@ -254,7 +404,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
         base,
         versions,
         notes: raw.notes,
+        smoke: raw.smoke,
     })
+}
+
+/// A version string safe to put in a file name: `[A-Za-z0-9._+~-]`, not
+/// starting with `.` or `-`, at most 64 characters.
+fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && !v.starts_with(['.', '-'])
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '~' | '-'))
 }
 
 /// 1-based line number of a byte offset.

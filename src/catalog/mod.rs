@@ -24,6 +24,8 @@ pub enum CatalogError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the catalog directory {path} {reason}")]
+    NotADirectory { path: PathBuf, reason: String },
     #[error("{path}:{line}: {message}")]
     Invalid {
         path: PathBuf,
@@ -38,10 +40,21 @@ pub enum CatalogError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("unknown extension {name:?}{}", suggestion.as_ref().map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default())]
+    #[error("unknown extension {name:?}{}", did_you_mean(suggestion))]
     Unknown {
         name: String,
         suggestion: Option<String>,
+    },
+    #[error("unknown extensions: {}", names.iter().map(|(n, s)| format!("{n:?}{}", did_you_mean(s))).collect::<Vec<_>>().join(", "))]
+    UnknownNames {
+        /// Each unknown name and the closest known one.
+        names: Vec<(String, Option<String>)>,
+    },
+    #[error("conflicting versions of {name}: {name}@{first} and {name}@{second}")]
+    Conflict {
+        name: String,
+        first: String,
+        second: String,
     },
     #[error("{name} has no pinned source for version {version} (the catalog has {available})")]
     UnknownVersion {
@@ -66,12 +79,22 @@ pub enum CatalogError {
     },
 }
 
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean {s:?}?)"))
+        .unwrap_or_default()
+}
+
 impl Diagnostic for CatalogError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             CatalogError::Io { .. } => {
                 "check that --catalog names a readable directory of *.toml files".into()
             }
+            CatalogError::NotADirectory { .. } => "give --catalog (or PGHA_CATALOG) a directory holding one \
+                <name>.toml per extension, or leave it out for the built-in catalog"
+                .into(),
             CatalogError::Invalid { .. } => {
                 "fix that line of the catalog file; `pgha-image extensions show vector` shows a valid entry"
                     .into()
@@ -80,9 +103,14 @@ impl Diagnostic for CatalogError {
                 "point --catalog at a directory holding one <name>.toml per extension".into()
             }
             CatalogError::Duplicate { .. } => "keep one file per extension".into(),
-            CatalogError::Unknown { .. } => {
-                "`pgha-image extensions list` shows the catalog's extensions".into()
+            CatalogError::Unknown { .. } | CatalogError::UnknownNames { .. } => {
+                "`pgha-image extensions list` shows the catalog's extensions; contrib extensions \
+                (pgcrypto, uuid-ossp, pg_stat_statements, …) come with PostgreSQL and are not listed"
+                    .into()
             }
+            CatalogError::Conflict { name, .. } => format!(
+                "an image holds one version of each extension: ask for one (--extensions {name}@VERSION)"
+            ),
             CatalogError::UnknownVersion { name, .. } => {
                 format!(
                     "ask for one of the listed versions (e.g. --extensions {name}@VERSION), or add its source and digest to the catalog"
@@ -100,6 +128,9 @@ impl Diagnostic for CatalogError {
 
     fn exit_code(&self) -> ExitCode {
         match self {
+            CatalogError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                ExitCode::Usage
+            }
             CatalogError::Io { .. } => ExitCode::Failure,
             _ => ExitCode::Usage,
         }
@@ -177,6 +208,22 @@ impl Catalog {
             path: dir.to_path_buf(),
             source,
         };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(CatalogError::NotADirectory {
+                    path: dir.to_path_buf(),
+                    reason: "is not a directory".into(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CatalogError::NotADirectory {
+                    path: dir.to_path_buf(),
+                    reason: "does not exist".into(),
+                });
+            }
+            Err(e) => return Err(io(e)),
+        }
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io)?
             .collect::<Result<Vec<_>, _>>()
@@ -193,10 +240,7 @@ impl Catalog {
         }
         let mut exts: BTreeMap<String, (PathBuf, Extension)> = BTreeMap::new();
         for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|source| CatalogError::Io {
-                path: p.clone(),
-                source,
-            })?;
+            let text = load::read(&p)?;
             let ext = load::parse(&p, &text)?;
             if let Some((first, _)) = exts.get(&ext.name) {
                 return Err(CatalogError::Duplicate {
@@ -252,7 +296,7 @@ impl Catalog {
     }
 
     /// The extensions of the default Supabase set.
-    pub fn default_set(&self) -> impl Iterator<Item = &Extension> {
+    fn default_set(&self) -> impl Iterator<Item = &Extension> {
         self.iter().filter(|e| e.set == Set::Default)
     }
 
@@ -269,6 +313,7 @@ impl Catalog {
                 }
             }
             Some(names) => {
+                let mut unknown: Vec<(String, Option<String>)> = Vec::new();
                 for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
                     match n {
                         "default" => self.default_set().for_each(|e| {
@@ -279,13 +324,45 @@ impl Catalog {
                         }),
                         _ => {
                             let (name, version) = match n.split_once('@') {
-                                Some((n, v)) => (n, Some(v.trim_start_matches('v').to_string())),
+                                Some((n, v)) => {
+                                    (n.trim(), Some(v.trim().trim_start_matches('v').to_string()))
+                                }
                                 None => (n, None),
                             };
-                            self.get(name)?;
-                            wanted.insert(name.to_string(), version);
+                            if !self.extensions.contains_key(name) {
+                                if !unknown.iter().any(|(u, _)| u == name) {
+                                    unknown.push((name.to_string(), self.closest(name)));
+                                }
+                                continue;
+                            }
+                            // A version asked for wins over a bare name; two
+                            // different versions of one extension conflict.
+                            match (wanted.get(name), version) {
+                                (Some(Some(first)), Some(second)) if *first != second => {
+                                    return Err(CatalogError::Conflict {
+                                        name: name.to_string(),
+                                        first: first.clone(),
+                                        second,
+                                    });
+                                }
+                                (_, Some(v)) => {
+                                    wanted.insert(name.to_string(), Some(v));
+                                }
+                                (None, None) => {
+                                    wanted.insert(name.to_string(), None);
+                                }
+                                (Some(_), None) => {}
+                            }
                         }
                     }
+                }
+                match unknown.len() {
+                    0 => {}
+                    1 => {
+                        let (name, suggestion) = unknown.pop().expect("one");
+                        return Err(CatalogError::Unknown { name, suggestion });
+                    }
+                    _ => return Err(CatalogError::UnknownNames { names: unknown }),
                 }
             }
         }

@@ -34,6 +34,8 @@ pub struct Extension {
     pub versions: Vec<Version>,
     /// Free-form notes for operators (shown by `extensions show`).
     pub notes: Option<String>,
+    /// SQL that proves the library loads and works, with its expected output.
+    pub smoke: Option<Smoke>,
 }
 
 impl Extension {
@@ -51,6 +53,79 @@ impl Extension {
     pub fn library(&self) -> &str {
         self.preload_library.as_deref().unwrap_or(&self.name)
     }
+}
+
+/// A smoke test: SQL that proves an extension's library loads and works in a
+/// running server (not only that `CREATE EXTENSION` succeeds), and the output
+/// it must give. The `[smoke]` table of a catalog file; also carried in the
+/// image's build manifest, so that `pgha-image verify` runs it without the
+/// catalog.
+///
+/// How it runs (one definition, [`Smoke::script`] and [`Smoke::check`]): as a
+/// superuser in database `postgres` on the primary, the script is fed to
+/// `psql` ([`SMOKE_PSQL_ARGS`]: unaligned, tuples only, quiet, stop on the
+/// first error; every statement in its own transaction, so a `DO` block may
+/// `COMMIT`). The script is `CREATE EXTENSION IF NOT EXISTS "<name>" CASCADE`
+/// (unless `create = false`, for preload modules and output plugins), then
+/// `SET search_path = public, extensions`, then `sql`. The output, each
+/// line's trailing blanks and the blank lines at either end dropped, must
+/// equal `expect` treated the same way. A smoke must leave nothing behind and
+/// pass when run again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    pub sql: String,
+    pub expect: String,
+    /// Whether the runner creates the extension first (default true).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub create: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// The psql arguments a smoke script is run with (the script on stdin).
+pub const SMOKE_PSQL_ARGS: &[&str] = &["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"];
+
+impl Smoke {
+    /// The whole script to feed to `psql` [`SMOKE_PSQL_ARGS`] for `extension`.
+    pub fn script(&self, extension: &str) -> String {
+        let mut s = String::from("SET client_min_messages = warning;\n");
+        if self.create {
+            s.push_str(&format!(
+                "CREATE EXTENSION IF NOT EXISTS {} CASCADE;\n",
+                postgres_protocol::escape::escape_identifier(extension)
+            ));
+        }
+        s.push_str("SET search_path = public, extensions;\n");
+        s.push_str(self.sql.trim_end());
+        s.push('\n');
+        s
+    }
+
+    /// Whether psql's output is the expected one; Err says what differs.
+    pub fn check(&self, output: &str) -> Result<(), String> {
+        let (got, want) = (normalise(output), normalise(&self.expect));
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("expected:\n{want}\ngot:\n{got}"))
+        }
+    }
+}
+
+fn normalise(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_matches('\n')
+        .to_string()
 }
 
 /// One version of an extension and its pinned source.
@@ -233,6 +308,24 @@ mod tests {
         assert_eq!(compare_versions("1.10", "1.9"), Greater);
         assert_eq!(compare_versions("v0.8.0", "0.8"), Equal);
         assert_eq!(compare_versions("0.19.5", "0.9.2"), Greater);
+    }
+
+    #[test]
+    fn smoke_script_and_check() {
+        let s = Smoke {
+            sql: "SELECT 1;\nSELECT 'a';\n".into(),
+            expect: "1\na\n".into(),
+            create: true,
+        };
+        assert_eq!(
+            s.script("uuid-ossp"),
+            "SET client_min_messages = warning;\nCREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" CASCADE;\n\
+             SET search_path = public, extensions;\nSELECT 1;\nSELECT 'a';\n"
+        );
+        assert!(s.check("\n1  \na\n\n").is_ok());
+        assert!(s.check("1\nb\n").unwrap_err().contains("got:\n1\nb"));
+        let module = Smoke { create: false, ..s };
+        assert!(!module.script("supautils").contains("CREATE EXTENSION"));
     }
 
     #[test]

@@ -11,14 +11,12 @@
 //! [`generate`] runs render and pack for a plan and the verified sources.
 
 pub mod base;
-pub mod failure;
 pub mod glibc;
 pub mod pack;
 pub mod plan;
 pub mod render;
 
 pub use base::{BaseImage, BaseOverrides, DEFAULT_BASE_IMAGE};
-pub use failure::failed_extension;
 pub use pack::{Generated, Manifest};
 pub use plan::{BuildPlan, PlanRequest, PlannedExtension};
 
@@ -114,8 +112,8 @@ pub enum ContextError {
         detail: String,
         log_path: PathBuf,
     },
-    #[error("{path} exists and is not a pgha-image generate output; refusing to replace it")]
-    OutDirNotOurs { path: PathBuf },
+    #[error("{path} cannot be replaced: {reason}; nothing was changed")]
+    OutDirNotOurs { path: PathBuf, reason: String },
     #[error("rendering {template} failed: {message}")]
     Render { template: String, message: String },
     #[error("cannot write {path}")]
@@ -181,9 +179,11 @@ impl Diagnostic for ContextError {
                  full log: {}",
                 log_path.display()
             )),
-            ContextError::OutDirNotOurs { .. } => {
-                Some("choose an empty or new --out directory, or a previous generate output".into())
-            }
+            ContextError::OutDirNotOurs { .. } => Some(
+                "choose a new or empty --out directory; generate replaces only its own earlier output, \
+                 unchanged (move your files out of it, or remove it yourself)"
+                    .into(),
+            ),
             ContextError::Render { .. } => Some("this is a bug in the templates of dockerfiles/; report it".into()),
             ContextError::Io { .. } => Some("check that the output directory is writable and has space".into()),
             ContextError::Catalog(e) => e.hint(),
@@ -192,7 +192,8 @@ impl Diagnostic for ContextError {
 
     fn exit_code(&self) -> ExitCode {
         match self {
-            ContextError::SourceMismatch { .. } | ContextError::UnsafeSource { .. } => ExitCode::Verification,
+            ContextError::SourceMismatch { .. } => ExitCode::Verification,
+            ContextError::UnsafeSource { source, .. } => source.exit_code(),
             ContextError::MissingSource { .. }
             | ContextError::BootstrapMissing { .. }
             | ContextError::BootstrapUnreadable { .. }

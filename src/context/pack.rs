@@ -14,14 +14,25 @@
 //! DIR/manifest.json     what went in, the context digest and the labels to pass
 //! ```
 //!
+//! DIR/.pgha-output.json  every file above with its sha256: the proof that DIR is ours
+//! ```
+//!
 //! The output is assembled in a temporary sibling directory and renamed into
 //! place when complete: an interrupted run leaves no half-written DIR.
+//!
+//! An existing DIR is replaced only when the tool can prove it is its own,
+//! file by file: it is empty, or its `.pgha-output.json` lists every file in
+//! it with the digest the file still has. A file the user added or changed,
+//! a symlink, or a directory without the record is refused (exit 2) and
+//! nothing is touched. `build` records its `build.log` there too, while it
+//! is written (no digest) and when done (its digest).
 
 use super::glibc::ElfNeeds;
 use super::plan::{BuildPlan, PlannedExtension};
 use super::render::{self, RenderedFile};
 use super::{ContextError, Inputs};
 use crate::catalog::BuildKind;
+use crate::fsutil;
 use crate::hash::{HashingWriter, Sha256Digest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,6 +45,10 @@ use std::path::{Path, PathBuf};
 pub const MANIFEST: &str = "manifest.json";
 pub const CONTEXT_DIR: &str = "context";
 pub const CONTEXT_TAR: &str = "context.tar";
+/// The record of every file of an output, with its digest.
+pub const OWNER_RECORD: &str = ".pgha-output.json";
+/// The build log `build` writes into the output.
+pub const BUILD_LOG: &str = "build.log";
 /// The manifest inside the context (and in the image at /etc/pgha/build-manifest.json).
 pub const INNER_MANIFEST: &str = "pgha-manifest.json";
 
@@ -57,6 +72,10 @@ pub struct ManifestExtension {
     pub url: Option<String>,
     pub stage: Option<String>,
     pub min_version: Option<String>,
+    /// The catalog's smoke test: SQL and its expected output, run by
+    /// `pgha-image verify` as `catalog::Smoke` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<crate::catalog::Smoke>,
 }
 
 /// What went into the context (stored inside it, so without its own digest).
@@ -70,6 +89,11 @@ pub struct Manifest {
     pub shared_preload_libraries: Vec<String>,
     pub parameters: BTreeMap<String, String>,
     pub dcs_parameters: BTreeMap<String, String>,
+    /// The image's default Patroni configuration (`/etc/pgha/spilo-defaults.json`):
+    /// the settings above as the launch wrapper merges them under the
+    /// deployment's `SPILO_CONFIGURATION`.
+    #[serde(default)]
+    pub spilo_configuration: serde_json::Value,
     pub runtime_packages: Vec<String>,
     pub bootstrap_bin: serde_json::Value,
     pub source_date_epoch: u64,
@@ -134,7 +158,8 @@ pub fn pack(
     bootstrap: &ElfNeeds,
     out: &Path,
 ) -> Result<Generated, ContextError> {
-    check_out_dir(out)?;
+    // `out` is checked just before it is replaced (below); the pipeline
+    // checks it before any work too.
     let epoch = inputs.source_date_epoch.unwrap_or(0);
 
     // What goes in, before writing anything.
@@ -265,11 +290,13 @@ pub fn pack(
                 url: e.source.as_ref().map(|s| s.url.clone()),
                 stage: e.stage.clone(),
                 min_version: e.min_version.clone(),
+                smoke: e.smoke.clone(),
             })
             .collect(),
         shared_preload_libraries: plan.preload.clone(),
         parameters: plan.local_parameters.clone(),
         dcs_parameters: plan.dcs_parameters.clone(),
+        spilo_configuration: plan.spilo_configuration_value(),
         runtime_packages: plan.runtime_packages.clone(),
         bootstrap_bin: serde_json::json!({
             "sha256": bin_file.map(|f| f.sha256.to_hex()),
@@ -286,24 +313,9 @@ pub fn pack(
     fs::write(&inner_path, &inner).map_err(io_err(&inner_path))?;
     fs::set_permissions(&inner_path, fs::Permissions::from_mode(0o644)).map_err(io_err(&inner_path))?;
 
-    // The tar, from the context directory, in path order.
-    let mut entries: Vec<(String, Option<u32>)> = Vec::new(); // (path, Some(mode) for files)
-    for f in &files {
-        entries.push((
-            f.path.clone(),
-            Some(u32::from_str_radix(&f.mode, 8).unwrap_or(0o644)),
-        ));
-        let mut dir = Path::new(&f.path).parent();
-        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            entries.push((d.to_string_lossy().into_owned(), None));
-            dir = d.parent();
-        }
-    }
-    entries.push((INNER_MANIFEST.to_string(), Some(0o644)));
-    entries.sort();
-    entries.dedup();
+    // The tar of the context directory, in path order.
     let tar_path = tmp.path().join(CONTEXT_TAR);
-    let (digest, tar_size) = write_tar(&ctx_dir, &entries, epoch, &tar_path)?;
+    let (digest, tar_size) = write_tar(&ctx_dir, epoch, &tar_path)?;
 
     let digest_label = format!("sha256:{digest}");
     let mut labels = render::labels(plan);
@@ -317,11 +329,31 @@ pub fn pack(
         manifest,
     };
     let outer_path = tmp.path().join(MANIFEST);
-    fs::write(&outer_path, to_json(&output)).map_err(io_err(&outer_path))?;
+    let outer = to_json(&output);
+    fs::write(&outer_path, &outer).map_err(io_err(&outer_path))?;
 
-    // Into place: the old output (if any) is replaced only now.
+    // The proof of ownership: every file, with its digest.
+    let mut record = OwnerRecord::default();
+    for f in &files {
+        record
+            .files
+            .insert(format!("{CONTEXT_DIR}/{}", f.path), Some(f.sha256));
+    }
+    record.files.insert(
+        format!("{CONTEXT_DIR}/{INNER_MANIFEST}"),
+        Some(Sha256Digest::of(&inner)),
+    );
+    record.files.insert(CONTEXT_TAR.into(), Some(digest));
+    record
+        .files
+        .insert(MANIFEST.into(), Some(Sha256Digest::of(&outer)));
+    record.write(tmp.path())?;
+
+    // Into place: the old output (if any) is replaced only now, and only if
+    // it is still provably ours (a long fetch gave the user time to add files).
+    check_out_dir(out)?;
     let tmp_path = tmp.keep();
-    if out.exists() {
+    if fs::symlink_metadata(out).is_ok() {
         let old = parent.join(format!(".{stem}.pgha-old-{}", std::process::id()));
         if old.exists() {
             // Left by an earlier run that died between the two renames.
@@ -353,74 +385,124 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     s
 }
 
-/// `out` must be absent, empty, or a previous output (it has our manifest.json).
-fn check_out_dir(out: &Path) -> Result<(), ContextError> {
-    if !out.exists() {
-        return Ok(());
+/// Every file of an output (relative path → digest; `None` for a log the
+/// tool is writing), stored as [`OWNER_RECORD`] in it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OwnerRecord {
+    /// Identifies the record (and its format).
+    pgha_image_output: u32,
+    files: BTreeMap<String, Option<Sha256Digest>>,
+}
+
+impl OwnerRecord {
+    fn read(out: &Path) -> Option<OwnerRecord> {
+        let bytes = fs::read(out.join(OWNER_RECORD)).ok()?;
+        serde_json::from_slice::<OwnerRecord>(&bytes)
+            .ok()
+            .filter(|r| r.pgha_image_output == 1)
     }
-    let not_ours = || ContextError::OutDirNotOurs {
+
+    fn write(&mut self, out: &Path) -> Result<(), ContextError> {
+        self.pgha_image_output = 1;
+        let path = out.join(OWNER_RECORD);
+        fsutil::write_atomic(&path, &to_json(self)).map_err(io_err(&path))
+    }
+}
+
+/// Record `out/build.log` in the output's record: `None` while the build
+/// writes it, then its digest. `out` must be an output of [`pack`].
+pub fn record_log(out: &Path, digest: Option<Sha256Digest>) -> Result<(), ContextError> {
+    let mut record = OwnerRecord::read(out).ok_or_else(|| ContextError::OutDirNotOurs {
         path: out.to_path_buf(),
+        reason: format!("its {OWNER_RECORD} is missing or unreadable"),
+    })?;
+    record.files.insert(BUILD_LOG.into(), digest);
+    record.write(out)
+}
+
+/// Can `out` be replaced without losing anything? Yes when it does not
+/// exist, is an empty directory, or holds only files its [`OWNER_RECORD`]
+/// lists, each with the recorded digest. Checked before any work and again
+/// just before the replacement.
+pub fn check_out_dir(out: &Path) -> Result<(), ContextError> {
+    let refuse = |reason: String| ContextError::OutDirNotOurs {
+        path: out.to_path_buf(),
+        reason,
     };
-    if !out.is_dir() {
-        return Err(not_ours());
+    if !matches!(
+        out.components().next_back(),
+        Some(std::path::Component::Normal(_))
+    ) {
+        return Err(refuse(
+            "--out must end in a directory name (not `.`, `..` or `/`)".into(),
+        ));
     }
-    let mut entries = fs::read_dir(out).map_err(io_err(out))?;
-    if entries.next().is_none() {
+    let meta = match fs::symlink_metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(refuse(e.to_string())),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refuse(
+            "it is a symbolic link (give the directory it points to, or a new one)".into(),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(refuse("it is not a directory".into()));
+    }
+    let found: Vec<(String, bool)> = fsutil::walk_tree(out)
+        .map_err(|e| refuse(e.to_string()))?
+        .into_iter()
+        .filter(|(_, t)| !t.is_dir())
+        .map(|(p, t)| (p.to_string_lossy().into_owned(), t.is_file()))
+        .collect();
+    if found.is_empty() {
         return Ok(());
     }
-    let m = out.join(MANIFEST);
-    let ours = fs::read(&m)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| v.get("context_digest").is_some());
-    if ours { Ok(()) } else { Err(not_ours()) }
-}
-
-fn copy_hashing(from: &Path, to: &Path) -> Result<(Sha256Digest, u64), ContextError> {
-    let mut src = File::open(from).map_err(io_err(from))?;
-    let dst = File::create(to).map_err(io_err(to))?;
-    let mut w = HashingWriter::new(BufWriter::new(dst));
-    io::copy(&mut src, &mut w).map_err(io_err(from))?;
-    let (mut buf, digest, size) = w.finish();
-    buf.flush().map_err(io_err(to))?;
-    Ok((digest, size))
-}
-
-/// Write the deterministic tar of `entries` (relative to `root`) to `dest`.
-fn write_tar(
-    root: &Path,
-    entries: &[(String, Option<u32>)],
-    mtime: u64,
-    dest: &Path,
-) -> Result<(Sha256Digest, u64), ContextError> {
-    let file = File::create(dest).map_err(io_err(dest))?;
-    let mut builder = tar::Builder::new(HashingWriter::new(BufWriter::new(file)));
-    for (path, mode) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(mtime);
-        match mode {
-            None => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                builder
-                    .append_data(&mut h, format!("{path}/"), io::empty())
-                    .map_err(io_err(dest))?;
-            }
-            Some(mode) => {
-                let p = root.join(path);
-                let f = File::open(&p).map_err(io_err(&p))?;
-                let len = f.metadata().map_err(io_err(&p))?.len();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(*mode);
-                h.set_size(len);
-                builder.append_data(&mut h, path, f).map_err(io_err(&p))?;
+    let Some(record) = OwnerRecord::read(out) else {
+        return Err(refuse(format!(
+            "it has no {OWNER_RECORD} (the record of a pgha-image output), so its files may be yours"
+        )));
+    };
+    for (rel, is_file) in found {
+        if rel == OWNER_RECORD {
+            continue;
+        }
+        if !is_file {
+            return Err(refuse(format!(
+                "{rel} is not a regular file; generate never writes one"
+            )));
+        }
+        let recorded = record
+            .files
+            .get(&rel)
+            .ok_or_else(|| refuse(format!("{rel} is not a file generate wrote")))?;
+        if let Some(expected) = recorded {
+            let path = out.join(&rel);
+            let (actual, _) = Sha256Digest::of_file(&path).map_err(|e| refuse(format!("{rel}: {e}")))?;
+            if actual != *expected {
+                return Err(refuse(format!("{rel} was changed since generate wrote it")));
             }
         }
     }
-    let w = builder.into_inner().map_err(io_err(dest))?;
+    Ok(())
+}
+
+fn copy_hashing(from: &Path, to: &Path) -> Result<(Sha256Digest, u64), ContextError> {
+    let src = File::open(from).map_err(io_err(from))?;
+    let mut dst = BufWriter::new(File::create(to).map_err(io_err(to))?);
+    let done = crate::hash::copy_hashing(src, &mut dst, u64::MAX, |_| {})
+        .map_err(io_err(from))?
+        .expect("no limit");
+    dst.flush().map_err(io_err(to))?;
+    Ok(done)
+}
+
+/// Write the deterministic tar of `root` (see [`fsutil::write_dir_tar`]) to `dest`.
+fn write_tar(root: &Path, mtime: u64, dest: &Path) -> Result<(Sha256Digest, u64), ContextError> {
+    let file = File::create(dest).map_err(io_err(dest))?;
+    let w =
+        fsutil::write_dir_tar(root, mtime, HashingWriter::new(BufWriter::new(file))).map_err(io_err(dest))?;
     let (mut buf, digest, size) = w.finish();
     buf.flush().map_err(io_err(dest))?;
     buf.get_ref().sync_all().map_err(io_err(dest))?;

@@ -5,7 +5,7 @@
 
 use super::ContextError;
 use super::base::{BaseImage, BaseKnowledge, BaseOverrides, DEFAULT_BASE_IMAGE};
-use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest, Selected};
+use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest, Selected, Smoke};
 use crate::hash::Sha256Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -17,6 +17,9 @@ pub const SECRETS_DIR: &str = "/run/secrets/supabase";
 pub const PGSODIUM_KEY_FILE: &str = "/run/secrets/supabase/pgsodium_root_key";
 /// Where the bootstrap's configuration lives in the image.
 pub const BOOTSTRAP_CONFIG: &str = "/etc/pgha/bootstrap.toml";
+/// The image's default Patroni configuration (JSON), merged UNDER the
+/// deployment's `SPILO_CONFIGURATION` by the image's `/launch.sh` wrapper.
+pub const SPILO_DEFAULTS: &str = "/etc/pgha/spilo-defaults.json";
 /// The Rust toolchain pgrx stages install (rustup, minimal profile).
 pub const RUST_TOOLCHAIN: &str = "1.85.0";
 
@@ -103,6 +106,8 @@ pub struct PlannedExtension {
     pub min_version: Option<String>,
     /// Why this version, when it is not the pinned one.
     pub note: Option<String>,
+    /// The catalog's smoke test (carried into the build manifest).
+    pub smoke: Option<Smoke>,
 }
 
 /// The bootstrap configuration shipped at /etc/pgha/bootstrap.toml.
@@ -279,13 +284,29 @@ impl BuildPlan {
             for (k, v) in &e.settings {
                 add_setting(k, v, &e.name)?;
             }
-            if e.name == "pgsodium"
-                && let Some(path) = e.settings.get("pgsodium.getkey_script")
-            {
-                getkey = Some(GetKeyPlan {
-                    path: path.clone(),
-                    key_file: PGSODIUM_KEY_FILE.to_string(),
-                });
+            // pgsodium.getkey_script, vault.getkey_script: one script that
+            // prints the mounted root key (the catalog gives them one path).
+            for (k, path) in &e.settings {
+                if !k.ends_with(".getkey_script") {
+                    continue;
+                }
+                match &getkey {
+                    Some(GetKeyPlan { path: have, .. }) if have != path => {
+                        return Err(ContextError::SettingConflict {
+                            setting: k.clone(),
+                            wanted: format!(
+                                "as {path:?} by {}, but the image's getkey script is {have:?}",
+                                e.name
+                            ),
+                        });
+                    }
+                    _ => {
+                        getkey = Some(GetKeyPlan {
+                            path: path.clone(),
+                            key_file: PGSODIUM_KEY_FILE.to_string(),
+                        })
+                    }
+                }
             }
             let built = recipe != BuildKind::Base;
             let v = s.version;
@@ -322,6 +343,7 @@ impl BuildPlan {
                     e.base.as_ref().and_then(|b| b.min_version.clone())
                 },
                 note: s.note.clone(),
+                smoke: e.smoke.clone(),
             });
         }
 
@@ -397,6 +419,13 @@ impl BuildPlan {
     /// The image's `SPILO_CONFIGURATION` (JSON, which is YAML): the preload
     /// list and settings, merged by Spilo over its generated configuration.
     pub fn spilo_configuration(&self) -> String {
+        self.spilo_configuration_value().to_string()
+    }
+
+    /// The image's default Patroni configuration (what [`Self::spilo_configuration`]
+    /// prints), shipped at [`SPILO_DEFAULTS`] and merged under the deployment's
+    /// `SPILO_CONFIGURATION` by the image's `/launch.sh` wrapper.
+    pub fn spilo_configuration_value(&self) -> serde_json::Value {
         let mut root = serde_json::Map::new();
         if !self.dcs_parameters.is_empty() {
             root.insert(
@@ -408,6 +437,6 @@ impl BuildPlan {
             "postgresql".into(),
             serde_json::json!({ "parameters": self.local_parameters }),
         );
-        serde_json::Value::Object(root).to_string()
+        serde_json::Value::Object(root)
     }
 }

@@ -17,6 +17,11 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/dockerfiles")
 pub const SPILO_POST_INIT: &str = "/scripts/post_init.spilo.sh";
 /// Where pgha-bootstrap is installed.
 pub const BOOTSTRAP_BIN: &str = "/usr/local/bin/pgha-bootstrap";
+/// Where Spilo's own launch.sh is kept; `/launch.sh` becomes the wrapper that
+/// merges the image's default configuration under `SPILO_CONFIGURATION`.
+pub const SPILO_LAUNCH: &str = "/launch.spilo.sh";
+/// The merge the launch wrapper runs (python3 and PyYAML are in Spilo).
+pub const MERGE_SCRIPT: &str = "/usr/local/lib/pgha/spilo_configuration.py";
 
 /// One file of the context, before packing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,9 @@ struct Ctx<'a> {
     labels: Vec<Label>,
     spilo_post_init: &'static str,
     bootstrap_bin: &'static str,
+    spilo_launch: &'static str,
+    spilo_defaults: &'static str,
+    merge_script: &'static str,
 }
 
 /// The image labels (besides `io.pgha.context-digest`, passed at build time).
@@ -263,6 +271,9 @@ pub fn render(plan: &BuildPlan) -> Result<Vec<RenderedFile>, ContextError> {
             .collect(),
         spilo_post_init: SPILO_POST_INIT,
         bootstrap_bin: BOOTSTRAP_BIN,
+        spilo_launch: SPILO_LAUNCH,
+        spilo_defaults: super::plan::SPILO_DEFAULTS,
+        merge_script: MERGE_SCRIPT,
     };
     let mut files = vec![
         RenderedFile {
@@ -280,6 +291,22 @@ pub fn render(plan: &BuildPlan) -> Result<Vec<RenderedFile>, ContextError> {
             contents: render_one(&env, "bootstrap.toml.j2", &ctx)?.into_bytes(),
             mode: 0o644,
         },
+        RenderedFile {
+            path: "hook/launch.sh".into(),
+            contents: render_one(&env, "launch.sh.j2", &ctx)?.into_bytes(),
+            mode: 0o755,
+        },
+        RenderedFile {
+            path: "config/spilo-defaults.json".into(),
+            contents: format!(
+                "{}\n",
+                serde_json::to_string_pretty(&plan.spilo_configuration_value())
+                    .map_err(|e| render_err("spilo-defaults.json", e))?
+            )
+            .into_bytes(),
+            mode: 0o644,
+        },
+        static_file("spilo_configuration.py", "hook/spilo_configuration.py", 0o755)?,
     ];
     if let Some(g) = &plan.getkey {
         let t = env
@@ -295,17 +322,26 @@ pub fn render(plan: &BuildPlan) -> Result<Vec<RenderedFile>, ContextError> {
         });
     }
     if !ctx.base_provided.is_empty() {
-        let f = TEMPLATES
-            .get_file("check-base-extension.sh")
-            .ok_or_else(|| render_err("check-base-extension.sh", "missing from dockerfiles/"))?;
-        files.push(RenderedFile {
-            path: "hook/check-base-extension.sh".into(),
-            contents: f.contents().to_vec(),
-            mode: 0o755,
-        });
+        files.push(static_file(
+            "check-base-extension.sh",
+            "hook/check-base-extension.sh",
+            0o755,
+        )?);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// A file of `dockerfiles/` copied into the context as it is.
+fn static_file(name: &str, path: &str, mode: u32) -> Result<RenderedFile, ContextError> {
+    let f = TEMPLATES
+        .get_file(name)
+        .ok_or_else(|| render_err(name, "missing from dockerfiles/"))?;
+    Ok(RenderedFile {
+        path: path.into(),
+        contents: f.contents().to_vec(),
+        mode,
+    })
 }
 
 #[cfg(test)]

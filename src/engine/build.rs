@@ -6,7 +6,7 @@ use super::{Engine, EngineError, EngineKind, normalize_id};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 /// Lines of the log kept for the failure report.
@@ -107,7 +107,8 @@ impl Engine {
             let dir = req.context_dir.clone();
             std::thread::spawn(move || -> io::Result<()> {
                 let mut w = BufWriter::with_capacity(1 << 20, stdin);
-                write_context_tar(&dir, &mut w)?;
+                // Sorted, owners 0, time 0, modes 0644/0755, symlinks kept.
+                crate::fsutil::write_dir_tar(&dir, 0, &mut w)?;
                 w.flush()
             })
         });
@@ -198,57 +199,5 @@ impl Engine {
             image_id,
             log_path: req.log_path.clone(),
         })
-    }
-}
-
-/// Write `dir` as a tar stream: entries sorted by name, owners 0, fixed
-/// times, modes 0644/0755 (tar's deterministic header mode), symlinks kept.
-pub fn write_context_tar(dir: &Path, w: &mut dyn Write) -> io::Result<()> {
-    let mut b = tar::Builder::new(w);
-    b.mode(tar::HeaderMode::Deterministic);
-    b.follow_symlinks(false);
-    append_sorted(&mut b, dir, Path::new(""))?;
-    b.into_inner()?.flush()
-}
-
-fn append_sorted<W: Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(root.join(rel))?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let rel_path = rel.join(e.file_name());
-        let full = root.join(&rel_path);
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            b.append_dir(&rel_path, &full)?;
-            append_sorted(b, root, &rel_path)?;
-        } else {
-            b.append_path_with_name(&full, &rel_path)?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn context_tar_is_sorted_and_deterministic() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        std::fs::create_dir(d.path().join("b")).unwrap();
-        std::fs::write(d.path().join("b/z"), "z").unwrap();
-        std::fs::write(d.path().join("a"), "a").unwrap();
-        let mut one = Vec::new();
-        write_context_tar(d.path(), &mut one).unwrap();
-        let mut two = Vec::new();
-        write_context_tar(d.path(), &mut two).unwrap();
-        assert_eq!(one, two);
-        let names: Vec<String> = tar::Archive::new(&one[..])
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, ["Dockerfile", "a", "b", "b/z"]);
     }
 }

@@ -37,6 +37,9 @@ pub enum EngineError {
         stderr: String,
     },
 
+    #[error("{reference:?} is not a valid image reference: {reason}")]
+    BadReference { reference: String, reason: String },
+
     #[error("{path} is not a build context: it has no Dockerfile")]
     NoContext { path: PathBuf },
 
@@ -91,6 +94,14 @@ fn build_failed_message(
 }
 
 impl EngineError {
+    /// [`check_reference`](super::check_reference) as an error.
+    pub fn check_reference(reference: &str) -> Result<(), EngineError> {
+        super::check_reference(reference).map_err(|reason| EngineError::BadReference {
+            reference: reference.to_string(),
+            reason,
+        })
+    }
+
     /// The extension whose stage failed, for a build failure in an `ext-<name>` stage.
     pub fn failed_extension(&self) -> Option<&str> {
         match self {
@@ -130,6 +141,11 @@ impl Diagnostic for EngineError {
                 "build it first (`pgha-image build --tag …`), or check the name with `{} images`",
                 kind.program_name()
             )),
+            EngineError::BadReference { .. } => Some(
+                "an image reference is [REGISTRY[:PORT]/]NAME[:TAG] with a lowercase NAME, \
+                 e.g. supabase-patroni:v1.0 or ghcr.io/acme/supabase-patroni:16-1"
+                    .into(),
+            ),
             EngineError::BuildFailed { stage, log_path, .. } => {
                 Some(match stage.as_deref().and_then(|s| s.strip_prefix("ext-")) {
                     Some(ext) => format!(
@@ -139,7 +155,20 @@ impl Diagnostic for EngineError {
                     None => format!("read {} for the whole engine output", log_path.display()),
                 })
             }
-            _ => None,
+            EngineError::Command { .. } => Some(
+                "read the engine's message above; a full disk (the engine's storage or temporary \
+                 directory) is a common cause"
+                    .into(),
+            ),
+            EngineError::NoContext { .. } => {
+                Some("give the context directory `pgha-image generate` wrote (DIR/context)".into())
+            }
+            EngineError::Io { .. } => Some("check that the path is writable and has room".into()),
+            EngineError::Unexpected { .. } => Some(
+                "the engine answered in a way this tool does not know: check its version \
+                 (`podman version` / `docker version`) and report it"
+                    .into(),
+            ),
         }
     }
 
@@ -149,7 +178,9 @@ impl Diagnostic for EngineError {
             | EngineError::Unreachable { .. }
             | EngineError::NoneWorks { .. }
             | EngineError::Spawn { .. } => ExitCode::Prerequisite,
-            EngineError::ImageNotFound { .. } | EngineError::NoContext { .. } => ExitCode::Usage,
+            EngineError::ImageNotFound { .. }
+            | EngineError::NoContext { .. }
+            | EngineError::BadReference { .. } => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }

@@ -13,10 +13,13 @@
 
 mod build;
 mod error;
+mod podman_conf;
+mod reference;
 pub mod stage;
 
 pub use build::{BuildRequest, BuiltImage};
 pub use error::EngineError;
+pub use reference::check_reference;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -28,7 +31,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// What the user asked for with `--engine`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EngineChoice {
     /// A Docker that answers, else Podman.
     #[default]
@@ -37,25 +40,18 @@ pub enum EngineChoice {
     Podman,
 }
 
-impl FromStr for EngineChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "docker" => Ok(Self::Docker),
-            "podman" => Ok(Self::Podman),
-            _ => Err(format!("unknown engine {s:?}: use auto, docker or podman")),
-        }
+impl fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+        f.write_str(v.get_name())
     }
 }
 
-impl fmt::Display for EngineChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Docker => "docker",
-            Self::Podman => "podman",
-        })
+impl FromStr for EngineChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        <Self as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| format!("unknown engine {s:?}: use auto, docker or podman"))
     }
 }
 
@@ -240,10 +236,40 @@ impl Engine {
 
     /// `save` the image as a docker-archive tar, streamed: read it, then call
     /// [`SaveStream::finish`] to learn whether the engine succeeded.
+    ///
+    /// The engine's own temporary files go to a private directory in
+    /// `$TMPDIR`, removed with the stream; [`Engine::save_into`] chooses it.
     pub fn save(&self, reference: &str) -> Result<SaveStream, EngineError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("pgha-save-")
+            .tempdir()
+            .map_err(|e| EngineError::Io {
+                what: "creating a temporary directory for the engine's save".into(),
+                source: e,
+            })?;
+        self.save_into(reference, scratch)
+    }
+
+    /// [`Engine::save`] with the engine's temporary files in `scratch`, a
+    /// directory the stream owns and removes (after stopping the engine)
+    /// when it is finished or dropped. Podman 4 first writes the whole
+    /// archive to its `image_copy_tmp_dir` (/var/tmp, whatever TMPDIR says)
+    /// and leaves it there when killed; it is pointed at `scratch` through a
+    /// private `containers.conf` (the user's settings merged, that one key
+    /// changed) and TMPDIR.
+    pub fn save_into(&self, reference: &str, scratch: tempfile::TempDir) -> Result<SaveStream, EngineError> {
         // Fail early and clearly on a missing image.
         self.inspect(reference, "{{.Id}}")?;
         let mut cmd = self.command();
+        let dir = scratch.path();
+        cmd.env("TMPDIR", dir);
+        if self.kind == EngineKind::Podman {
+            let conf = podman_conf::private_conf(dir).map_err(|e| EngineError::Io {
+                what: format!("writing a private containers.conf in {}", dir.display()),
+                source: e,
+            })?;
+            cmd.env("CONTAINERS_CONF", conf);
+        }
         cmd.arg("save");
         if self.kind == EngineKind::Podman {
             cmd.args(["--format", "docker-archive"]);
@@ -263,6 +289,7 @@ impl Engine {
             stdout: Some(stdout),
             stderr: Some(stderr),
             what,
+            _scratch: scratch,
         })
     }
 
@@ -373,6 +400,9 @@ pub struct SaveStream {
     stdout: Option<ChildStdout>,
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
     what: String,
+    /// The engine's temporary files; removed after the engine has stopped
+    /// (fields drop after [`Drop::drop`] has killed and reaped it).
+    _scratch: tempfile::TempDir,
 }
 
 impl Read for SaveStream {
@@ -509,6 +539,7 @@ mod tests {
 
     #[test]
     fn choice_parses() {
+        assert_eq!(EngineChoice::Podman.to_string(), "podman");
         assert_eq!("auto".parse::<EngineChoice>(), Ok(EngineChoice::Auto));
         assert_eq!("Docker".parse::<EngineChoice>(), Ok(EngineChoice::Docker));
         assert_eq!("podman".parse::<EngineChoice>(), Ok(EngineChoice::Podman));

@@ -8,6 +8,10 @@
 //!   `The command '…' returned a non-zero code: N`.
 //! - BuildKit plain progress: `#8 [ext-foo 2/2] RUN …` and `#8 ERROR: …`, or
 //!   the summary ` > [ext-foo 2/2] RUN …:`.
+//!
+//! Also here, so that build logs are read in one place: the checks of
+//! base-provided extensions print `pgha-image: extension NAME: …` (see
+//! `dockerfiles/`), and [`step_of`] picks the lines worth a spinner.
 
 use std::collections::HashMap;
 
@@ -138,6 +142,30 @@ impl StageTracker {
     }
 }
 
+/// The base-provided extension whose check failed, and the check's message
+/// line, from the last lines of a log (the last such line wins).
+pub fn base_check_failure(lines: &[String]) -> Option<(String, String)> {
+    lines.iter().rev().find_map(|l| {
+        let rest = l.split("pgha-image: extension ").nth(1)?;
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        (!name.is_empty()).then(|| (name, l.trim().to_string()))
+    })
+}
+
+/// A line worth showing on a spinner: the engine's step lines (Podman's
+/// `[2/5] STEP 1/3: …` and `STEP …`, legacy Docker's `Step …`, BuildKit's `#8 [ext-x 2/3] …`).
+pub fn step_of(line: &str) -> Option<&str> {
+    let t = line.trim();
+    let is_step = (t.starts_with('[') && t.contains("] STEP "))
+        || t.starts_with("STEP ")
+        || t.starts_with("Step ")
+        || (t.starts_with('#') && t.contains(" ["));
+    is_step.then_some(t)
+}
+
 /// `FROM image AS name` → `name`.
 fn from_as_name(instr: &str) -> Option<String> {
     let words: Vec<&str> = instr.split_whitespace().collect();
@@ -228,6 +256,29 @@ mod tests {
             failed(" > [ext-http 3/4] RUN make:\n").as_deref(),
             Some("ext-http")
         );
+    }
+
+    #[test]
+    fn base_check_message_names_the_extension() {
+        let log: Vec<String> =
+            "[5/5] STEP 5/14: RUN /usr/local/lib/pgha/check-base-extension pg_cron pg_cron 1.6 15\n\
+                  pgha-image: extension pg_cron: the base image has version 1.4-1 for PostgreSQL 15\n\
+                  Error: building at STEP \"RUN ...\": exit status 1\n"
+                .lines()
+                .map(String::from)
+                .collect();
+        assert_eq!(failed(&log.join("\n")).as_deref(), Some("stage-4"));
+        let (ext, line) = base_check_failure(&log).unwrap();
+        assert_eq!(ext, "pg_cron");
+        assert!(line.starts_with("pgha-image: extension pg_cron:"));
+    }
+
+    #[test]
+    fn step_lines() {
+        assert!(step_of("[2/5] STEP 1/3: FROM x AS ext-a").is_some());
+        assert!(step_of("#8 [ext-x 2/3] RUN make").is_some());
+        assert!(step_of("Step 3/7 : RUN make").is_some());
+        assert!(step_of("gcc -c x.c").is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::error::{Diagnostic, ExitCode};
 use crate::hash::Sha256Digest;
 use crate::progress::human_bytes;
+use crate::redact::RedactedUrl;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ pub enum FetchError {
     DigestMismatch {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
         expected: Sha256Digest,
         /// Boxed to keep the error small.
         actual: Box<Sha256Digest>,
@@ -25,14 +26,14 @@ pub enum FetchError {
     Status {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
         status: u16,
     },
     #[error("{name} {version}: the body of {url} ended after {got} of {expected} bytes (truncated)")]
     Truncated {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
         got: u64,
         expected: u64,
     },
@@ -40,7 +41,7 @@ pub enum FetchError {
     TooLarge {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
         limit: u64,
         /// What the server announced or what had arrived when the limit was crossed.
         size: String,
@@ -49,22 +50,29 @@ pub enum FetchError {
     Stalled {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
         stall: Duration,
         got: u64,
+    },
+    #[error("{name} {version}: downloading {url} took longer than {}s (--timeout)", limit.as_secs_f32())]
+    TimedOut {
+        name: String,
+        version: String,
+        url: RedactedUrl,
+        limit: Duration,
     },
     #[error("{name} {version}: redirects from {url} not followed: {reason}")]
     Redirect {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
         reason: String,
     },
     #[error("{name} {version}: cannot download {url}: {message}")]
     Network {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
         message: String,
         /// Whether the failure is worth retrying (connect errors, resets, timeouts).
         transient: bool,
@@ -73,7 +81,7 @@ pub enum FetchError {
     InsecureUrl {
         name: String,
         version: String,
-        url: String,
+        url: RedactedUrl,
     },
     #[error("{name} {version} (sha256 {sha256}) is not in the cache at {cache}, and --offline forbids downloading it{}",
         if *corrupted { " (the cached copy was corrupted and has been removed)" } else { "" })]
@@ -90,11 +98,29 @@ pub enum FetchError {
         version: String,
         path: PathBuf,
     },
+    #[error("{name} {version}: {path} in the mirror directory is not a regular file")]
+    MirrorNotFile {
+        name: String,
+        version: String,
+        path: PathBuf,
+    },
+    #[error("the mirror directory {path} {reason}")]
+    MirrorOut { path: PathBuf, reason: String },
     #[error("invalid --mirror {value:?}: {reason}")]
-    BadMirror { value: String, reason: String },
+    BadMirror {
+        /// As given, credentials hidden.
+        value: RedactedUrl,
+        reason: String,
+    },
     #[error("{what} {path}")]
     Io {
         what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use {path} as the source cache: {source}")]
+    CacheDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -107,7 +133,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// Worth another attempt: resets, timeouts, stalls, 5xx, truncated bodies.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             FetchError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             FetchError::Truncated { .. } | FetchError::Stalled { .. } => true,
@@ -142,6 +168,9 @@ impl Diagnostic for FetchError {
             FetchError::Stalled { .. } => {
                 "the server stopped sending; retry, raise --stall-timeout, or use --mirror".into()
             }
+            FetchError::TimedOut { .. } => "the server sends too slowly; raise --timeout if the link \
+                really is that slow, or use --mirror. Nothing was cached."
+                .into(),
             FetchError::Redirect { .. } => {
                 "raise --max-redirects, or point the catalog at the final URL (https only unless --allow-http)"
                     .into()
@@ -156,12 +185,32 @@ impl Diagnostic for FetchError {
             FetchError::MirrorMissing { .. } => {
                 "`pgha-image mirror DIR` writes the files a mirror directory must hold".into()
             }
-            FetchError::BadMirror { .. } => {
-                "give an http(s):// base URL or an existing directory".into()
+            FetchError::MirrorNotFile { .. } => "a mirror holds plain files (or symlinks to them), \
+                as `pgha-image mirror DIR` writes them: replace it"
+                .into(),
+            FetchError::BadMirror { .. } => "give --mirror (or PGHA_MIRROR) an https:// base URL (http:// on \
+                127.0.0.1/localhost), a file:///path URL or an existing directory"
+                .into(),
+            FetchError::MirrorOut { .. } => "give `pgha-image mirror` a directory (it is created if \
+                missing) that this user can write"
+                .into(),
+            FetchError::Io { .. } => "check the path's permissions and free space".into(),
+            FetchError::CacheDir { .. } => "give --cache-dir (or PGHA_CACHE_DIR) a directory this user can \
+                write, or leave it out for the default cache"
+                .into(),
+            FetchError::Runtime(_) => "the system refused threads or file descriptors: check the process \
+                limits (ulimit -n, -u)"
+                .into(),
+            FetchError::Several(errs) => {
+                // Each distinct fix once, in the order of the failures.
+                let mut hints: Vec<String> = Vec::new();
+                for h in errs.iter().filter_map(|e| e.hint()) {
+                    if !hints.contains(&h) {
+                        hints.push(h);
+                    }
+                }
+                hints.join("\n  hint: ")
             }
-            FetchError::Io { .. } => "check the path's permissions and free space (--cache-dir)".into(),
-            FetchError::Runtime(_) => return None,
-            FetchError::Several(errs) => return errs.first().and_then(|e| e.hint()),
         })
     }
 
@@ -169,7 +218,17 @@ impl Diagnostic for FetchError {
         match self {
             FetchError::DigestMismatch { .. } => ExitCode::Verification,
             FetchError::Offline { .. } => ExitCode::Prerequisite,
-            FetchError::InsecureUrl { .. } | FetchError::BadMirror { .. } => ExitCode::Usage,
+            FetchError::InsecureUrl { .. }
+            | FetchError::BadMirror { .. }
+            | FetchError::MirrorNotFile { .. }
+            | FetchError::MirrorOut { .. } => ExitCode::Usage,
+            FetchError::CacheDir { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotADirectory
+                | std::io::ErrorKind::AlreadyExists
+                | std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::ReadOnlyFilesystem => ExitCode::Usage,
+                _ => ExitCode::Failure,
+            },
             FetchError::Several(errs) => errs
                 .iter()
                 .map(|e| e.exit_code())

@@ -1,11 +1,15 @@
 //! Downloading one URL into the cache's temp directory: hashing while
-//! streaming, with a stall timeout, a size cap, a redirect limit and retries
-//! with backoff on transient failures.
+//! streaming, with a stall timeout, an overall time limit (a server that
+//! trickles a byte now and then never stalls), a size cap (a server that
+//! never ends), a redirect limit and retries with backoff on transient
+//! failures.
 
 use super::cache::{BUF, Cache};
 use super::{FetchError, FetchOptions, Job};
+use crate::error::one_line;
 use crate::hash::{Hasher, Sha256Digest};
 use crate::progress::Task;
+use crate::redact::{self, RedactedUrl};
 use std::io::{BufWriter, Write};
 use std::time::Duration;
 use tempfile::NamedTempFile;
@@ -44,11 +48,17 @@ pub(crate) fn client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError>
         let target = attempt.url();
         let first_loopback = attempt.previous().first().is_some_and(is_loopback);
         if target.scheme() == "http" && !allow_http && !(first_loopback && is_loopback(target)) {
-            let msg = format!("redirect to plain http:// URL {target} refused (--allow-http)");
+            let msg = format!(
+                "redirect to plain http:// URL {} refused (--allow-http)",
+                redact::url(target.as_str())
+            );
             return attempt.error(msg);
         }
         if target.scheme() != "http" && target.scheme() != "https" {
-            let msg = format!("redirect to {target} refused: not http(s)");
+            let msg = format!(
+                "redirect to {} refused: not http(s)",
+                redact::url(target.as_str())
+            );
             return attempt.error(msg);
         }
         attempt.follow()
@@ -61,25 +71,10 @@ pub(crate) fn client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError>
         .map_err(|e| FetchError::Network {
             name: "-".into(),
             version: "-".into(),
-            url: "-".into(),
-            message: format!("cannot set up the HTTP client: {}", chain(&e)),
+            url: RedactedUrl::new("-"),
+            message: format!("cannot set up the HTTP client: {}", one_line(&e)),
             transient: false,
         })
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out
 }
 
 /// Download `url` for `job`, retrying transient failures with exponential
@@ -95,7 +90,16 @@ pub(crate) async fn download(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        match attempt_once(client, job, url, cache, opts, task).await {
+        let once = timeout(opts.timeout, attempt_once(client, job, url, cache, opts, task));
+        let result = once.await.unwrap_or_else(|_| {
+            Err(FetchError::TimedOut {
+                name: job.name.clone(),
+                version: job.version.clone(),
+                url: RedactedUrl::new(url),
+                limit: opts.timeout,
+            })
+        });
+        match result {
             Ok((tmp, sha256, size)) => {
                 return Ok(Download {
                     tmp,
@@ -133,7 +137,7 @@ async fn attempt_once(
     let stalled = |got| FetchError::Stalled {
         name: job.name.clone(),
         version: job.version.clone(),
-        url: url.to_string(),
+        url: RedactedUrl::new(url),
         stall,
         got,
     };
@@ -142,15 +146,15 @@ async fn attempt_once(
             FetchError::Redirect {
                 name: job.name.clone(),
                 version: job.version.clone(),
-                url: url.to_string(),
-                reason: chain(&e),
+                url: RedactedUrl::new(url),
+                reason: one_line(&e),
             }
         } else {
             FetchError::Network {
                 name: job.name.clone(),
                 version: job.version.clone(),
-                url: url.to_string(),
-                message: chain(&e),
+                url: RedactedUrl::new(url),
+                message: one_line(&e),
                 transient: !e.is_builder(),
             }
         }
@@ -158,7 +162,7 @@ async fn attempt_once(
     let too_large = |size: String| FetchError::TooLarge {
         name: job.name.clone(),
         version: job.version.clone(),
-        url: url.to_string(),
+        url: RedactedUrl::new(url),
         limit: opts.max_size,
         size,
     };
@@ -169,11 +173,28 @@ async fn attempt_once(
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
+    if status.is_redirection() {
+        // The client follows every http(s) redirect the policy allows; one
+        // that comes back was not one (e.g. to file:, or no Location).
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        return Err(FetchError::Redirect {
+            name: job.name.clone(),
+            version: job.version.clone(),
+            url: RedactedUrl::new(url),
+            reason: match location {
+                Some(l) => format!("HTTP {} to {}: not http(s)", status.as_u16(), redact::url(&l)),
+                None => format!("HTTP {} without a Location", status.as_u16()),
+            },
+        });
+    }
     if !status.is_success() {
         return Err(FetchError::Status {
             name: job.name.clone(),
             version: job.version.clone(),
-            url: url.to_string(),
+            url: RedactedUrl::new(url),
             status: status.as_u16(),
         });
     }
@@ -200,7 +221,7 @@ async fn attempt_once(
                         Some(n) if hasher.len() < n => FetchError::Truncated {
                             name: job.name.clone(),
                             version: job.version.clone(),
-                            url: url.to_string(),
+                            url: RedactedUrl::new(url),
                             got: hasher.len(),
                             expected: n,
                         },
@@ -227,7 +248,7 @@ async fn attempt_once(
         return Err(FetchError::Truncated {
             name: job.name.clone(),
             version: job.version.clone(),
-            url: url.to_string(),
+            url: RedactedUrl::new(url),
             got: size,
             expected: n,
         });

@@ -3,7 +3,8 @@
 //! cache, and move it into the content-addressed cache only when the digest
 //! matches the catalog's pin.
 //!
-//! - [`cache`]: `<cache>/sha256/<hex>`, entries re-verified on every use.
+//! - `cache` (private): `<cache>/sha256/<hex>`, entries re-verified on every use,
+//!   safe to share between concurrent fetches.
 //! - [`http`] (private): one download with retries, stall timeout, size cap,
 //!   redirect limit.
 //! - [`mirror`]: `--mirror URL|DIR` and `pgha-image mirror DIR`.
@@ -13,18 +14,19 @@
 //! fetched like any other when selected, so that `--from-source` and
 //! `pgha-image mirror` work without a second fetch.
 
-pub mod cache;
+mod cache;
 mod error;
 mod http;
 pub mod mirror;
 
-pub use cache::Cache;
+use cache::Cache;
 pub use error::FetchError;
-pub use mirror::{Mirror, MirrorFile, MirrorSummary, write_mirror};
+pub use mirror::{Mirror, MirrorFile, MirrorSummary, check_mirror_dir, write_mirror};
 
 use crate::catalog::{Selected, Source};
 use crate::hash::Sha256Digest;
 use crate::progress::{Progress, Task, human_bytes};
+use crate::redact::RedactedUrl;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +48,8 @@ pub struct FetchOptions {
     pub retries: u32,
     /// Give up on a connection that sends nothing for this long.
     pub stall_timeout: Duration,
+    /// Give up on one download attempt that takes longer than this in all.
+    pub timeout: Duration,
     /// Refuse sources larger than this many bytes.
     pub max_size: u64,
     /// Follow at most this many redirects.
@@ -64,6 +68,7 @@ impl Default for FetchOptions {
             concurrency: 4,
             retries: 3,
             stall_timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(30 * 60),
             max_size: 512 << 20,
             max_redirects: 10,
             retry_backoff: Duration::from_millis(500),
@@ -95,7 +100,8 @@ pub struct Fetched {
     /// `<extension>-<version><suffix>`, the name in a mirror and a build context.
     pub file_name: String,
     pub origin: Origin,
-    /// Where the bytes came from (URL or mirror path); the cache path for cache hits.
+    /// Where the bytes came from (URL or mirror path; the cache path for
+    /// cache hits), as shown: a URL's credentials are hidden.
     pub from: String,
 }
 
@@ -153,8 +159,9 @@ pub async fn fetch(
         })
         .collect();
     let cache = Cache::new(&opts.cache_dir);
-    // What a killed fetch left behind (a concurrent fetch's files are fresh).
-    cache.sweep_stale_partials(std::time::Duration::from_secs(24 * 3600));
+    cache.prepare(!opts.offline)?;
+    // What a killed fetch left behind (a concurrent fetch's files are locked).
+    cache.sweep_stale_partials(Duration::from_secs(2));
     let shared = Arc::new(Shared {
         opts: opts.clone(),
         cache,
@@ -259,9 +266,9 @@ async fn fetch_one(job: &Job, shared: &Shared) -> Result<Fetched, FetchError> {
             let from = path.display().to_string();
             return Ok(fetched(path, size, Origin::Cache, from));
         }
-        Ok(cache::Lookup::Corrupted { actual }) => {
+        Ok(cache::Lookup::Corrupted { found }) => {
             shared.progress.println(format!(
-                "{}: the cache entry {} was corrupted (sha256 {actual}); removed it, fetching again",
+                "{}: the cache entry {} was corrupted ({found}); removed it, fetching again",
                 job.label(),
                 shared.cache.path_for(&expected).display()
             ));
@@ -270,6 +277,12 @@ async fn fetch_one(job: &Job, shared: &Shared) -> Result<Fetched, FetchError> {
         Ok(cache::Lookup::Miss) => false,
     };
 
+    if !opts.offline
+        && let Err(e) = shared.cache.writable()
+    {
+        task.fail("cache not writable");
+        return Err(e);
+    }
     if opts.offline {
         task.fail("not cached (offline)");
         return Err(FetchError::Offline {
@@ -287,7 +300,7 @@ async fn fetch_one(job: &Job, shared: &Shared) -> Result<Fetched, FetchError> {
             let url = m.location(&job.file_name);
             download_url(job, url, true, shared, &task).await
         }
-        None => download_url(job, job.source.url.clone(), false, shared, &task).await,
+        None => download_url(job, RedactedUrl::new(&job.source.url), false, shared, &task).await,
     };
     match result {
         Ok(f) => {
@@ -320,9 +333,11 @@ fn short(e: &FetchError) -> String {
         FetchError::Truncated { .. } => "truncated".into(),
         FetchError::TooLarge { .. } => "too large".into(),
         FetchError::Stalled { .. } => "stalled".into(),
+        FetchError::TimedOut { .. } => "timed out".into(),
         FetchError::Redirect { .. } => "redirects".into(),
         FetchError::InsecureUrl { .. } => "http:// refused".into(),
         FetchError::MirrorMissing { .. } => "not in mirror".into(),
+        FetchError::MirrorNotFile { .. } => "not a file in mirror".into(),
         _ => "failed".into(),
     }
 }
@@ -334,7 +349,7 @@ fn verify_and_commit(
     tmp: tempfile::NamedTempFile,
     actual: Sha256Digest,
     size: u64,
-    from: String,
+    from: RedactedUrl,
     origin: Origin,
 ) -> Result<Fetched, FetchError> {
     if actual != job.source.sha256 {
@@ -357,19 +372,19 @@ fn verify_and_commit(
         path,
         file_name: job.file_name.clone(),
         origin,
-        from,
+        from: from.shown(),
     })
 }
 
 async fn download_url(
     job: &Job,
-    url: String,
+    url: RedactedUrl,
     is_mirror: bool,
     shared: &Shared,
     task: &Task,
 ) -> Result<Fetched, FetchError> {
     let opts = &shared.opts;
-    let parsed = reqwest::Url::parse(&url).map_err(|e| FetchError::Network {
+    let parsed = reqwest::Url::parse(url.expose()).map_err(|e| FetchError::Network {
         name: job.name.clone(),
         version: job.version.clone(),
         url: url.clone(),
@@ -387,7 +402,7 @@ async fn download_url(
         });
     }
     task.set_message(format!("downloading {url}"));
-    let d = http::download(&shared.client, job, &url, &shared.cache, opts, task).await?;
+    let d = http::download(&shared.client, job, url.expose(), &shared.cache, opts, task).await?;
     if d.attempts > 1 {
         shared.progress.println(format!(
             "{}: downloaded after {} attempts",
@@ -406,7 +421,17 @@ async fn download_url(
 async fn copy_from_dir(job: &Job, dir: &Path, shared: &Shared, task: &Task) -> Result<Fetched, FetchError> {
     let src = dir.join(&job.file_name);
     task.set_message(format!("copying {}", src.display()));
-    let file = match std::fs::File::open(&src) {
+    // Non-blocking, so that a FIFO planted in the mirror cannot hang the
+    // open; only a regular file (possibly behind a symlink: its digest is
+    // what is trusted, not its place) is read.
+    let opened = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&src)
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(FetchError::MirrorMissing {
@@ -417,9 +442,15 @@ async fn copy_from_dir(job: &Job, dir: &Path, shared: &Shared, task: &Task) -> R
         }
         Err(e) => return Err(FetchError::io("cannot open", &src)(e)),
     };
-    if let Ok(m) = file.metadata() {
-        task.set_length(m.len());
+    let meta = file.metadata().map_err(FetchError::io("cannot read", &src))?;
+    if !meta.is_file() {
+        return Err(FetchError::MirrorNotFile {
+            name: job.name.clone(),
+            version: job.version.clone(),
+            path: src,
+        });
     }
+    task.set_length(meta.len());
     let mut tmp = shared.cache.temp_file()?;
     let max = shared.opts.max_size;
     let (tmp, res) = {
@@ -444,14 +475,14 @@ async fn copy_from_dir(job: &Job, dir: &Path, shared: &Shared, task: &Task) -> R
                 tmp,
                 actual,
                 size,
-                src.display().to_string(),
+                RedactedUrl::new(src.display().to_string()),
                 Origin::Mirror,
             )
         }
         Err(got) => Err(FetchError::TooLarge {
             name: job.name.clone(),
             version: job.version.clone(),
-            url: src.display().to_string(),
+            url: RedactedUrl::new(src.display().to_string()),
             limit: max,
             size: format!("more than {got} bytes"),
         }),

@@ -17,10 +17,10 @@
 //! a temporary tag; the id is checked before the real tag is set.
 
 use super::error::io_err;
-use super::layers::{self, LayerCache, SourceImage, write_atomically};
+use super::layers::{self, LayerCache, SourceImage};
 use super::{ShipError, manifest_json};
-use crate::engine::{Engine, EngineKind};
-use crate::export::{self, Compression, ExportManifest};
+use crate::engine::{Engine, EngineError, EngineKind};
+use crate::export::{self, Compression, ExportError, ExportManifest};
 use crate::hash::{HashingReader, HashingWriter, Sha256Digest};
 use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,8 @@ pub struct DeltaRequest {
     pub tag: String,
     pub since: String,
     pub output: Option<PathBuf>,
+    /// Replace an existing FILE, FILE.sha256 and FILE.manifest.json.
+    pub force: bool,
     /// Where compressed layers are cached (`<cache>/ship`).
     pub cache_dir: PathBuf,
 }
@@ -67,11 +69,32 @@ pub struct DeltaOutcome {
 
 /// `x_v2.tar.zst` → `x_v2.delta.tar`.
 fn default_name(tag: &str) -> Result<String, ShipError> {
-    let full = export::default_file_name(tag, Compression::Zstd).map_err(|e| ShipError::BadDelta {
-        file: PathBuf::from(tag),
-        why: e.to_string(),
-    })?;
+    let full = export::default_file_name(tag, Compression::Zstd)?;
     Ok(format!("{}.delta.tar", full.trim_end_matches(".tar.zst")))
+}
+
+/// What can be checked without the engine, as for a full export: both tags
+/// and the target (an existing file is refused unless `force`).
+pub fn check_request(req: &DeltaRequest) -> Result<(), ShipError> {
+    target(req).map(drop)
+}
+
+fn target(req: &DeltaRequest) -> Result<export::Target, ShipError> {
+    EngineError::check_reference(&req.tag)?;
+    EngineError::check_reference(&req.since)?;
+    let file = match &req.output {
+        Some(p) => p.clone(),
+        None => PathBuf::from(default_name(&req.tag)?),
+    };
+    Ok(export::Target::check(&file, req.force)?)
+}
+
+/// Stop cleanly on SIGINT/SIGTERM ([`export::stop_on_signals`]), or pass `res` on.
+fn unless_stopped<T>(res: Result<T, ShipError>) -> Result<T, ShipError> {
+    if export::stopped() {
+        return Err(ExportError::Stopped.into());
+    }
+    res
 }
 
 /// Write a delta of `req.tag` over `req.since`.
@@ -80,7 +103,10 @@ pub fn export_delta(
     req: &DeltaRequest,
     progress: &Progress,
 ) -> Result<DeltaOutcome, ShipError> {
+    let target = target(req)?;
+    target.remove_stale();
     let new = SourceImage::inspect(engine, &req.tag)?;
+    let labels = engine.labels(&req.tag)?;
     let old = SourceImage::inspect(engine, &req.since)?;
     let base_layers = layers::held_prefix(&new.layers, &[(old.id.clone(), old.layers.clone())]);
     if base_layers == 0 {
@@ -89,22 +115,12 @@ pub fn export_delta(
             new: req.tag.clone(),
         });
     }
-    let file = match &req.output {
-        Some(p) => p.clone(),
-        None => PathBuf::from(default_name(&req.tag)?),
-    };
-    let dir = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    // Made now, so that an unwritable directory is found before the save.
+    let tmp = target.create_temp()?;
     let cache = LayerCache::new(req.cache_dir.join("ship"));
     let top: Vec<Sha256Digest> = new.layers[base_layers..].to_vec();
     let want: BTreeSet<Sha256Digest> = top.iter().copied().collect();
-    cache.fill(engine, &new, &want, progress)?;
+    unless_stopped(cache.fill(engine, &new, &want, progress))?;
 
     let mut sizes = Vec::new();
     for d in &top {
@@ -134,13 +150,8 @@ pub fn export_delta(
         sizes,
     };
 
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(&dir)
-        .map_err(io_err("creating a temporary file in", &dir))?;
     let task = progress.bytes(&format!("delta {}", layers::short(&req.tag)), None);
-    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.file()));
     {
         let mut b = tar::Builder::new(&mut w);
         let json = serde_json::to_vec_pretty(&info).expect("serializes");
@@ -166,20 +177,20 @@ pub fn export_delta(
             )
             .map_err(io_err("writing", tmp.path()))?;
             task.inc(len);
+            unless_stopped(Ok(()))?;
         }
         b.finish().map_err(io_err("writing", tmp.path()))?;
     }
     let (mut inner, digest, size) = w.finish();
     inner.flush().map_err(io_err("writing", tmp.path()))?;
     drop(inner);
-    tmp.as_file().sync_all().map_err(io_err("syncing", tmp.path()))?;
     task.finish(format!("{size} bytes"));
 
-    let manifest = ExportManifest {
+    let mut manifest = ExportManifest {
         manifest_version: export::MANIFEST_VERSION,
         tag: new.tag.clone(),
         image_id: new.id.clone(),
-        file: name.clone(),
+        file: target.name.clone(),
         compression: Compression::None,
         size,
         uncompressed_size: size,
@@ -191,20 +202,13 @@ pub fn export_delta(
         exported_by: crate::TOOL_VERSION.to_string(),
         engine: engine.kind().to_string(),
     };
-    let (checksum_file, manifest_file) = export::sidecar_paths(&file);
-    write_atomically(&checksum_file, format!("{digest}  {name}\n").as_bytes())?;
-    let mut json = serde_json::to_vec_pretty(&manifest).expect("serializes");
-    json.push(b'\n');
-    write_atomically(&manifest_file, &json)?;
-    tmp.persist(&file).map_err(|e| ShipError::Io {
-        what: "renaming the finished delta to",
-        path: file.clone(),
-        source: e.error,
-    })?;
+    manifest.fill_from_labels(&labels);
+    unless_stopped(Ok(()))?;
+    export::put_in_place(&target, tmp, &manifest, req.force)?;
     Ok(DeltaOutcome {
-        file,
-        checksum_file,
-        manifest_file,
+        file: target.file,
+        checksum_file: target.checksum_file,
+        manifest_file: target.manifest_file,
         manifest,
         delta: info,
     })

@@ -304,6 +304,10 @@ struct Counted<'a, R> {
 
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // `export --since` stops on SIGINT/SIGTERM (the save is killed, its scratch removed).
+        if crate::export::stopped() {
+            return Err(io::Error::other("stopped by a signal"));
+        }
         let n = self.inner.read(buf)?;
         self.task.inc(n as u64);
         Ok(n)

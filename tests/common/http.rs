@@ -40,12 +40,20 @@ pub enum Reply {
     Redirect(String),
     /// 200 with `body`, sent only after waiting `delay` (downloads overlap).
     Slow { body: Vec<u8>, delay: Duration },
+    /// 200 without a Content-Length, then filler bytes until the client
+    /// hangs up (at most 4 GiB): a never-ending response.
+    Endless,
+    /// 200 without a Content-Length, then one byte every `every`, for at
+    /// most `for_at_most`: a response that never stalls and never ends.
+    Trickle { every: Duration, for_at_most: Duration },
 }
 
 #[derive(Default)]
 struct State {
     routes: Mutex<HashMap<String, Reply>>,
     counts: Mutex<HashMap<String, usize>>,
+    /// The Authorization header of each request that had one, per path.
+    auth: Mutex<HashMap<String, Vec<String>>>,
     total: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -117,6 +125,17 @@ impl Server {
         self.state.counts.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
+    /// The Authorization headers received for `path`, in order.
+    pub fn authorizations(&self, path: &str) -> Vec<String> {
+        self.state
+            .auth
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Requests received on any path.
     pub fn total_requests(&self) -> usize {
         self.state.total.load(Ordering::SeqCst)
@@ -177,6 +196,14 @@ fn handle(mut s: TcpStream, st: &State) -> std::io::Result<()> {
     }
     let text = String::from_utf8_lossy(&head);
     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+    if let Some(v) = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("authorization")
+            .then(|| v.trim().to_string())
+    }) {
+        st.auth.lock().unwrap().entry(path.clone()).or_default().push(v);
+    }
     let _guard = InFlight::new(st);
     st.total.fetch_add(1, Ordering::SeqCst);
     let nth = {
@@ -226,6 +253,30 @@ fn handle(mut s: TcpStream, st: &State) -> std::io::Result<()> {
         }
         Some(Reply::Redirect(loc)) => {
             s.write_all(header(302, 0, &format!("Location: {loc}\r\n")).as_bytes())?;
+        }
+        Some(Reply::Endless) => {
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+            s.write_all(head.as_bytes())?;
+            let chunk = filler(64 * 1024, 7);
+            for _ in 0..(4u64 << 30) / chunk.len() as u64 {
+                if st.shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                // An error means the client hung up.
+                s.write_all(&chunk)?;
+            }
+        }
+        Some(Reply::Trickle { every, for_at_most }) => {
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+            s.write_all(head.as_bytes())?;
+            let end = Instant::now() + for_at_most;
+            while Instant::now() < end && !st.shutdown.load(Ordering::SeqCst) {
+                s.write_all(b"x")?;
+                s.flush()?;
+                nap(st, every);
+            }
         }
         Some(Reply::Slow { body, delay }) => {
             nap(st, delay);
@@ -325,6 +376,28 @@ provenance = "reproduced-only"
         std::fs::write(dir.join(format!("{}.toml", e.name)), text).unwrap();
     }
     dir.to_path_buf()
+}
+
+/// Two good sources `a` and `b` (version 1.0), served at `/a.tar.gz` and
+/// `/b.tar.gz`, and a catalog for them written to `catalog`; returns the
+/// (name, body) pairs.
+pub fn two_sources(server: &Server, catalog: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut bodies = Vec::new();
+    let mut entries = Vec::new();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let body = tarball(&format!("{name}-1.0"), &[("src.c", &filler(50_000, i as u8))]);
+        let path = format!("/{name}.tar.gz");
+        server.route(&path, Reply::Bytes(body.clone()));
+        entries.push(Entry {
+            name,
+            version: "1.0",
+            url: server.url(&path),
+            sha256: sha256_hex(&body),
+        });
+        bodies.push((name.to_string(), body));
+    }
+    write_catalog(catalog, &entries);
+    bodies
 }
 
 /// Every file under `dir` (recursively), for "nothing was left behind" checks.

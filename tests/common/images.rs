@@ -11,9 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 pub const DEBIAN_BASE: &str = "localhost/pgha-test/debian:bookworm";
-pub const SPILO_STANDIN: &str = "localhost/pgha-test/spilo-standin:15";
-/// Label on the stand-in with the digest of its support files: a changed
-/// Containerfile or script makes the next test rebuild it.
+/// The stand-in's repository; its tag is `15-<digest of its support files>`
+/// (see [`spilo_standin`]), so that worktrees sharing one Podman storage, each
+/// with its own version of `tests/support/spilo-standin/`, never overwrite
+/// each other's stand-in.
+pub const SPILO_STANDIN_REPO: &str = "localhost/pgha-test/spilo-standin";
+/// Label on the stand-in with the digest of its support files (also in its tag).
 const SUPPORT_DIGEST_LABEL: &str = "io.pgha.test-support-digest";
 const LOCK: &str = "/tmp/pgha-test-images.lock";
 /// A lock older than this is taken to be left over by a killed test.
@@ -181,32 +184,22 @@ fn support_digest() -> String {
     h.finish().to_hex()[..16].to_string()
 }
 
-/// `localhost/pgha-test/spilo-standin:15`: Debian bookworm + PostgreSQL 15,
-/// pg_cron, Patroni, etcd and a Spilo-like launch script (see
-/// tests/support/spilo-standin/Containerfile). Built when absent or when its
-/// support files changed (~1 min).
+/// `localhost/pgha-test/spilo-standin:15-<digest12>`: Debian bookworm +
+/// PostgreSQL 15, pg_cron, Patroni, etcd and a Spilo-like launch script (see
+/// tests/support/spilo-standin/Containerfile). The tag carries the digest of
+/// the support files: a change makes a new tag (built when absent, ~1 min),
+/// and stand-ins of other versions stay untouched for whoever uses them.
 pub fn spilo_standin() -> String {
     let base = debian_base();
     let digest = support_digest();
-    let current = || {
-        image_exists(SPILO_STANDIN)
-            && run(podman_cmd().args([
-                "image",
-                "inspect",
-                "--format",
-                &format!("{{{{index .Config.Labels \"{SUPPORT_DIGEST_LABEL}\"}}}}"),
-                SPILO_STANDIN,
-            ]))
-            .trim()
-                == digest
-    };
-    if current() {
-        return SPILO_STANDIN.to_string();
+    let reference = format!("{SPILO_STANDIN_REPO}:15-{}", &digest[..12]);
+    if image_exists(&reference) {
+        return reference;
     }
     let _lock = ImageLock::acquire();
-    if !current() {
+    if !image_exists(&reference) {
         let out = podman_cmd()
-            .args(["build", "--layers", "-t", SPILO_STANDIN])
+            .args(["build", "--layers", "-t", &reference])
             .arg("--build-arg")
             .arg(format!("BASE={base}"))
             .arg("--label")
@@ -216,12 +209,12 @@ pub fn spilo_standin() -> String {
             .expect("run podman build");
         assert!(
             out.status.success(),
-            "building {SPILO_STANDIN} failed (apt inside podman build needs the Debian mirror):\n{}\n{}",
+            "building {reference} failed (apt inside podman build needs the Debian mirror):\n{}\n{}",
             tail(&out.stdout, 30),
             tail(&out.stderr, 30)
         );
     }
-    SPILO_STANDIN.to_string()
+    reference
 }
 
 fn tail(bytes: &[u8], n: usize) -> String {
@@ -408,4 +401,121 @@ impl Drop for Container {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The full-set image's extensions: Supabase's default C/SQL set (pg_graphql,
+/// a pgrx build, is left out) plus supabase_vault and pgtap; pg_cron is built
+/// from its pinned source (bookworm's is 1.4).
+pub const FULL_SET: &str = "vector,pgjwt,http,pg_hashids,pgsodium,pg_net,pg_cron,supabase_vault,pgtap";
+
+/// The `pgha-image generate`/`build` arguments of the full-set image, after
+/// the subcommand (the caller adds `--out`, `--tag`).
+fn full_set_args(standin: &str, bootstrap: &Path, cache: &Path) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = [
+        "--progress",
+        "plain",
+        "--base-image",
+        standin,
+        "--pg",
+        "15",
+        // What the bookworm stand-in has: glibc 2.36, libcurl 7.88 (so pg_net
+        // 0.19.5, not the Ubuntu 22.04 fallback), Spilo's preload list
+        // reduced to what it has.
+        "--base-glibc",
+        "2.36",
+        "--base-lib",
+        "libcurl=7.88",
+        "--base-preload",
+        "pg_stat_statements,pg_cron",
+        "--extensions",
+        FULL_SET,
+        "--from-source",
+        "pg_cron",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    a.push("--bootstrap-bin".into());
+    a.push(bootstrap.into());
+    a.push("--cache-dir".into());
+    a.push(cache.into());
+    a.extend(super::sources::fetch_args());
+    a
+}
+
+/// `localhost/pgha-test/full-set:<context digest, 12 hex>`: the full set
+/// ([`FULL_SET`]) built with `pgha-image build` from the real upstream
+/// archives (`common::sources`) on the Spilo stand-in, with this tree's
+/// pgha-bootstrap (debug build, its debug info stripped). Built once per
+/// machine and context: the tag is the build context's digest, so every test
+/// (and test process) of the same tree shares one image, and a change to the
+/// catalog, templates or bootstrap makes a new one (~90 s cold on 2 cores).
+/// The caller holds the engine lock for as long as it uses the image.
+pub fn full_set_image(_engine: &ImageLock) -> String {
+    let standin = spilo_standin();
+    let pgha_image = PathBuf::from(env!("CARGO_BIN_EXE_pgha-image"));
+    let work = tempfile::Builder::new()
+        .prefix("pgha-full-set")
+        .tempdir()
+        .unwrap();
+    let bootstrap = work.path().join("pgha-bootstrap");
+    let strip = require_program("strip", "binutils", &[]);
+    run(Command::new(strip)
+        .args(["--strip-debug", "-o"])
+        .arg(&bootstrap)
+        .arg(env!("CARGO_BIN_EXE_pgha-bootstrap")));
+    let cache = work.path().join("cache");
+    let args = full_set_args(&standin, &bootstrap, &cache);
+
+    // The context digest names the image.
+    let out = work.path().join("generated");
+    let o = Command::new(&pgha_image)
+        .arg("generate")
+        .args(&args)
+        .arg("--out")
+        .arg(&out)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("run pgha-image generate");
+    assert!(
+        o.status.success(),
+        "pgha-image generate for the full set failed:\n{}",
+        tail(&o.stderr, 40)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let digest = manifest["context_digest"]
+        .as_str()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .expect("context_digest in manifest.json")
+        .to_string();
+    let reference = format!("localhost/pgha-test/full-set:{}", &digest[..12]);
+    if image_exists(&reference) {
+        return reference;
+    }
+    let start = Instant::now();
+    let o = Command::new(&pgha_image)
+        .arg("build")
+        .args(&args)
+        .args(["--engine", "podman", "--tag", &reference])
+        .arg("--out")
+        .arg(work.path().join("build"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("run pgha-image build");
+    assert!(
+        o.status.success(),
+        "pgha-image build of the full set failed:\n{}",
+        tail(&o.stderr, 60)
+    );
+    eprintln!("built {reference} in {:?}", start.elapsed());
+    let label = run(podman_cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"io.pgha.context-digest\"}}",
+        &reference,
+    ]));
+    assert_eq!(label.trim(), format!("sha256:{digest}"), "one context, one image");
+    reference
 }

@@ -1,11 +1,13 @@
 //! Shared support for the integration tests. Each file has one owner area:
 //! `prereq` (missing prerequisites fail with how to install them), `pg`
 //! (throwaway PostgreSQL clusters), `http` (a fixture HTTP server on
-//! 127.0.0.1), `images` (container engine and stand-in base images).
+//! 127.0.0.1), `images` (container engine, stand-in base images, the full-set
+//! image), `sources` (where the real upstream extension archives come from).
 #![allow(dead_code)]
 
 pub mod http;
 pub mod images;
 pub mod pg;
 pub mod prereq;
+pub mod sources;
 pub mod vms;

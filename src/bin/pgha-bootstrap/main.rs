@@ -26,15 +26,18 @@ use std::time::Duration;
         pgha-bootstrap DSN                      (bootstrap.post_bootstrap: pgha-bootstrap)\n  \
         pgha-bootstrap hook ARGS... DSN|postgres (Spilo's post_init wrapper: hook \"$@\")\n  \
         pgha-bootstrap on_role_change ROLE SCOPE (Patroni callback; applies pending work on promotion)",
-    after_help = "Exit codes: 0 success or nothing to do, 1 failure, 2 bad input (configuration, DSN, secret \
-        file), 3 drift or contract check failed, 4 missing prerequisite (a required extension, an unreadable secret)."
+    after_help = "Exit codes: 0 success or nothing to do, 1 failure (also a connect/statement/lock/run \
+        timeout), 2 bad input (configuration, DSN, secret file, a missing --secrets-dir, an unknown --extensions \
+        name), 3 drift (a migration or a contract function changed) or contract check failed, 4 missing \
+        prerequisite (a required extension, an unreadable secret)."
 )]
 struct Cli {
     /// The configuration file [default: /etc/pgha/bootstrap.toml; missing = built-in defaults]
     #[arg(long, global = true, value_name = "FILE", env = "PGHA_BOOTSTRAP_CONFIG")]
     config: Option<PathBuf>,
 
-    /// Also apply the NNNN_name.sql migrations of DIR (site-specific additions, after the built-in ones)
+    /// Also apply the NNNN_name.sql migrations of DIR (site-specific additions, after the built-in ones;
+    /// apply records DIR, later runs use it without the flag)
     #[arg(long, global = true, value_name = "DIR")]
     extra_migrations: Option<PathBuf>,
 
@@ -48,17 +51,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply what is pending: migrations, extensions, passwords, JWT settings
+    /// Apply what is pending: migrations, the contract roles' attributes and members, extensions,
+    /// passwords, JWT settings
     Apply {
         /// libpq key=value string, postgresql:// URL, or `postgres` (the local socket) [default: the configured local server]
         #[arg(long, value_name = "DSN")]
         dsn: Option<String>,
-        /// Extensions to create, comma-separated, instead of the configured list
+        /// Extensions to create, comma-separated, instead of the configured (or last recorded) list;
+        /// recorded, so later runs and a bare check use it
         #[arg(long, value_name = "LIST")]
         extensions: Option<String>,
-        /// Read secrets from DIR (one file per role, `password`, `jwt_secret`)
+        /// Read secrets from DIR (one file per role, `password`, `jwt_secret`); DIR must exist
         #[arg(long, value_name = "DIR")]
         secrets_dir: Option<PathBuf>,
+        /// Accept the current definitions of contract functions that changed since they were
+        /// recorded (e.g. redefined by GoTrue's own migrations) instead of refusing the drift
+        #[arg(long)]
+        accept_function_changes: bool,
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
@@ -86,6 +95,9 @@ enum Command {
     },
     /// Verify the live database against the Supabase contract (exit 3 when anything is missing or different)
     Check {
+        /// Extensions to verify, comma-separated [default: what the last apply recorded, else the configured list]
+        #[arg(long, value_name = "LIST")]
+        extensions: Option<String>,
         /// Compare with the secrets in DIR instead of the configured directory
         #[arg(long, value_name = "DIR")]
         secrets_dir: Option<PathBuf>,
@@ -190,10 +202,10 @@ fn settings(
     };
     let mut s = Settings::new(cfg, conn);
     if let Some(dir) = &cli.extra_migrations {
-        s.migrations = s.migrations.with_extra(dir)?;
+        s = s.with_extra_migrations(dir)?;
     }
     if let Some(dir) = secrets_dir {
-        s.secrets = s.secrets.in_dir(dir);
+        s = s.with_secrets_dir(dir)?;
     }
     Ok(s)
 }
@@ -219,7 +231,7 @@ fn print_report(
 
 async fn apply_and_report(s: &Settings, quiet: bool, json: bool) -> Result<ExitCode, Error> {
     let progress = Progress::new(if quiet || json { Mode::Quiet } else { Mode::Plain });
-    let report = runner::apply(s, &progress).await?;
+    let report = runner::bounded(s, "pgha-bootstrap apply", runner::apply(s, &progress)).await?;
     print_report(&report, || report.lines(), json, quiet);
     Ok(ExitCode::Success)
 }
@@ -232,17 +244,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             dsn,
             extensions,
             secrets_dir,
+            accept_function_changes,
             json,
         } => {
             let mut s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             if let Some(list) = extensions {
                 s.extensions = s.extensions.with_list(list);
             }
+            s.accept_function_changes = *accept_function_changes;
             apply_and_report(&s, cli.quiet, *json).await
         }
         Command::Status { dsn, json } => {
             let s = settings(&cli, &cfg, dsn.as_deref(), None)?;
-            let report = runner::status(&s).await?;
+            let report = runner::bounded(&s, "pgha-bootstrap status", runner::status(&s)).await?;
             print_report(&report, || report.lines(), *json, false);
             Ok(ExitCode::Success)
         }
@@ -252,17 +266,21 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             secrets_dir,
         } => {
             let s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
-            let report = runner::plan(&s).await?;
+            let report = runner::bounded(&s, "pgha-bootstrap plan", runner::plan(&s)).await?;
             print_report(&report, || report.lines(), *json, false);
             Ok(ExitCode::Success)
         }
         Command::Check {
+            extensions,
             dsn,
             json,
             secrets_dir,
         } => {
-            let s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
-            let report = check::check(&s).await?;
+            let mut s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
+            if let Some(list) = extensions {
+                s.extensions = s.extensions.with_list(list);
+            }
+            let report = runner::bounded(&s, "pgha-bootstrap check", check::check(&s)).await?;
             print_report(&report, || report.lines(), *json, false);
             let failed = report.failures().count();
             if failed > 0 {

@@ -1,13 +1,13 @@
-//! `generate` and `build`: select → fetch (verified, cached) → plan → render
-//! → pack, and for `build` the engine's build of the packed context.
+//! `generate` and `build`: flags → a `pgha_image::pipeline` request → print.
 
 use crate::Global;
 use crate::fetch::FetchFlags;
 use clap::Args;
-use pgha_image::context::{self, BaseOverrides, BuildPlan, Generated, Inputs, PlanRequest, SourceFile};
-use pgha_image::engine::{BuildRequest, Engine, EngineChoice, EngineError};
+use pgha_image::context::{self, BaseOverrides, BuildPlan, PlanRequest};
+use pgha_image::engine::EngineChoice;
 use pgha_image::error::UsageError;
 use pgha_image::fetch;
+use pgha_image::pipeline::{self, BuildRequest, GenerateRequest};
 use pgha_image::progress::Progress;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,8 +45,8 @@ pub struct SelectionArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub base_preload: Option<Vec<String>>,
 
-    /// Set ENV SPILO_CONFIGURATION in the image with the preload list and server settings it needs
-    /// (for a plain `docker run`; a deployment that sets SPILO_CONFIGURATION replaces it)
+    /// Also set ENV SPILO_CONFIGURATION in the image to its default server settings (redundant:
+    /// the image's /launch.sh merges them under any SPILO_CONFIGURATION anyway; docs/image.md)
     #[arg(long)]
     pub embed_spilo_configuration: bool,
 
@@ -84,7 +84,8 @@ fn parse_lib(s: &str) -> Result<(String, String), String> {
 #[derive(Args)]
 pub struct GenerateArgs {
     /// Output directory: DIR/context (the build context), DIR/context.tar, DIR/manifest.json.
-    /// Replaced only when complete; must be new, empty, or a previous output.
+    /// Replaced only when complete, and only if new, empty, or an earlier output left unchanged
+    /// (every file as recorded in DIR/.pgha-output.json); anything else is refused (exit 2)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
@@ -106,7 +107,7 @@ pub struct BuildArgs {
     pub tag: String,
 
     /// Container engine: auto (a Docker that answers, else Podman), docker, podman
-    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Auto, env = "PGHA_ENGINE")]
     pub engine: EngineChoice,
 
     /// Target platform, e.g. linux/amd64 (passed to the engine)
@@ -126,7 +127,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
     pub jobs: Option<usize>,
 
-    /// Where the context, its manifest and the build log go
+    /// Where the context, its manifest and the build log go, replaced as `generate --out` is
     /// [default: <cache dir>/builds/<tag>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -165,71 +166,21 @@ fn source_date_epoch() -> Result<Option<u64>, pgha_image::Error> {
     }
 }
 
-/// Plan, fetch what the plan needs, render and pack into `out`.
-fn generate_into(
+fn generate_request(
     selection: &SelectionArgs,
     sources: &FetchFlags,
-    out: &std::path::Path,
+    out: PathBuf,
     global: &Global,
-    progress: &Progress,
-) -> Result<(BuildPlan, Generated), pgha_image::Error> {
-    let catalog = global.catalog()?;
-    let plan = BuildPlan::new(&catalog, &selection.plan_request())?;
-    progress.println(format!(
-        "base: {} ({})",
-        plan.base.reference,
-        plan.base.describe()
-    ));
-    for n in &plan.notes {
-        progress.println(format!("note: {n}"));
-    }
-    // Check the binary before downloading anything.
-    let bin = match &selection.bootstrap_bin {
-        Some(p) => p.clone(),
-        None => default_bootstrap_bin()?,
-    };
-    context::check_bootstrap_bin(&bin, &plan.base)?;
-    let wanted = plan.selected_for_fetch(&catalog)?;
-    let fetched = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        fetch::fetch_blocking(&wanted, &sources.options(global)?, progress)?
-    };
-    let files: Vec<SourceFile> = fetched
-        .into_iter()
-        .map(|f| SourceFile {
-            extension: f.name,
-            version: f.version,
-            sha256: f.sha256,
-            path: f.path,
-            file_name: f.file_name,
-        })
-        .collect();
-    let generated = context::generate(
-        &plan,
-        &Inputs {
-            sources: &files,
-            bootstrap_bin: &bin,
-            source_date_epoch: source_date_epoch()?,
+) -> Result<GenerateRequest, pgha_image::Error> {
+    Ok(GenerateRequest {
+        plan: selection.plan_request(),
+        bootstrap_bin: match &selection.bootstrap_bin {
+            Some(p) => p.clone(),
+            None => default_bootstrap_bin()?,
         },
+        fetch: sources.options(global)?,
         out,
-    )?;
-    Ok((plan, generated))
-}
-
-fn summary(plan: &BuildPlan, g: &Generated) -> serde_json::Value {
-    serde_json::json!({
-        "out_dir": g.out_dir,
-        "context_dir": g.context_dir,
-        "context_tar": g.context_tar,
-        "context_digest": g.manifest.context_digest,
-        "base_image": plan.base.reference,
-        "pg_majors": plan.pg_majors,
-        "extensions": g.manifest.manifest.extensions,
-        "shared_preload_libraries": plan.preload,
-        "spilo_configuration": plan.spilo_configuration(),
-        "labels": g.manifest.labels,
-        "notes": plan.notes,
+        source_date_epoch: source_date_epoch()?,
     })
 }
 
@@ -250,159 +201,47 @@ fn print_extensions(plan: &BuildPlan, progress: &Progress) {
 
 pub fn run_generate(args: GenerateArgs, global: &Global) -> Result<(), pgha_image::Error> {
     let progress = global.progress();
-    let (plan, generated) = generate_into(&args.selection, &args.sources, &args.out, global, &progress)?;
+    let req = generate_request(&args.selection, &args.sources, args.out, global)?;
+    let done = pipeline::generate(&global.catalog()?, &req, &progress)?;
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&summary(&plan, &generated)).expect("serializes")
+            serde_json::to_string_pretty(&done.summary()).expect("serializes")
         );
     } else {
-        print_extensions(&plan, &progress);
-        progress.println(format!("context: {}", generated.context_dir.display()));
-        println!("{}", generated.manifest.context_digest);
+        print_extensions(&done.plan, &progress);
+        progress.println(format!("context: {}", done.generated.context_dir.display()));
+        println!("{}", done.generated.manifest.context_digest);
     }
     Ok(())
-}
-
-/// The shipped pgha-bootstrap is one binary for one architecture: it must be
-/// the platform's.
-fn check_platform(selection: &SelectionArgs, platform: &str) -> Result<(), pgha_image::Error> {
-    let bin = match &selection.bootstrap_bin {
-        Some(p) => p.clone(),
-        None => default_bootstrap_bin()?,
-    };
-    let needs =
-        context::glibc::elf_needs(&bin).map_err(|reason| context::ContextError::BootstrapUnreadable {
-            path: bin.clone(),
-            reason,
-        })?;
-    let arches: Vec<&str> = platform
-        .split(',')
-        .map(|p| {
-            p.trim()
-                .trim_start_matches("linux/")
-                .split('/')
-                .next()
-                .unwrap_or("")
-        })
-        .collect();
-    let have = needs.platform_arch();
-    if arches.len() != 1 || Some(arches[0]) != have {
-        return Err(UsageError::new(format!(
-            "--platform {platform} does not match the pgha-bootstrap binary {} ({}): one image holds one \
-             binary for one architecture",
-            bin.display(),
-            needs.machine
-        ))
-        .with_hint(
-            "build once per platform, each with a pgha-bootstrap of that architecture \
-             (e.g. cargo build --release --target aarch64-unknown-linux-gnu, then --bootstrap-bin)",
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// `<cache>/builds/<tag with unsafe characters replaced>`.
-fn default_build_dir(tag: &str, global: &Global) -> PathBuf {
-    let cache = global.cache_dir.clone().unwrap_or_else(fetch::default_cache_dir);
-    let safe: String = tag
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    cache.join("builds").join(safe)
-}
-
-/// A build step worth showing on the spinner: the engine's step lines.
-fn step_of(line: &str) -> Option<&str> {
-    let t = line.trim();
-    let is_step = (t.starts_with('[') && t.contains("] STEP "))
-        || t.starts_with("STEP ")
-        || t.starts_with("Step ")
-        || (t.starts_with('#') && t.contains(" ["));
-    is_step.then_some(t)
 }
 
 pub fn run_build(args: BuildArgs, global: &Global) -> Result<(), pgha_image::Error> {
     let progress = global.progress();
-    if let Some(platform) = &args.platform {
-        check_platform(&args.selection, platform)?;
-    }
-    // The engine first: no point fetching for an engine that is not there.
-    let engine = Engine::detect(args.engine)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_build_dir(&args.tag, global));
-    let (plan, generated) = generate_into(&args.selection, &args.sources, &out, global, &progress)?;
-    progress.println(format!(
-        "context {} ({} extensions)",
-        generated.manifest.context_digest,
-        plan.extensions.len()
-    ));
-
-    let log_path = out.join("build.log");
-    let spinner = progress.spinner(&format!("{} build", engine.kind()));
+    let out = match args.out {
+        Some(o) => o,
+        None => pipeline::default_build_dir(
+            &global.cache_dir.clone().unwrap_or_else(fetch::default_cache_dir),
+            &args.tag,
+        ),
+    };
     let req = BuildRequest {
-        context_dir: generated.context_dir.clone(),
-        tag: args.tag.clone(),
-        platform: args.platform.clone(),
-        build_args: generated.manifest.build_args.clone(),
-        labels: generated.manifest.labels.clone(),
-        log_path: log_path.clone(),
-        no_cache: args.no_cache,
+        generate: generate_request(&args.selection, &args.sources, out, global)?,
+        tag: args.tag,
+        engine: args.engine,
+        platform: args.platform,
         push: args.push,
+        no_cache: args.no_cache,
         jobs: args.jobs,
     };
-    let built = engine.build(&req, &mut |line| {
-        if let Some(step) = step_of(line) {
-            spinner.set_message(step.chars().take(120).collect::<String>());
-        }
-    });
-    let built = match built {
-        Ok(b) => b,
-        Err(e) => {
-            spinner.fail("failed");
-            return Err(name_failed_extension(e, &log_path));
-        }
-    };
-    spinner.finish(format!("built {}", args.tag));
+    let built = pipeline::build(&global.catalog()?, &req, &progress)?;
     if args.json {
-        let mut v = summary(&plan, &generated);
-        v["tag"] = serde_json::json!(args.tag);
-        v["image_id"] = serde_json::json!(built.image_id);
-        v["engine"] = serde_json::json!(engine.kind());
-        v["log"] = serde_json::json!(built.log_path);
-        v["pushed"] = serde_json::json!(args.push);
+        let v = built.summary(&req.tag, req.push);
         println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
     } else {
-        print_extensions(&plan, &progress);
+        print_extensions(&built.generate.plan, &progress);
         progress.println(format!("log: {}", built.log_path.display()));
-        println!("{} {}", args.tag, built.image_id);
+        println!("{} {}", req.tag, built.image_id);
     }
     Ok(())
-}
-
-/// A failure in the final stage's check of a base-provided extension is not
-/// in an `ext-<name>` stage: name the extension from the check's own message.
-fn name_failed_extension(e: EngineError, log_path: &std::path::Path) -> pgha_image::Error {
-    if let EngineError::BuildFailed { stage, tail, .. } = &e
-        && !stage.as_deref().is_some_and(|s| s.starts_with("ext-"))
-        && let Some(line) = tail.iter().rev().find(|l| l.contains("pgha-image: extension "))
-        && let Some(ext) = context::failed_extension(line)
-    {
-        return context::ContextError::BaseCheckFailed {
-            extension: ext,
-            detail: line.trim().to_string(),
-            log_path: log_path.to_path_buf(),
-        }
-        .into();
-    }
-    e.into()
 }

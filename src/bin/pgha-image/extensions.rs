@@ -2,7 +2,8 @@
 
 use crate::Global;
 use clap::Subcommand;
-use pgha_image::catalog::{Extension, Preload, Set};
+use pgha_image::catalog::{Extension, Preload};
+use pgha_image::redact;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -45,22 +46,27 @@ pub fn run(cmd: Command, global: &Global) -> Result<(), pgha_image::Error> {
     Ok(())
 }
 
+/// JSON of catalog values, with credentials in any URL hidden.
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string_pretty(v).expect("catalog types serialize")
-}
-
-fn set_word(s: Set) -> &'static str {
-    match s {
-        Set::Default => "default",
-        Set::Optional => "optional",
+    fn hide(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = redact::text(s).into_owned(),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(hide),
+            serde_json::Value::Object(o) => o.values_mut().for_each(hide),
+            _ => {}
+        }
     }
+    let mut v = serde_json::to_value(v).expect("catalog types serialize");
+    hide(&mut v);
+    serde_json::to_string_pretty(&v).expect("JSON values serialize")
 }
 
-fn preload_word(p: Preload) -> &'static str {
-    match p {
-        Preload::No => "no",
-        Preload::Required => "required",
-        Preload::WhenUsed => "when-used",
+/// A catalog enum's word as the catalog file spells it (its serde name: one
+/// spelling, not a second table here).
+fn word<T: serde::Serialize>(v: T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => unreachable!("catalog enums serialize as strings, not {other:?}"),
     }
 }
 
@@ -75,10 +81,10 @@ fn table<'a>(exts: impl Iterator<Item = &'a Extension>) -> String {
             [
                 e.name.clone(),
                 e.version.clone(),
-                set_word(e.set).into(),
+                word(e.set),
                 build,
                 e.pg_majors.to_string(),
-                preload_word(e.preload).into(),
+                word(e.preload),
                 e.description.clone(),
             ]
         })
@@ -116,7 +122,7 @@ fn show(e: &Extension) -> String {
         kv("homepage", &e.homepage);
     }
     kv("license", &e.license);
-    kv("set", set_word(e.set));
+    kv("set", &word(e.set));
     kv("version", &format!("{} (pinned)", e.version));
     kv("postgresql", &e.pg_majors.to_string());
     kv(
@@ -129,7 +135,7 @@ fn show(e: &Extension) -> String {
     );
     let preload = match e.preload {
         Preload::No => "no".to_string(),
-        p => format!("{} (shared_preload_libraries: {})", preload_word(p), e.library()),
+        p => format!("{} (shared_preload_libraries: {})", word(p), e.library()),
     };
     kv("preload", &preload);
     for (k, v) in &e.settings {
@@ -172,7 +178,7 @@ fn show(e: &Extension) -> String {
         let src = &v.source;
         let pinned = if v.version == e.version { " (pinned)" } else { "" };
         s.push_str(&format!("  {}{pinned}\n", v.version));
-        s.push_str(&format!("    url          {}\n", src.url));
+        s.push_str(&format!("    url          {}\n", redact::url(&src.url)));
         s.push_str(&format!("    sha256       {}\n", src.sha256));
         if let Some(t) = &src.tag {
             s.push_str(&format!("    tag          {t}\n"));
@@ -180,10 +186,7 @@ fn show(e: &Extension) -> String {
         if let Some(c) = &src.commit {
             s.push_str(&format!("    commit       {c}\n"));
         }
-        let prov = match src.provenance {
-            pgha_image::catalog::Provenance::Independent => "independent",
-            pgha_image::catalog::Provenance::ReproducedOnly => "reproduced only",
-        };
+        let prov = word(src.provenance).replace('-', " ");
         let by = if src.confirmed_by.is_empty() {
             String::new()
         } else {

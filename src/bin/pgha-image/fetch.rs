@@ -33,17 +33,20 @@ pub struct FetchFlags {
     #[arg(long)]
     pub offline: bool,
 
-    /// Fetch <MIRROR>/<extension>-<version><suffix> instead of upstream: an http(s) base URL or a
-    /// directory (e.g. one written by `pgha-image mirror`). Digests are checked the same way.
-    #[arg(long, value_name = "URL|DIR", env = "PGHA_MIRROR")]
+    /// Fetch <MIRROR>/<extension>-<version><suffix> instead of upstream: an http(s) base URL, a
+    /// file:///path URL or a directory (e.g. one written by `pgha-image mirror`). Digests are
+    /// checked the same way.
+    /// A URL may carry credentials (https://user:password@host/path); they are never shown.
+    #[arg(long, value_name = "URL|DIR", env = "PGHA_MIRROR", hide_env_values = true)]
     pub mirror: Option<String>,
 
     /// Allow plain http:// URLs (upstream, or a mirror not on 127.0.0.1/localhost)
     #[arg(long)]
     pub allow_http: bool,
 
-    /// Downloads at the same time
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    /// Downloads at the same time (1 to 64)
+    #[arg(long, default_value_t = 4, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub concurrency: usize,
 
     /// Further attempts after a transient failure (reset, timeout, 5xx, truncated body)
@@ -53,6 +56,10 @@ pub struct FetchFlags {
     /// Seconds without data after which a download counts as stalled
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub stall_timeout: f64,
+
+    /// Seconds one download attempt may take in all (a server trickling data never stalls)
+    #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
+    pub timeout: f64,
 
     /// Largest source accepted, in bytes or with a K/M/G suffix
     #[arg(long, default_value = "512M", value_name = "SIZE", value_parser = parse_size)]
@@ -65,8 +72,17 @@ pub struct FetchFlags {
 
 impl FetchFlags {
     pub fn options(&self, global: &Global) -> Result<FetchOptions, pgha_image::Error> {
-        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
-            return Err(UsageError::new("--stall-timeout must be a positive number of seconds").into());
+        for (flag, v) in [
+            ("--stall-timeout", self.stall_timeout),
+            ("--timeout", self.timeout),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v < 1e9) {
+                return Err(
+                    UsageError::new(format!("{flag} must be a positive number of seconds, not {v}"))
+                        .with_hint(format!("e.g. {flag} 30"))
+                        .into(),
+                );
+            }
         }
         let mirror = self.mirror.as_deref().map(Mirror::parse).transpose()?;
         Ok(FetchOptions {
@@ -74,9 +90,10 @@ impl FetchFlags {
             offline: self.offline,
             mirror,
             allow_http: self.allow_http,
-            concurrency: self.concurrency.max(1),
+            concurrency: self.concurrency,
             retries: self.retries,
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
+            timeout: Duration::from_secs_f64(self.timeout),
             max_size: self.max_size,
             max_redirects: self.max_redirects,
             ..FetchOptions::default()
@@ -116,6 +133,15 @@ impl SourceArgs {
 
     /// Select from the catalog and fetch into the cache.
     pub fn fetch(&self, global: &Global) -> Result<(FetchOptions, Vec<Fetched>), pgha_image::Error> {
+        if let Some(list) = &self.extensions
+            && list.iter().all(|n| n.trim().is_empty())
+        {
+            return Err(UsageError::new("--extensions is empty: no extension selected")
+                .with_hint(
+                    "name extensions (e.g. -e vector,pg_cron), or leave the option out for the default set",
+                )
+                .into());
+        }
         let catalog = global.catalog()?;
         let selected = catalog.select(&self.request())?;
         let opts = self.flags.options(global)?;
@@ -182,6 +208,8 @@ pub fn run_fetch(args: FetchArgs, global: &Global) -> Result<(), pgha_image::Err
 }
 
 pub fn run_mirror(args: MirrorArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    // A wrong target fails before anything is downloaded.
+    fetch::check_mirror_dir(&args.dir)?;
     let (_, fetched) = args.source.fetch(global)?;
     let summary = fetch::write_mirror(&fetched, &args.dir)?;
     if args.json {

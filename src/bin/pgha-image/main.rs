@@ -45,7 +45,7 @@ pub struct Global {
     pub cache_dir: Option<PathBuf>,
 
     /// Progress display: auto (bars on a terminal, lines otherwise), bars, plain, quiet
-    #[arg(long, global = true, value_name = "MODE", default_value = "auto", value_parser = parse_progress)]
+    #[arg(long, global = true, value_name = "MODE", value_enum, default_value_t = Mode::Auto)]
     pub progress: Mode,
 
     /// Print nothing but errors and the command's result
@@ -60,18 +60,6 @@ impl Global {
 
     pub fn catalog(&self) -> Result<pgha_image::catalog::Catalog, pgha_image::Error> {
         Ok(pgha_image::catalog::Catalog::load(self.catalog.as_deref())?)
-    }
-}
-
-fn parse_progress(s: &str) -> Result<Mode, String> {
-    match s {
-        "auto" => Ok(Mode::Auto),
-        "bars" => Ok(Mode::Bars),
-        "plain" => Ok(Mode::Plain),
-        "quiet" | "none" => Ok(Mode::Quiet),
-        _ => Err(format!(
-            "unknown progress mode {s:?}: use auto, bars, plain or quiet"
-        )),
     }
 }
 

@@ -99,27 +99,39 @@ fn cache_dir(global: &Global) -> std::path::PathBuf {
         .unwrap_or_else(pgha_image::fetch::default_cache_dir)
 }
 
+/// `export --since OLD_TAG`, from export.rs.
+pub struct SinceArgs {
+    pub tag: String,
+    pub since: String,
+    pub output: Option<std::path::PathBuf>,
+    pub force: bool,
+    pub engine: EngineChoice,
+    pub json: bool,
+}
+
 /// `export --since OLD_TAG`: a delta file (called from export.rs).
-pub fn run_export_since(
-    tag: String,
-    since: String,
-    output: Option<std::path::PathBuf>,
-    engine: EngineChoice,
-    json: bool,
-    global: &Global,
-) -> Result<(), pgha_image::Error> {
+pub fn run_export_since(args: SinceArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    let SinceArgs {
+        tag,
+        since,
+        output,
+        force,
+        engine,
+        json,
+    } = args;
+    let req = ship::delta::DeltaRequest {
+        tag,
+        since,
+        output,
+        force,
+        cache_dir: cache_dir(global),
+    };
+    // The tags and the target are checked before an engine is looked for.
+    ship::delta::check_request(&req)?;
     let engine = Engine::detect(engine)?;
     let progress = global.progress();
-    let out = ship::delta::export_delta(
-        &engine,
-        &ship::delta::DeltaRequest {
-            tag,
-            since,
-            output,
-            cache_dir: cache_dir(global),
-        },
-        &progress,
-    )?;
+    pgha_image::export::stop_on_signals();
+    let out = ship::delta::export_delta(&engine, &req, &progress)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&out).expect("serializes"));
     } else if !global.quiet {

@@ -1,104 +1,54 @@
 #!/bin/sh
-# Stand-in for Spilo's /launch.sh: write the Patroni configuration to
-# /run/postgres.yml, start a local etcd (no DCS variables: Spilo's demo mode),
-# then run Patroni as `postgres` with a stripped environment, as runit does.
+# Stand-in for Spilo's /launch.sh (behaviour of zalando/spilo's
+# postgres-appliance/launch.sh and runit/{patroni,etcd}/run):
+# - `launch.sh init` (the CMD) starts over as `/bin/sh /launch.sh` by that
+#   absolute path (Spilo re-executes itself under dumb-init), so a wrapper
+#   installed at /launch.sh by a derived image runs a second time, then;
+# - configure_spilo.py writes /run/postgres.yml from the environment and
+#   SPILO_CONFIGURATION (see its docstring for the rules);
+# - a local etcd runs when the configuration names no DCS (Spilo's demo mode);
+# - Patroni runs as `postgres` with the environment stripped as runit's
+#   patroni/run script strips it: only PATH, HOSTNAME, PGHOME, LC_ALL, POD_IP,
+#   POD_NAMESPACE, ENABLE_PG_MON and KUBERNETES_{SERVICE,PORT,ROLE}* survive,
+#   plus HOME=/home/postgres.
+# Deviations: no dumb-init and no runit supervision (Patroni is not restarted
+# when it exits: the container ends).
 set -eu
-[ "${1:-}" = init ] || exec "$@"
+if [ "${1:-}" = init ]; then
+    exec /bin/sh /launch.sh
+fi
+if [ "$#" -gt 0 ]; then
+    exec "$@"
+fi
 
-HUMAN_ROLE=${HUMAN_ROLE:-zalandos}
-SCOPE=${SCOPE:-standin}
-PGUSER_SUPERUSER=${PGUSER_SUPERUSER:-postgres}
-PGPASSWORD_SUPERUSER=${PGPASSWORD_SUPERUSER:-zalando}
-PGUSER_STANDBY=${PGUSER_STANDBY:-standby}
-PGPASSWORD_STANDBY=${PGPASSWORD_STANDBY:-standby}
-PGROOT=/home/postgres/pgdata/pgroot
-PGDATA=$PGROOT/data
-NAME=$(hostname)
-IP=$(hostname -i 2>/dev/null | awk '{print $1}')
-[ -n "$IP" ] || IP=127.0.0.1
-
-mkdir -p "$PGROOT" /run/postgresql /run/etcd
-chown -R postgres:postgres /home/postgres /run/postgresql
+PGROOT=${PGROOT:-/home/postgres/pgdata/pgroot}
+mkdir -p "$PGROOT" /run/postgresql /run/certs /run/tmp
+chown -R postgres:postgres /home/postgres /run/postgresql /run/certs
 chmod 2775 /run/postgresql
+chmod 01777 /run/tmp
 
-cat > /run/postgres.yml <<YAML
-scope: $SCOPE
-name: $NAME
-restapi:
-  listen: 0.0.0.0:8008
-  connect_address: $IP:8008
-etcd:
-  host: 127.0.0.1:2379
-bootstrap:
-  dcs:
-    ttl: 30
-    loop_wait: 10
-    retry_timeout: 10
-    maximum_lag_on_failover: 33554432
-    postgresql:
-      use_pg_rewind: true
-      use_slots: true
-      parameters:
-        wal_level: logical
-        max_wal_senders: 10
-        max_replication_slots: 10
-        hot_standby: 'on'
-  initdb:
-  - encoding: UTF8
-  - locale: C.UTF-8
-  - data-checksums
-  - auth-host: md5
-  - auth-local: trust
-  post_init: /scripts/post_init.sh "$HUMAN_ROLE"
-postgresql:
-  name: $NAME
-  listen: 0.0.0.0:5432
-  connect_address: $IP:5432
-  data_dir: $PGDATA
-  bin_dir: /usr/lib/postgresql/15/bin
-  pgpass: /run/postgresql/pgpass
-  authentication:
-    superuser:
-      username: $PGUSER_SUPERUSER
-      password: $PGPASSWORD_SUPERUSER
-    replication:
-      username: $PGUSER_STANDBY
-      password: $PGPASSWORD_STANDBY
-  callbacks:
-    on_role_change: /scripts/on_role_change.sh "$HUMAN_ROLE" true
-  parameters:
-    unix_socket_directories: /run/postgresql
-    shared_preload_libraries: 'bg_mon_absent_placeholder'
-    cron.database_name: postgres
-  pg_hba:
-  - local all all trust
-  - host all all 127.0.0.1/32 md5
-  - host all all ::1/128 md5
-  - host replication $PGUSER_STANDBY 0.0.0.0/0 md5
-  - host all all 0.0.0.0/0 md5
-YAML
-# Spilo's default preload list minus what the stand-in does not have
-# (bg_mon, pgextwlist, pg_auth_mon, set_user, timescaledb, pg_stat_kcache).
-sed -i "s/'bg_mon_absent_placeholder'/'pg_stat_statements,pg_cron'/" /run/postgres.yml
-# A user-given configuration is merged by Spilo; the stand-in appends it verbatim
-# (enough for tests that add a top-level key).
-if [ -n "${SPILO_CONFIGURATION:-}" ]; then printf '%s\n' "$SPILO_CONFIGURATION" >> /run/postgres.yml; fi
-chown postgres:postgres /run/postgres.yml
-chmod 0600 /run/postgres.yml
+python3 /scripts/configure_spilo.py
 
-# Local etcd (v2 API for python3-etcd), as Spilo does without DCS variables.
-etcd --name "$NAME" --data-dir /run/etcd/data \
-     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-     --initial-cluster "$NAME=http://127.0.0.1:2380" --enable-v2=true >/run/etcd/etcd.log 2>&1 &
-i=0
-until curl -fsS http://127.0.0.1:2379/health >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -lt 100 ] || { echo "launch.sh: etcd did not start" >&2; cat /run/etcd/etcd.log >&2; exit 1; }
-    sleep 0.2
+if [ -d /run/service/etcd ]; then
+    # The v2 API too: Debian's Patroni 3.0.2 talks to `etcd:` through python3-etcd.
+    mkdir -p /run/etcd
+    env -i /usr/bin/etcd --name "$(hostname)" --data-dir /run/etcd/data \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster "$(hostname)=http://127.0.0.1:2380" --enable-v2=true >/run/etcd/etcd.log 2>&1 &
+    i=0
+    until curl -fsS http://127.0.0.1:2379/health >/dev/null 2>&1; do
+        i=$((i + 1)); [ $i -lt 100 ] || { echo "launch.sh: etcd did not start" >&2; cat /run/etcd/etcd.log >&2; exit 1; }
+        sleep 0.2
+    done
+fi
+
+# runit's patroni/run: keep only these variables.
+keep=$(env | sed -n \
+    -e 's/^\(PATH\|HOSTNAME\|PGHOME\|LC_ALL\|POD_IP\|POD_NAMESPACE\|ENABLE_PG_MON\)=.*/\1/p' \
+    -e 's/^\(KUBERNETES_\(SERVICE\|PORT\|ROLE\)\(_[A-Za-z0-9_]*\)\{0,1\}\)=.*/\1/p')
+set --
+for name in $keep; do
+    eval "set -- \"\$@\" \"$name=\${$name}\""
 done
-
-# runit strips Patroni's environment: only these survive.
-exec runuser -u postgres -- env -i \
-    PATH="/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-    HOME=/home/postgres PGHOME=/home/postgres LC_ALL=C.UTF-8 HOSTNAME="$NAME" \
-    patroni /run/postgres.yml
+exec runuser -u postgres -- env -i "$@" HOME=/home/postgres patroni /run/postgres.yml

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""pgha-image: the image's default Patroni configuration UNDER the deployment's.
+
+Run by the image's /launch.sh wrapper before Spilo's own launch.sh. Prints, as
+JSON (which Spilo reads as YAML), the deployment's SPILO_CONFIGURATION (else
+PATRONI_CONFIGURATION, as Spilo reads them) merged over the image's defaults
+(the file given as the only argument, /etc/pgha/spilo-defaults.json), by
+Spilo's own merge rule with the deployment in the user's place:
+
+- a mapping merges key by key;
+- a scalar the deployment sets wins (a key set to null takes the default);
+- a list the deployment sets replaces the default list.
+
+So the deployment (compose, the postgres-operator) can replace any setting,
+including the whole shared_preload_libraries list, and everything it does
+not set comes from the image. Spilo then merges the result over its own
+generated configuration by the same rule.
+
+Exit status 2, naming the variable, when it is not YAML or not a mapping.
+"""
+
+import json
+import os
+import sys
+
+import yaml
+
+
+def merge_over(user, defaults):
+    if isinstance(user, dict) and isinstance(defaults, dict):
+        for key, value in defaults.items():
+            user[key] = merge_over(user[key], value) if key in user else value
+        return user
+    if isinstance(user, list) and isinstance(defaults, list):
+        return user
+    return defaults if user is None else user
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: spilo_configuration.py DEFAULTS.json")
+    with open(sys.argv[1]) as f:
+        defaults = json.load(f)
+    name = next((n for n in ("SPILO_CONFIGURATION", "PATRONI_CONFIGURATION") if n in os.environ), None)
+    text = os.environ.get(name, "") if name else ""
+    try:
+        user = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        print("pgha launch: {0} is not valid YAML: {1}".format(name, e), file=sys.stderr)
+        sys.exit(2)
+    if not isinstance(user, dict):
+        print("pgha launch: {0} must be a YAML mapping, not a {1}".format(name, type(user).__name__),
+              file=sys.stderr)
+        sys.exit(2)
+    json.dump(merge_over(user, defaults), sys.stdout, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

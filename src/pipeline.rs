@@ -1,0 +1,277 @@
+//! The build orchestration: plan → fetch (verified, cached) → render → pack,
+//! and for a build the engine's build of the packed context. One function
+//! each for `generate` and `build`, callable from a test; the binary turns
+//! flags into a request and prints the outcome.
+//!
+//! Everything that can be refused is refused before the long work: the tag
+//! (a malformed one is exit 2), the platform against the bootstrap binary,
+//! the output directory (replaced only when provably the tool's own, see
+//! [`crate::context::pack`]), the engine, the bootstrap binary; then sources
+//! are fetched.
+
+use crate::catalog::Catalog;
+use crate::context::{self, BuildPlan, ContextError, Generated, Inputs, PlanRequest, SourceFile};
+use crate::engine::{self, Engine, EngineChoice, EngineError, EngineKind};
+use crate::error::{Error, UsageError};
+use crate::fetch::{self, FetchOptions};
+use crate::hash::Sha256Digest;
+use crate::progress::Progress;
+use std::path::{Path, PathBuf};
+
+/// What `generate` needs besides the catalog.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub plan: PlanRequest,
+    /// The `pgha-bootstrap` executable to ship.
+    pub bootstrap_bin: PathBuf,
+    pub fetch: FetchOptions,
+    /// The output directory (see [`crate::context::pack`]).
+    pub out: PathBuf,
+    /// Timestamp of every entry of the context tar; None: 0.
+    pub source_date_epoch: Option<u64>,
+}
+
+/// What `build` needs: a generate request, whose `out` also gets `build.log`.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub generate: GenerateRequest,
+    pub tag: String,
+    pub engine: EngineChoice,
+    pub platform: Option<String>,
+    pub push: bool,
+    pub no_cache: bool,
+    /// Podman's `--jobs`; None: one per CPU.
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOutcome {
+    pub plan: BuildPlan,
+    pub generated: Generated,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    pub generate: GenerateOutcome,
+    pub image_id: String,
+    pub engine: EngineKind,
+    pub log_path: PathBuf,
+}
+
+impl GenerateOutcome {
+    /// The `--json` summary of `generate`.
+    pub fn summary(&self) -> serde_json::Value {
+        let (plan, g) = (&self.plan, &self.generated);
+        serde_json::json!({
+            "out_dir": g.out_dir,
+            "context_dir": g.context_dir,
+            "context_tar": g.context_tar,
+            "context_digest": g.manifest.context_digest,
+            "base_image": plan.base.reference,
+            "pg_majors": plan.pg_majors,
+            "extensions": g.manifest.manifest.extensions,
+            "shared_preload_libraries": plan.preload,
+            "spilo_configuration": plan.spilo_configuration(),
+            "labels": g.manifest.labels,
+            "notes": plan.notes,
+        })
+    }
+}
+
+impl BuildOutcome {
+    /// The `--json` summary of `build`: generate's, plus the image.
+    pub fn summary(&self, tag: &str, pushed: bool) -> serde_json::Value {
+        let mut v = self.generate.summary();
+        v["tag"] = serde_json::json!(tag);
+        v["image_id"] = serde_json::json!(self.image_id);
+        v["engine"] = serde_json::json!(self.engine);
+        v["log"] = serde_json::json!(self.log_path);
+        v["pushed"] = serde_json::json!(pushed);
+        v
+    }
+}
+
+/// `<cache>/builds/<tag with unsafe characters replaced>`.
+pub fn default_build_dir(cache_dir: &Path, tag: &str) -> PathBuf {
+    let safe: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache_dir.join("builds").join(safe)
+}
+
+/// Plan, fetch what the plan needs, render and pack into `req.out`.
+pub fn generate(
+    catalog: &Catalog,
+    req: &GenerateRequest,
+    progress: &Progress,
+) -> Result<GenerateOutcome, Error> {
+    context::pack::check_out_dir(&req.out)?;
+    generate_checked(catalog, req, progress)
+}
+
+/// [`generate`] once `req.out` has been checked.
+fn generate_checked(
+    catalog: &Catalog,
+    req: &GenerateRequest,
+    progress: &Progress,
+) -> Result<GenerateOutcome, Error> {
+    let plan = BuildPlan::new(catalog, &req.plan)?;
+    progress.println(format!(
+        "base: {} ({})",
+        plan.base.reference,
+        plan.base.describe()
+    ));
+    for n in &plan.notes {
+        progress.println(format!("note: {n}"));
+    }
+    // Check the binary before downloading anything.
+    context::check_bootstrap_bin(&req.bootstrap_bin, &plan.base)?;
+    let wanted = plan.selected_for_fetch(catalog)?;
+    let fetched = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        fetch::fetch_blocking(&wanted, &req.fetch, progress)?
+    };
+    let files: Vec<SourceFile> = fetched
+        .into_iter()
+        .map(|f| SourceFile {
+            extension: f.name,
+            version: f.version,
+            sha256: f.sha256,
+            path: f.path,
+            file_name: f.file_name,
+        })
+        .collect();
+    let generated = context::generate(
+        &plan,
+        &Inputs {
+            sources: &files,
+            bootstrap_bin: &req.bootstrap_bin,
+            source_date_epoch: req.source_date_epoch,
+        },
+        &req.out,
+    )?;
+    Ok(GenerateOutcome { plan, generated })
+}
+
+/// The shipped pgha-bootstrap is one binary for one architecture: it must be
+/// the platform's.
+fn check_platform(bin: &Path, platform: &str) -> Result<(), Error> {
+    let needs = context::glibc::elf_needs(bin).map_err(|reason| ContextError::BootstrapUnreadable {
+        path: bin.to_path_buf(),
+        reason,
+    })?;
+    let arches: Vec<&str> = platform
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .trim_start_matches("linux/")
+                .split('/')
+                .next()
+                .unwrap_or("")
+        })
+        .collect();
+    if arches.len() != 1 || Some(arches[0]) != needs.platform_arch() {
+        return Err(UsageError::new(format!(
+            "--platform {platform} does not match the pgha-bootstrap binary {} ({}): one image holds one \
+             binary for one architecture",
+            bin.display(),
+            needs.machine
+        ))
+        .with_hint(
+            "build once per platform, each with a pgha-bootstrap of that architecture \
+             (e.g. cargo build --release --target aarch64-unknown-linux-gnu, then --bootstrap-bin)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Generate into `req.generate.out`, then build it with the engine; the
+/// engine's whole output goes to `out/build.log`.
+pub fn build(catalog: &Catalog, req: &BuildRequest, progress: &Progress) -> Result<BuildOutcome, Error> {
+    EngineError::check_reference(&req.tag)?;
+    if let Some(platform) = &req.platform {
+        check_platform(&req.generate.bootstrap_bin, platform)?;
+    }
+    context::pack::check_out_dir(&req.generate.out)?;
+    // The engine next: no point fetching for an engine that is not there.
+    let engine = Engine::detect(req.engine)?;
+    let generated = generate_checked(catalog, &req.generate, progress)?;
+    let g = &generated.generated;
+    progress.println(format!(
+        "context {} ({} extensions)",
+        g.manifest.context_digest,
+        generated.plan.extensions.len()
+    ));
+
+    let out = &req.generate.out;
+    let log_path = out.join(context::pack::BUILD_LOG);
+    context::pack::record_log(out, None)?;
+    let spinner = progress.spinner(&format!("{} build", engine.kind()));
+    let built = engine.build(
+        &engine::BuildRequest {
+            context_dir: g.context_dir.clone(),
+            tag: req.tag.clone(),
+            platform: req.platform.clone(),
+            build_args: g.manifest.build_args.clone(),
+            labels: g.manifest.labels.clone(),
+            log_path: log_path.clone(),
+            no_cache: req.no_cache,
+            push: req.push,
+            jobs: req.jobs,
+        },
+        &mut |line| {
+            if let Some(step) = engine::stage::step_of(line) {
+                spinner.set_message(step.chars().take(120).collect::<String>());
+            }
+        },
+    );
+    if let Ok((digest, _)) = Sha256Digest::of_file(&log_path) {
+        context::pack::record_log(out, Some(digest))?;
+    }
+    match built {
+        Ok(b) => {
+            spinner.finish(format!("built {}", req.tag));
+            Ok(BuildOutcome {
+                generate: generated,
+                image_id: b.image_id,
+                engine: engine.kind(),
+                log_path: b.log_path,
+            })
+        }
+        Err(e) => {
+            spinner.fail("failed");
+            Err(name_failed_extension(e))
+        }
+    }
+}
+
+/// A failure in the final stage's check of a base-provided extension is not
+/// in an `ext-<name>` stage: name the extension from the check's own message.
+fn name_failed_extension(e: EngineError) -> Error {
+    if let EngineError::BuildFailed {
+        stage,
+        tail,
+        log_path,
+        ..
+    } = &e
+        && !stage.as_deref().is_some_and(|s| s.starts_with("ext-"))
+        && let Some((extension, detail)) = engine::stage::base_check_failure(tail)
+    {
+        return ContextError::BaseCheckFailed {
+            extension,
+            detail,
+            log_path: log_path.clone(),
+        }
+        .into();
+    }
+    e.into()
+}
