@@ -442,6 +442,60 @@ fn delta_file_loads_on_top_of_its_base_only() {
     );
     assert!(delta.with_extension("tar.sha256").is_file());
 
+    // As for a full export: an existing delta is kept unless --force, a
+    // malformed tag is refused before the engine, --compress does not apply.
+    let again = |extra: &[&str]| {
+        let mut c = pgha();
+        c.arg("--cache-dir")
+            .arg(cache.path())
+            .args(["export", "--tag", &v2.reference, "--since", &v1.reference, "-o"])
+            .arg(&delta)
+            .args(extra);
+        c.output().unwrap()
+    };
+    let sums = std::fs::read(delta.with_extension("tar.sha256")).unwrap();
+    let out = again(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(delta.with_extension("tar.sha256")).unwrap(), sums);
+    let out = again(&["--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(delta.with_extension("tar.sha256")).unwrap(), sums);
+    let out = again(&["--force", "--compress", "gzip"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = pgha()
+        .args(["export", "--tag", &v2.reference, "--since", "Bad Tag!", "-o"])
+        .arg(out_dir.path().join("x.delta.tar"))
+        .env("PGHA_ENGINE", "docker")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // Without its base: refused, naming it; nothing loaded.
     let empty = Store::new();
     let out = pgha()

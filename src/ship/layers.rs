@@ -15,7 +15,7 @@ use crate::hash::{HashingReader, Sha256Digest};
 use crate::progress::Progress;
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// zstd level of the layers on the wire: level 3 compresses a layer of
 /// binaries and packages to about the size of `gzip -6` at several times its speed.
@@ -248,7 +248,8 @@ impl LayerCache {
                 let mut bytes = Vec::new();
                 entry.read_to_end(&mut bytes).map_err(read_err)?;
                 if Sha256Digest::of(&bytes).to_hex() == image.id_hex() {
-                    write_atomically(&self.config_path(image.id_hex()), &bytes)?;
+                    let p = self.config_path(image.id_hex());
+                    crate::fsutil::write_atomic(&p, &bytes).map_err(io_err("writing", &p))?;
                 }
                 continue;
             }
@@ -312,23 +313,6 @@ impl<R: Read> Read for Counted<'_, R> {
         self.task.inc(n as u64);
         Ok(n)
     }
-}
-
-/// A file that appears complete or not at all (temp file + rename).
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ShipError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".pgha-ship.")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(io_err("creating a temporary file in", dir))?;
-    tmp.write_all(bytes).map_err(io_err("writing", path))?;
-    tmp.persist(path).map_err(|e| ShipError::Io {
-        what: "renaming into place",
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
 }
 
 /// `localhost/x/y:1` → `y:1`, for labels.

@@ -36,11 +36,11 @@ pub struct ShipArgs {
     pub ssh_option: Vec<String>,
 
     /// The engine on the hosts: auto (a Docker that answers, else Podman), docker, podman
-    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Auto)]
     pub remote_engine: EngineChoice,
 
     /// Local container engine: auto (a Docker that answers, else Podman), docker, podman
-    #[arg(long, value_name = "ENGINE", default_value = "auto", env = "PGHA_ENGINE")]
+    #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Auto, env = "PGHA_ENGINE")]
     pub engine: EngineChoice,
 
     /// Print the report as JSON on stdout
@@ -61,10 +61,7 @@ pub fn run(args: ShipArgs, global: &Global) -> Result<(), pgha_image::Error> {
             ..Ssh::default()
         },
         remote_engine: args.remote_engine,
-        cache_dir: global
-            .cache_dir
-            .clone()
-            .unwrap_or_else(pgha_image::fetch::default_cache_dir),
+        cache_dir: cache_dir(global),
     };
     let report = ship::ship(&engine, &req, &progress)?;
     if args.json {
