@@ -38,6 +38,7 @@ pub use signal::stop_on_signals;
 pub use verify::{Verified, verify};
 pub use write::{ExportOutcome, ExportRequest, check_request, export};
 // For `export --since` (src/ship/delta.rs): the same target checks and commits.
+pub(crate) use manifest::Written;
 pub(crate) use signal::stopped;
 pub(crate) use target::Target;
 pub(crate) use write::put_in_place;

@@ -4,7 +4,7 @@
 //! manifest are written, and the tarball is renamed to its final name last.
 
 use super::compress::compress_stream;
-use super::manifest::{ExportManifest, MANIFEST_VERSION, default_file_name};
+use super::manifest::{ExportManifest, Written, default_file_name};
 use super::signal::stopped;
 use super::target::Target;
 use super::{Compression, ExportError};
@@ -132,23 +132,19 @@ pub fn export(
     }
     task.finish(format!("{size} bytes"));
 
-    let mut manifest = ExportManifest {
-        manifest_version: MANIFEST_VERSION,
-        tag: req.tag.clone(),
+    let manifest = ExportManifest::new(
+        engine,
+        &req.tag,
         image_id,
-        file: target.name.clone(),
-        compression: req.compression,
-        size,
-        uncompressed_size: uncompressed,
-        sha256: digest,
-        base_image: None,
-        extensions: None,
-        image_tool_version: None,
-        context_digest: None,
-        exported_by: crate::TOOL_VERSION.to_string(),
-        engine: engine.kind().to_string(),
-    };
-    manifest.fill_from_labels(&labels);
+        target.name.clone(),
+        req.compression,
+        Written {
+            sha256: digest,
+            size,
+            uncompressed_size: uncompressed,
+        },
+        &labels,
+    );
     if stopped() {
         return Err(ExportError::Stopped);
     }

@@ -186,23 +186,19 @@ pub fn export_delta(
     drop(inner);
     task.finish(format!("{size} bytes"));
 
-    let mut manifest = ExportManifest {
-        manifest_version: export::MANIFEST_VERSION,
-        tag: new.tag.clone(),
-        image_id: new.id.clone(),
-        file: target.name.clone(),
-        compression: Compression::None,
-        size,
-        uncompressed_size: size,
-        sha256: digest,
-        base_image: None,
-        extensions: None,
-        image_tool_version: None,
-        context_digest: None,
-        exported_by: crate::TOOL_VERSION.to_string(),
-        engine: engine.kind().to_string(),
-    };
-    manifest.fill_from_labels(&labels);
+    let manifest = ExportManifest::new(
+        engine,
+        &new.tag,
+        new.id.clone(),
+        target.name.clone(),
+        Compression::None,
+        export::Written {
+            sha256: digest,
+            size,
+            uncompressed_size: size,
+        },
+        &labels,
+    );
     unless_stopped(Ok(()))?;
     export::put_in_place(&target, tmp, &manifest, req.force)?;
     Ok(DeltaOutcome {

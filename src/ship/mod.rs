@@ -76,6 +76,25 @@ pub struct HostReport {
     pub exit_code: ExitCode,
 }
 
+impl HostReport {
+    /// Nothing done yet on `host`.
+    pub fn new(host: String) -> Self {
+        HostReport {
+            host,
+            ok: false,
+            engine: None,
+            layers_held: 0,
+            layers_staged: 0,
+            layers_sent: 0,
+            bytes_sent: 0,
+            already_there: false,
+            seconds: 0.0,
+            error: None,
+            exit_code: ExitCode::Success,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ShipReport {
     pub tag: String,
@@ -160,19 +179,7 @@ pub fn ship(engine: &Engine, req: &ShipRequest, progress: &Progress) -> Result<S
     let jobs: Vec<(&Target, Result<Plan, remote::HostError>)> = req.targets.iter().zip(plans).collect();
     let hosts = run_parallel(&jobs, parallel, |(target, plan)| {
         let host_start = Instant::now();
-        let mut rep = HostReport {
-            host: target.to_string(),
-            ok: false,
-            engine: None,
-            layers_held: 0,
-            layers_staged: 0,
-            layers_sent: 0,
-            bytes_sent: 0,
-            already_there: false,
-            seconds: 0.0,
-            error: None,
-            exit_code: ExitCode::Success,
-        };
+        let mut rep = HostReport::new(target.to_string());
         let res = match plan {
             Err(e) => Err(e.clone()),
             Ok(plan) => {
@@ -354,17 +361,10 @@ mod tests {
     #[test]
     fn failures_name_hosts_and_pick_one_code() {
         let h = |host: &str, ok: bool, code| HostReport {
-            host: host.into(),
             ok,
-            engine: None,
-            layers_held: 0,
-            layers_staged: 0,
-            layers_sent: 0,
-            bytes_sent: 0,
-            already_there: false,
-            seconds: 0.0,
             error: (!ok).then(|| "boom".into()),
             exit_code: code,
+            ..HostReport::new(host.into())
         };
         let mut r = ShipReport {
             tag: "t".into(),
