@@ -15,7 +15,9 @@
 # of the changed extension layer (random bytes: compression does not help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${1:-localhost/pgha-test/spilo-standin:15}
+# The stand-in's tag carries the digest of its support files (tests/common/images.rs): the newest one.
+BASE=${1:-$(podman images --sort created --format '{{.Repository}}:{{.Tag}}' localhost/pgha-test/spilo-standin 2>/dev/null | grep ':15-' | head -n1)}
+BASE=${BASE:-localhost/pgha-test/spilo-standin:15}
 EXT_MB=${EXT_MB:-8}
 BIN=${PGHA_IMAGE:-target/release/pgha-image}
 
@@ -28,6 +30,18 @@ podman image exists "$BASE" || {
     exit 4
 }
 [ -n "${PGHA_IMAGE:-}" ] || cargo build --release --quiet --bin pgha-image
+
+# Builds and removals take the tests' engine lock (tests/common/images.rs:
+# Podman 4.3 loses layers when a build races a concurrent rmi).
+LOCK=/tmp/pgha-test-engine.lock
+lock() {
+    until (set -C; echo $$ > "$LOCK") 2>/dev/null; do
+        owner=$(cat "$LOCK" 2>/dev/null || true)
+        [ -n "$owner" ] && [ ! -d "/proc/$owner" ] && rm -f "$LOCK"
+        sleep 0.5
+    done
+}
+unlock() { [ "$(cat "$LOCK" 2>/dev/null)" = $$ ] && rm -f "$LOCK"; return 0; }
 
 tmp=$(mktemp -d /var/tmp/pgha-ship-bench.XXXXXX)
 tag=pgha-bench-ship-$$
@@ -44,7 +58,9 @@ cleanup() {
     done
     grep -o " $tmp[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
     for ns in "${nss[@]}"; do ip link del "h5b${ns##*-}" 2>/dev/null; ip netns del "$ns" 2>/dev/null; done
+    lock
     podman rmi -f "localhost/$tag/app:v1" "localhost/$tag/app:v2" "localhost/$tag/common:1" >/dev/null 2>&1
+    unlock
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -55,9 +71,11 @@ ms() { echo $(( ($2 - $1) / 1000000 )); }
 # Images: BASE + one common layer, then v1/v2 differing in the top ("extension") layer.
 mkdir -p "$tmp/ctx"
 build() { printf 'FROM %s\nRUN %s\n' "$2" "$3" > "$tmp/ctx/Containerfile"; podman build -q -t "$1" "$tmp/ctx" >/dev/null; }
+lock
 build "localhost/$tag/common:1" "$BASE" "echo common > /common.txt"
 build "localhost/$tag/app:v1" "localhost/$tag/common:1" "echo 1.0 > /ext.version && head -c ${EXT_MB}M /dev/urandom > /usr/local/lib/ext.so"
 build "localhost/$tag/app:v2" "localhost/$tag/common:1" "echo 1.1 > /ext.version && head -c ${EXT_MB}M /dev/urandom > /usr/local/lib/ext.so"
+unlock
 
 # Three VMs.
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/key"
