@@ -16,7 +16,12 @@ packages=(
   podman runc debootstrap uidmap
   curl ca-certificates dpkg-dev binutils
   libsodium-dev libcurl4-openssl-dev
-  openssh-server openssh-client docker.io iproute2 zstd perl util-linux
+  # Podman pods (tests/common/cluster.rs) need catatonit for their pause image;
+  # the deployment tests run the rendered compose files with Debian's
+  # docker-compose (1.29) against a real dockerd (docker.io).
+  catatonit docker.io docker-compose
+  # ship tests (tests/common/vms.rs): sshd per VM, a dockerd, zstd on the hosts.
+  openssh-server openssh-client iproute2 zstd perl util-linux
 )
 
 missing=()

@@ -25,6 +25,7 @@ pub mod export;
 pub mod fetch;
 pub mod fsutil;
 pub mod hash;
+pub mod manifests;
 pub mod pipeline;
 pub mod progress;
 pub mod redact;

@@ -2,9 +2,12 @@
 //! `prereq` (missing prerequisites fail with how to install them), `pg`
 //! (throwaway PostgreSQL clusters), `http` (a fixture HTTP server on
 //! 127.0.0.1), `images` (container engine, stand-in base images, the full-set
-//! image), `sources` (where the real upstream extension archives come from).
+//! image), `sources` (where the real upstream extension archives come from),
+//! `cluster` (pods on a Podman network as VMs, compose services run in them,
+//! Patroni REST polling).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod http;
 pub mod images;
 pub mod pg;

@@ -7,6 +7,7 @@ mod build;
 mod export;
 mod extensions;
 mod fetch;
+mod manifests;
 mod ship;
 
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +83,8 @@ enum Command {
     Load(export::LoadArgs),
     /// Put the image on hosts over ssh, sending only the layers each one lacks
     Ship(ship::ShipArgs),
+    /// Render per-VM deployments (compose, HAProxy, etcd/Consul) and postgres-operator manifests from a cluster spec
+    Manifests(manifests::ManifestsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => export::run_export(args, &cli.global),
         Command::Load(args) => export::run_load(args, &cli.global),
         Command::Ship(args) => ship::run(args, &cli.global),
+        Command::Manifests(args) => manifests::run(args, &cli.global),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

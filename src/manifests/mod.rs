@@ -1,0 +1,254 @@
+//! `pgha-image manifests`: from one cluster spec to the files each VM runs.
+//!
+//! ```text
+//! cluster.toml ──► spec (checked, errors name field and line)
+//! image ──► /etc/pgha/build-manifest.json (server settings) ─┐
+//!                                                             ├─► render (minijinja, manifests/templates/) ──► DIR/
+//! ```
+//!
+//! `DIR/<member>/` holds what one VM runs with `docker compose`: the
+//! Patroni member, that VM's etcd member or Consul agent, and HAProxy;
+//! `DIR/kubernetes/` the same cluster for the postgres-operator.
+//!
+//! Why the member address is in `SPILO_CONFIGURATION`: Spilo advertises
+//! whatever the container's hostname resolves to, and reads `POD_IP` only
+//! under Kubernetes; on a VM that is 127.0.1.1 or nothing. Setting
+//! `postgresql.connect_address` and `restapi.connect_address` there wins
+//! Spilo's merge.
+//!
+//! The output is written to a temporary sibling directory and renamed into
+//! place; a previous output of this command is replaced whole (its
+//! passwords kept, so a re-render does not lock the members out), anything
+//! else is refused unless `force`.
+
+mod error;
+pub mod image;
+pub mod render;
+pub mod spec;
+
+pub use error::ManifestsError;
+pub use image::ImageManifest;
+pub use render::{Passwords, RenderedFile};
+pub use spec::Spec;
+
+use crate::engine::Engine;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The file that marks a directory as this command's output.
+pub const MARKER: &str = ".pgha-manifests.json";
+
+/// Where the image's server settings come from.
+pub enum ManifestSource<'a> {
+    /// Read `/etc/pgha/build-manifest.json` out of the spec's image.
+    Engine(&'a Engine),
+    /// A file (offline rendering).
+    File(&'a Path),
+}
+
+pub struct Request<'a> {
+    pub spec: &'a Path,
+    pub out: &'a Path,
+    pub manifest: ManifestSource<'a>,
+    pub force: bool,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Report {
+    pub tool_version: String,
+    pub scope: String,
+    pub image: String,
+    pub out: PathBuf,
+    pub members: Vec<String>,
+    pub files: Vec<String>,
+    /// The passwords of an earlier output were kept.
+    pub kept_passwords: bool,
+}
+
+/// The image's manifest, from the engine or a file; an image without one
+/// is an error at the spec's `image` line.
+pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<ImageManifest, ManifestsError> {
+    let engine = match source {
+        ManifestSource::File(path) => return image::from_file(path),
+        ManifestSource::Engine(engine) => engine,
+    };
+    let spec_err = |message: String, hint: &str, code| ManifestsError::Spec {
+        path: spec.path.clone(),
+        line: spec.image_line,
+        field: "image".into(),
+        message,
+        hint: hint.into(),
+        code,
+    };
+    match image::from_image(engine, &spec.image)? {
+        image::FromImage::Found(m) => Ok(m),
+        image::FromImage::NoManifest => Err(spec_err(
+            format!(
+                "the image {} has no {}: it was not built by `pgha-image build`",
+                spec.image,
+                image::IMAGE_MANIFEST_PATH
+            ),
+            "build the image with `pgha-image build` (its server settings come from that file), \
+             or render offline with --image-manifest FILE",
+            crate::error::ExitCode::Usage,
+        )),
+        image::FromImage::NotFound => Err(spec_err(
+            format!(
+                "the image {} is not in the {} image store",
+                spec.image,
+                engine.kind()
+            ),
+            "load it (`pgha-image load`) or build it first, or render offline with --image-manifest FILE",
+            crate::error::ExitCode::Prerequisite,
+        )),
+    }
+}
+
+/// Check the spec, read the image's manifest, render, write `out`.
+pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
+    let spec = spec::load(req.spec)?;
+    let manifest = image_manifest(&spec, &req.manifest)?;
+    let ours = check_out(req.out, req.force)?;
+    let kept = if ours { previous_passwords(req.out) } else { None };
+    let kept_passwords = kept.is_some();
+    let passwords = match kept {
+        Some(p) => p,
+        None => Passwords {
+            superuser: random_hex(24)?,
+            standby: random_hex(24)?,
+        },
+    };
+    let files = render::render(&spec, &manifest, &passwords)?;
+    let report = Report {
+        tool_version: crate::TOOL_VERSION.to_string(),
+        scope: spec.scope.clone(),
+        image: spec.image.clone(),
+        out: req.out.to_path_buf(),
+        members: spec.members.iter().map(|m| m.name.clone()).collect(),
+        files: files.iter().map(|f| f.path.clone()).collect(),
+        kept_passwords,
+    };
+    write_out(req.out, &files, &report)?;
+    Ok(report)
+}
+
+/// `Ok(true)`: a previous output of ours; `Ok(false)`: absent or empty.
+fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
+    match fs::read_dir(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(ManifestsError::OutNotOurs {
+            path: out.to_path_buf(),
+        }),
+        Err(e) => Err(io(format!("cannot read {}", out.display()), e)),
+        Ok(mut entries) => {
+            if entries.next().is_none() {
+                return Ok(false);
+            }
+            if out.join(MARKER).is_file() {
+                return Ok(true);
+            }
+            if force {
+                return Ok(false);
+            }
+            Err(ManifestsError::OutNotOurs {
+                path: out.to_path_buf(),
+            })
+        }
+    }
+}
+
+/// The passwords in an earlier output's `.env` files (the first that has both).
+fn previous_passwords(out: &Path) -> Option<Passwords> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(out).ok()?.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    dirs.iter().find_map(|d| {
+        let text = fs::read_to_string(d.join(".env")).ok()?;
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(str::to_string)
+                .filter(|v| !v.is_empty())
+        };
+        Some(Passwords {
+            superuser: get("PGPASSWORD_SUPERUSER")?,
+            standby: get("PGPASSWORD_STANDBY")?,
+        })
+    })
+}
+
+fn random_hex(bytes: usize) -> Result<String, ManifestsError> {
+    let mut buf = vec![0u8; bytes];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| io("cannot read /dev/urandom".into(), e))?;
+    Ok(hex::encode(buf))
+}
+
+fn io(what: String, source: std::io::Error) -> ManifestsError {
+    ManifestsError::Io { what, source }
+}
+
+/// Write everything into a temporary sibling, then swap it into place: an
+/// interrupted run leaves `out` as it was.
+fn write_out(out: &Path, files: &[RenderedFile], report: &Report) -> Result<(), ManifestsError> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|e| io(format!("cannot create {}", parent.display()), e))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "manifests".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempdir_in(&parent)
+        .map_err(|e| {
+            io(
+                format!("cannot create a temporary directory in {}", parent.display()),
+                e,
+            )
+        })?;
+    for f in files {
+        let path = tmp.path().join(&f.path);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| io(format!("cannot create {}", dir.display()), e))?;
+        }
+        fs::write(&path, &f.contents).map_err(|e| io(format!("cannot write {}", path.display()), e))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(f.mode))
+            .map_err(|e| io(format!("cannot set the mode of {}", path.display()), e))?;
+    }
+    let mut marker = serde_json::to_string_pretty(report).expect("report serializes");
+    marker.push('\n');
+    let marker_path = tmp.path().join(MARKER);
+    fs::write(&marker_path, marker).map_err(|e| io(format!("cannot write {}", marker_path.display()), e))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+        .map_err(|e| io(format!("cannot set the mode of {}", tmp.path().display()), e))?;
+
+    let tmp = tmp.keep();
+    let old = if out.exists() {
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        fs::rename(out, &old).map_err(|e| {
+            let _ = fs::remove_dir_all(&tmp);
+            io(format!("cannot move {} aside", out.display()), e)
+        })?;
+        Some(old)
+    } else {
+        None
+    };
+    if let Err(e) = fs::rename(&tmp, out) {
+        if let Some(old) = &old {
+            let _ = fs::rename(old, out);
+        }
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(io(format!("cannot move the output into {}", out.display()), e));
+    }
+    if let Some(old) = old {
+        let _ = fs::remove_dir_all(old);
+    }
+    Ok(())
+}

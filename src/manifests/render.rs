@@ -1,0 +1,346 @@
+//! Render the checked spec and the image's manifest through the minijinja
+//! templates of `manifests/templates/` (embedded in the binary, strict
+//! mode) into the files of each deployment directory. Everything the
+//! templates print is decided here.
+
+use super::ManifestsError;
+use super::image::ImageManifest;
+use super::spec::{Dcs, HaproxyPlacement, Member, Spec};
+use include_dir::{Dir, include_dir};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/manifests/templates");
+
+/// Where the secret files are mounted in the PostgreSQL container (the
+/// image's bootstrap configuration reads them there).
+pub const SECRETS_MOUNT: &str = "/run/secrets/supabase";
+/// Where HAProxy reads its configuration (the official image's path).
+pub const HAPROXY_CFG: &str = "/usr/local/etc/haproxy/haproxy.cfg";
+/// The superuser and replication user Spilo creates.
+pub const SUPERUSER: &str = "postgres";
+pub const STANDBY_USER: &str = "standby";
+
+/// One rendered file, relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub path: String,
+    pub contents: String,
+    /// 0o600 for files holding secrets, 0o644 otherwise.
+    pub mode: u32,
+}
+
+/// The passwords the members share (written only into the `.env` files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwords {
+    pub superuser: String,
+    pub standby: String,
+}
+
+#[derive(Serialize)]
+struct ClusterCtx<'a> {
+    scope: &'a str,
+    image: &'a str,
+    pg_version: u32,
+    members: &'a [Member],
+    ports: super::spec::Ports,
+    /// etcd | consul | external-etcd | external-consul
+    dcs: &'static str,
+    /// `ETCD3_HOSTS` (etcd) or `CONSUL_HOST` (Consul), as Spilo reads them.
+    dcs_env: (&'static str, String),
+    etcd_initial_cluster: String,
+    etcd_image: &'a str,
+    consul_image: &'a str,
+    haproxy_image: &'a str,
+    haproxy_on_members: bool,
+    haproxy_host: Option<&'a str>,
+    secrets_dir: &'a str,
+    secrets_mount: &'static str,
+    haproxy_cfg: &'static str,
+    superuser: &'static str,
+    standby_user: &'static str,
+    tool_version: &'static str,
+    image_tool_version: &'a str,
+    spec_file: String,
+    preload: String,
+    parameters: BTreeMap<String, String>,
+    k8s: &'a super::spec::Kubernetes,
+}
+
+#[derive(Serialize)]
+struct MemberCtx<'a> {
+    #[serde(flatten)]
+    cluster: &'a ClusterCtx<'a>,
+    member: &'a Member,
+    others: Vec<&'a Member>,
+    spilo_configuration: String,
+    superuser_password: &'a str,
+    standby_password: &'a str,
+}
+
+/// The PostgreSQL major the members run: the spec's, or the newest in the image.
+pub fn pg_version(spec: &Spec, manifest: &ImageManifest) -> Result<u32, ManifestsError> {
+    match spec.pg_version {
+        Some(v) if manifest.pg_majors.contains(&v) => Ok(v),
+        Some(v) => Err(ManifestsError::Spec {
+            path: spec.path.clone(),
+            line: spec.pg_version_line,
+            field: "pg_version".into(),
+            message: format!(
+                "the image {} has no PostgreSQL {v} (it has {:?})",
+                spec.image, manifest.pg_majors
+            ),
+            hint: "give one of the image's majors, or rebuild the image with `--pg`".into(),
+            code: crate::error::ExitCode::Usage,
+        }),
+        None => Ok(*manifest.pg_majors.iter().max().expect("checked non-empty")),
+    }
+}
+
+/// What goes into a member's `SPILO_CONFIGURATION`: its name and advertised
+/// addresses (Spilo would guess them from the hostname, wrongly on a VM),
+/// and the image's server settings. Spilo merges it over its own generated
+/// configuration, these values winning.
+pub fn spilo_configuration(spec: &Spec, manifest: &ImageManifest, member: &Member) -> serde_json::Value {
+    let mut cfg = serde_json::json!({
+        "name": member.name,
+        "restapi": { "connect_address": format!("{}:{}", member.address, spec.ports.restapi) },
+        "postgresql": {
+            "connect_address": format!("{}:{}", member.address, spec.ports.postgres),
+            "parameters": manifest.parameters,
+        },
+    });
+    if !manifest.dcs_parameters.is_empty() {
+        cfg["bootstrap"] = serde_json::json!({
+            "dcs": { "postgresql": { "parameters": manifest.dcs_parameters } }
+        });
+    }
+    cfg
+}
+
+/// The DCS variables Spilo reads (`configure_spilo.py`: `ETCD3_HOSTS` is a
+/// comma-separated `host:port` list, `CONSUL_HOST` one `host:port`).
+pub fn dcs_env(spec: &Spec) -> (&'static str, String) {
+    match &spec.dcs {
+        Dcs::EtcdOnMembers => (
+            "ETCD3_HOSTS",
+            spec.members
+                .iter()
+                .map(|m| format!("{}:2379", m.address))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        Dcs::ExternalEtcd(hosts) => ("ETCD3_HOSTS", hosts.join(",")),
+        // The Consul agent on the member itself (it listens on 127.0.0.1).
+        Dcs::ConsulOnMembers => ("CONSUL_HOST", "127.0.0.1:8500".into()),
+        Dcs::ExternalConsul(h) => ("CONSUL_HOST", h.clone()),
+    }
+}
+
+/// Render every file of the output.
+pub fn render(
+    spec: &Spec,
+    manifest: &ImageManifest,
+    passwords: &Passwords,
+) -> Result<Vec<RenderedFile>, ManifestsError> {
+    let env = environment()?;
+    let pg_version = pg_version(spec, manifest)?;
+    let haproxy_host = match &spec.haproxy {
+        HaproxyPlacement::Host(h) => Some(h.as_str()),
+        HaproxyPlacement::Members => None,
+    };
+    let cluster = ClusterCtx {
+        scope: &spec.scope,
+        image: &spec.image,
+        pg_version,
+        members: &spec.members,
+        ports: spec.ports,
+        dcs: match spec.dcs {
+            Dcs::EtcdOnMembers => "etcd",
+            Dcs::ConsulOnMembers => "consul",
+            Dcs::ExternalEtcd(_) => "external-etcd",
+            Dcs::ExternalConsul(_) => "external-consul",
+        },
+        dcs_env: dcs_env(spec),
+        etcd_initial_cluster: spec
+            .members
+            .iter()
+            .map(|m| format!("{}=http://{}:2380", m.name, m.address))
+            .collect::<Vec<_>>()
+            .join(","),
+        etcd_image: &spec.etcd_image,
+        consul_image: &spec.consul_image,
+        haproxy_image: &spec.haproxy_image,
+        haproxy_on_members: haproxy_host.is_none(),
+        haproxy_host,
+        secrets_dir: &spec.secrets_dir,
+        secrets_mount: SECRETS_MOUNT,
+        haproxy_cfg: HAPROXY_CFG,
+        superuser: SUPERUSER,
+        standby_user: STANDBY_USER,
+        tool_version: crate::TOOL_VERSION,
+        image_tool_version: &manifest.tool_version,
+        spec_file: spec
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cluster.toml".into()),
+        preload: manifest.shared_preload_libraries.join(","),
+        parameters: manifest.all_parameters(),
+        k8s: &spec.kubernetes,
+    };
+
+    let mut files = Vec::new();
+    for member in &spec.members {
+        let yaml = serde_norway::to_string(&spilo_configuration(spec, manifest, member)).map_err(|e| {
+            ManifestsError::Render {
+                template: "SPILO_CONFIGURATION".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        let ctx = MemberCtx {
+            cluster: &cluster,
+            member,
+            others: spec.members.iter().filter(|m| m.name != member.name).collect(),
+            spilo_configuration: yaml,
+            superuser_password: &passwords.superuser,
+            standby_password: &passwords.standby,
+        };
+        let dir = &member.name;
+        files.push(file(
+            &env,
+            "compose.yaml.j2",
+            &ctx,
+            format!("{dir}/compose.yaml"),
+            0o644,
+        )?);
+        files.push(file(&env, "env.j2", &ctx, format!("{dir}/.env"), 0o600)?);
+        files.push(file(
+            &env,
+            "member-README.md.j2",
+            &ctx,
+            format!("{dir}/README.md"),
+            0o644,
+        )?);
+        if cluster.haproxy_on_members {
+            files.push(file(
+                &env,
+                "haproxy.cfg.j2",
+                &ctx,
+                format!("{dir}/haproxy.cfg"),
+                0o644,
+            )?);
+        }
+    }
+    if cluster.haproxy_host.is_some() {
+        files.push(file(
+            &env,
+            "haproxy-compose.yaml.j2",
+            &cluster,
+            "haproxy/compose.yaml".into(),
+            0o644,
+        )?);
+        files.push(file(
+            &env,
+            "haproxy.cfg.j2",
+            &cluster,
+            "haproxy/haproxy.cfg".into(),
+            0o644,
+        )?);
+        files.push(file(
+            &env,
+            "haproxy-README.md.j2",
+            &cluster,
+            "haproxy/README.md".into(),
+            0o644,
+        )?);
+    }
+    files.push(file(
+        &env,
+        "postgresql.yaml.j2",
+        &cluster,
+        "kubernetes/postgresql.yaml".into(),
+        0o644,
+    )?);
+    files.push(file(
+        &env,
+        "secret.yaml.j2",
+        &cluster,
+        "kubernetes/secret.yaml".into(),
+        0o644,
+    )?);
+    files.push(file(&env, "README.md.j2", &cluster, "README.md".into(), 0o644)?);
+    Ok(files)
+}
+
+fn file(
+    env: &Environment<'_>,
+    template: &str,
+    ctx: &impl Serialize,
+    path: String,
+    mode: u32,
+) -> Result<RenderedFile, ManifestsError> {
+    let contents = env
+        .get_template(template)
+        .and_then(|t| t.render(minijinja::value::Serde(ctx)))
+        .map_err(|e| ManifestsError::Render {
+            template: template.to_string(),
+            detail: format!("{e:#}"),
+        })?;
+    Ok(RenderedFile { path, contents, mode })
+}
+
+fn environment() -> Result<Environment<'static>, ManifestsError> {
+    let render_err = |name: &str, e: String| ManifestsError::Render {
+        template: name.to_string(),
+        detail: e,
+    };
+    let mut env = Environment::new();
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .map_err(|e| render_err("(syntax)", e.to_string()))?,
+    );
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // A YAML double-quoted scalar (JSON's string syntax is one), with `$`
+    // doubled: compose would otherwise interpolate it.
+    env.add_filter("composestr", |s: String| {
+        serde_json::to_string(&s).unwrap_or_default().replace('$', "$$")
+    });
+    // A YAML double-quoted scalar, for Kubernetes manifests.
+    env.add_filter("yamlstr", |s: String| {
+        serde_json::to_string(&s).unwrap_or_default()
+    });
+    // Text indented by n spaces, line by line, `$` doubled (a literal block in a compose file).
+    env.add_filter("compose_block", |s: String, n: usize| {
+        let pad = " ".repeat(n);
+        s.lines()
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{pad}{}", l.replace('$', "$$"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    for file in TEMPLATES.files() {
+        let name = file.path().to_string_lossy().replace('\\', "/");
+        if !name.ends_with(".j2") {
+            continue;
+        }
+        let text = file
+            .contents_utf8()
+            .ok_or_else(|| render_err(&name, "not UTF-8".into()))?
+            .to_string();
+        env.add_template_owned(name.clone(), text)
+            .map_err(|e| render_err(&name, e.to_string()))?;
+    }
+    Ok(env)
+}

@@ -1,0 +1,724 @@
+//! Several "VMs" on one machine, for tests that run a real Patroni cluster:
+//! a Podman network the test creates (unique name), one pod per VM with its
+//! own address on it (the containers of a pod share one network namespace,
+//! as a VM's services share its host network), services started from a
+//! rendered `compose.yaml` itself, and the checks such tests poll: Patroni's
+//! REST API, the leader, SQL through `psql`.
+//!
+//! Traffic goes only to addresses of the network the test created.
+//! Everything made here is removed when dropped.
+
+use super::images::{podman_cmd, run};
+use super::prereq::require_program;
+use serde_norway::Value as Yaml;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Poll `check` every `every` until it returns Some, or panic after
+/// `timeout` with `what` and the last state `describe` gives.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("{what}: not within {timeout:?}\n{}", describe());
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// A Podman network of its own, removed when dropped.
+pub struct Network {
+    pub name: String,
+    /// The subnet's first three octets ("10.89.3"): hosts are `prefix.N`.
+    prefix: String,
+}
+
+impl Network {
+    /// `podman network create` with a name unique to this test process;
+    /// Podman picks a free /24.
+    pub fn create(label: &str) -> Self {
+        let name = format!("{label}-{}", std::process::id());
+        let _ = podman_cmd().args(["network", "rm", "-f", &name]).output();
+        run(podman_cmd().args(["network", "create", &name]));
+        let mut net = Network {
+            name,
+            prefix: String::new(),
+        };
+        let subnet = run(podman_cmd().args([
+            "network",
+            "inspect",
+            "--format",
+            "{{range .Subnets}}{{.Subnet}}{{end}}",
+            &net.name,
+        ]));
+        let subnet = subnet.trim();
+        let base = subnet
+            .strip_suffix("/24")
+            .unwrap_or_else(|| panic!("expected a /24 subnet, got {subnet:?}"));
+        net.prefix = base.rsplit_once('.').unwrap().0.to_string();
+        net
+    }
+
+    /// The address of host `n` (2..254) on this network.
+    pub fn host(&self, n: u8) -> String {
+        format!("{}.{n}", self.prefix)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = podman_cmd()
+            .args(["network", "rm", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// One "VM": a pod with its own address; its containers share its network.
+pub struct Pod {
+    pub name: String,
+    pub address: String,
+}
+
+impl Pod {
+    /// `podman pod create` on `network` at `address`, hostname `hostname`.
+    /// The hostname resolves to 127.0.1.1, as Debian's installer writes a
+    /// VM's `/etc/hosts` (Podman would otherwise map it to the pod's address,
+    /// and a member advertising its hostname's address would look right).
+    pub fn create(network: &Network, label: &str, hostname: &str, address: &str) -> Self {
+        // Podman builds its pods' pause image from catatonit.
+        require_program("catatonit", "catatonit", &["/usr/libexec/podman", "/usr/bin"]);
+        let name = format!("{label}-{hostname}-{}", std::process::id());
+        let _ = podman_cmd().args(["pod", "rm", "-f", &name]).output();
+        run(podman_cmd().args([
+            "pod",
+            "create",
+            "--name",
+            &name,
+            "--hostname",
+            hostname,
+            "--network",
+            &network.name,
+            "--ip",
+            address,
+            "--add-host",
+            &format!("{hostname}:127.0.1.1"),
+        ]));
+        Pod {
+            name,
+            address: address.to_string(),
+        }
+    }
+
+    /// The name of this pod's container for `service`.
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{service}", self.name)
+    }
+
+    /// Start a compose service in this pod (see [`ComposeService::podman_run_args`]).
+    pub fn run_service(&self, svc: &ComposeService) {
+        let name = self.container(&svc.name);
+        let _ = podman_cmd().args(["rm", "-f", &name]).output();
+        run(podman_cmd()
+            .args(["run", "-d", "--pod", &self.name, "--name", &name])
+            .args(svc.podman_run_args()));
+    }
+
+    /// `podman exec` in this pod's container for `service`: (success, stdout+stderr).
+    pub fn exec(&self, service: &str, args: &[&str]) -> (bool, String) {
+        let out = podman_cmd()
+            .arg("exec")
+            .arg(self.container(service))
+            .args(args)
+            .output()
+            .expect("podman exec");
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), s)
+    }
+
+    /// The last `n` lines of a service's log.
+    pub fn logs(&self, service: &str, n: usize) -> String {
+        let out = podman_cmd()
+            .args(["logs", "--tail", &n.to_string(), &self.container(service)])
+            .output()
+            .expect("podman logs");
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        s
+    }
+
+    /// SIGKILL every container of the pod (a VM losing power).
+    pub fn kill(&self) {
+        run(podman_cmd().args(["pod", "kill", &self.name]));
+    }
+
+    /// Start the pod's containers again, as they were created.
+    pub fn start(&self) {
+        run(podman_cmd().args(["pod", "start", &self.name]));
+    }
+
+    /// Stop and remove one service's container (e.g. to run it again with a new image).
+    pub fn remove_service(&self, service: &str) {
+        run(podman_cmd().args(["rm", "-f", "-t", "10", &self.container(service)]));
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = podman_cmd()
+            .args(["pod", "rm", "-f", "-t", "0", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// One service of a compose file, with `.env` interpolation done and
+/// relative paths resolved, as `docker compose` would run it.
+#[derive(Debug, Clone)]
+pub struct ComposeService {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub environment: Vec<(String, String)>,
+    /// (host path, container path, options)
+    pub volumes: Vec<(PathBuf, String, Option<String>)>,
+    pub depends_on: Vec<String>,
+}
+
+/// The compose keys the translation understands; any other key fails the
+/// test, so that nothing in the file is silently not run.
+const KNOWN_KEYS: &[&str] = &[
+    "image",
+    "command",
+    "environment",
+    "volumes",
+    "network_mode",
+    "restart",
+    "depends_on",
+];
+
+impl ComposeService {
+    /// Arguments for `podman run -d --pod POD --name NAME …`: environment,
+    /// bind mounts (host directories created when missing, as Docker does),
+    /// the image and the command. `network_mode: host` is the pod's network.
+    pub fn podman_run_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (k, v) in &self.environment {
+            args.push("--env".to_string());
+            args.push(format!("{k}={v}"));
+        }
+        for (src, dst, opts) in &self.volumes {
+            if !src.exists() {
+                std::fs::create_dir_all(src).unwrap_or_else(|e| panic!("create {}: {e}", src.display()));
+            }
+            args.push("--volume".to_string());
+            args.push(match opts {
+                Some(o) => format!("{}:{dst}:{o}", src.display()),
+                None => format!("{}:{dst}", src.display()),
+            });
+        }
+        args.push(self.image.clone());
+        args.extend(self.command.iter().cloned());
+        args
+    }
+}
+
+/// `KEY=VALUE` lines of a `.env` file (comments and blank lines skipped).
+pub fn read_env_file(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Compose's interpolation: `$$` → `$`, `${VAR}`, `${VAR:-default}`,
+/// `${VAR:?message}` (panics when unset, as compose refuses to start), `$VAR`.
+pub fn interpolate(s: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('{') {
+            let end = r.find('}').unwrap_or_else(|| panic!("unclosed ${{ in {s:?}"));
+            let expr = &r[..end];
+            let value = if let Some((name, msg)) = expr.split_once(":?") {
+                vars.get(name)
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| panic!("compose would refuse: {name} unset: {msg}"))
+            } else if let Some((name, default)) = expr.split_once(":-") {
+                vars.get(name)
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| default.to_string())
+            } else {
+                vars.get(expr).cloned().unwrap_or_default()
+            };
+            out.push_str(&value);
+            rest = &r[end + 1..];
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            out.push_str(vars.get(&after[..end]).map(String::as_str).unwrap_or(""));
+            rest = &after[end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The services of `dir/compose.yaml`, with `dir/.env` interpolated, in
+/// file order.
+pub fn compose_services(dir: &Path) -> Vec<ComposeService> {
+    let file = dir.join("compose.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let doc: Yaml = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let vars = read_env_file(&dir.join(".env"));
+    let str_of = |v: &Yaml| -> String {
+        match v {
+            Yaml::String(s) => interpolate(s, &vars),
+            Yaml::Number(n) => n.to_string(),
+            Yaml::Bool(b) => b.to_string(),
+            other => panic!("{}: unexpected value {other:?}", file.display()),
+        }
+    };
+    let services = doc["services"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{}: no services", file.display()));
+    let mut out = Vec::new();
+    for (name, svc) in services {
+        let name = name.as_str().unwrap().to_string();
+        let map = svc.as_mapping().unwrap();
+        for k in map.keys() {
+            let k = k.as_str().unwrap();
+            assert!(
+                KNOWN_KEYS.contains(&k),
+                "{}: service {name} has `{k}`, which the test's translation to podman does not model",
+                file.display()
+            );
+        }
+        if let Some(mode) = svc.get("network_mode") {
+            assert_eq!(
+                mode.as_str(),
+                Some("host"),
+                "{name}: only host networking maps to a pod"
+            );
+        }
+        let command = match svc.get("command") {
+            None => Vec::new(),
+            Some(Yaml::Sequence(items)) => items.iter().map(str_of).collect(),
+            Some(Yaml::String(s)) => interpolate(s, &vars)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            Some(other) => panic!("{name}: command {other:?}"),
+        };
+        let environment = match svc.get("environment") {
+            None => Vec::new(),
+            Some(Yaml::Mapping(m)) => m
+                .iter()
+                .map(|(k, v)| (k.as_str().unwrap().to_string(), str_of(v)))
+                .collect(),
+            Some(Yaml::Sequence(items)) => items
+                .iter()
+                .map(|i| {
+                    let s = str_of(i);
+                    let (k, v) = s.split_once('=').unwrap_or((&s, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect(),
+            Some(other) => panic!("{name}: environment {other:?}"),
+        };
+        let volumes = svc
+            .get("volumes")
+            .and_then(Yaml::as_sequence)
+            .map(|v| {
+                v.iter()
+                    .map(|item| {
+                        let s = str_of(item);
+                        let mut parts = s.splitn(3, ':');
+                        let src = parts.next().unwrap();
+                        let dst = parts
+                            .next()
+                            .unwrap_or_else(|| panic!("{name}: volume {s:?}"))
+                            .to_string();
+                        let opts = parts.next().map(str::to_string);
+                        let src = if src.starts_with("./") || src.starts_with("../") {
+                            dir.join(src)
+                        } else {
+                            assert!(
+                                src.starts_with('/'),
+                                "{name}: named volumes are not modelled: {s:?}"
+                            );
+                            PathBuf::from(src)
+                        };
+                        (src, dst, opts)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let depends_on = svc
+            .get("depends_on")
+            .and_then(Yaml::as_sequence)
+            .map(|v| v.iter().map(|d| d.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        out.push(ComposeService {
+            name,
+            image: str_of(&svc["image"]),
+            command,
+            environment,
+            volumes,
+            depends_on,
+        });
+    }
+    out
+}
+
+/// A plain HTTP/1.0 GET with short timeouts: (status, body), or None when
+/// nothing answers.
+pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let ip: IpAddr = host.parse().ok()?;
+    let addr = SocketAddr::new(ip, port);
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.take(4 << 20).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Patroni's `/cluster` document from the member at `host`.
+pub fn patroni_cluster(host: &str, port: u16) -> Option<serde_json::Value> {
+    let (status, body) = http_get(host, port, "/cluster")?;
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_str(&body).ok()
+}
+
+/// A summary of `/cluster`: (name, role, state) per member.
+pub fn members(cluster: &serde_json::Value) -> Vec<(String, String, String)> {
+    cluster["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    (
+                        m["name"].as_str().unwrap_or("").to_string(),
+                        m["role"].as_str().unwrap_or("").to_string(),
+                        m["state"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Wait until one member leads and `replicas` others run (streaming or
+/// running) as replicas, asking any of `hosts`; returns the leader's name.
+pub fn wait_for_leader(hosts: &[&str], restapi: u16, replicas: usize, timeout: Duration) -> String {
+    let last = std::cell::RefCell::new(String::new());
+    wait_until(
+        "a leader with its replicas",
+        timeout,
+        Duration::from_secs(2),
+        || {
+            for h in hosts {
+                if let Some(c) = patroni_cluster(h, restapi) {
+                    let ms = members(&c);
+                    *last.borrow_mut() = format!("{ms:?}");
+                    let leader = ms.iter().find(|(_, r, s)| r == "leader" && s == "running");
+                    let ready = ms
+                        .iter()
+                        .filter(|(_, r, s)| r == "replica" && (s == "streaming" || s == "running"))
+                        .count();
+                    if let Some((name, _, _)) = leader
+                        && ready >= replicas
+                    {
+                        return Some(name.clone());
+                    }
+                }
+            }
+            None
+        },
+        || format!("last /cluster members: {}", last.borrow()),
+    )
+}
+
+/// The `psql` program (PostgreSQL's client).
+pub fn psql_program() -> PathBuf {
+    require_program("psql", "postgresql-client-15", &["/usr/lib/postgresql/15/bin"])
+}
+
+/// Run `sql` with `psql` at host:port as `user` (password given in the
+/// environment, never on the command line); Ok(stdout, unaligned, tuples
+/// only) or Err(stderr).
+pub fn psql(host: &str, port: u16, user: &str, password: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(psql_program())
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!(
+            "host={host} port={port} user={user} dbname=postgres sslmode=disable"
+        ))
+        .args(["-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "3")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run psql");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// `localhost/pgha-test/cluster-tools:<digest>`: Debian with etcd and
+/// HAProxy, standing in for the official etcd and HAProxy images (which
+/// cannot be pulled here) in rendered compose files. Built once per machine.
+pub fn tools_image() -> String {
+    use pgha_image::hash::Hasher;
+    let containerfile = format!(
+        "FROM {}\n\
+         RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+         etcd-server haproxy && rm -rf /var/lib/apt/lists/* && mkdir -p /usr/local/etc/haproxy\n\
+         LABEL io.pgha.test-image=cluster-tools\n",
+        super::images::debian_base()
+    );
+    let mut h = Hasher::new();
+    h.update(containerfile.as_bytes());
+    let reference = format!("localhost/pgha-test/cluster-tools:{}", &h.finish().to_hex()[..12]);
+    if super::images::image_exists(&reference) {
+        return reference;
+    }
+    let _lock = super::images::ImageLock::acquire();
+    if !super::images::image_exists(&reference) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Containerfile"), containerfile).unwrap();
+        run(podman_cmd()
+            .args(["build", "-q", "-t", &reference])
+            .arg(dir.path()));
+    }
+    reference
+}
+
+/// A "VM" with a real Docker daemon: a network namespace the test creates
+/// (`pgha-h6-N`, address 10.214.N.2, the host side 10.214.N.1 on a veth
+/// pair) running Debian's `dockerd` on a private socket, data root and exec
+/// root (`--iptables=false --bridge=none`: containers use the namespace's
+/// network, `network_mode: host`). Everything is removed when dropped.
+pub struct DockerHost {
+    pub ns: String,
+    pub address: String,
+    pub dir: tempfile::TempDir,
+    host_if: String,
+    dockerd: Option<std::process::Child>,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn must_ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl DockerHost {
+    pub fn start() -> Self {
+        super::prereq::require_root();
+        require_program("dockerd", "docker.io", &["/usr/sbin"]);
+        require_program("nsenter", "util-linux", &["/usr/bin"]);
+        // A free /24 in 10.214.0.0/16: the namespace name is the claim.
+        let seed = std::process::id() as usize;
+        let (x, ns) = (0..250)
+            .map(|k| (seed + k * 7) % 250 + 1)
+            .find_map(|x| {
+                let ns = format!("pgha-h6-{x}");
+                ip(&["netns", "add", &ns]).then_some((x, ns))
+            })
+            .expect("no free network namespace name pgha-h6-1..250");
+        let host_if = format!("h6h{x}");
+        let ns_if = format!("h6n{x}");
+        let dir = tempfile::Builder::new()
+            .prefix("pgha-h6-docker")
+            .tempdir()
+            .unwrap();
+        let mut host = DockerHost {
+            ns: ns.clone(),
+            address: format!("10.214.{x}.2"),
+            dir,
+            host_if: host_if.clone(),
+            dockerd: None,
+        };
+        let _ = ip(&["link", "del", &host_if]);
+        must_ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
+        must_ip(&["link", "set", &ns_if, "netns", &ns]);
+        must_ip(&["addr", "add", &format!("10.214.{x}.1/24"), "dev", &host_if]);
+        must_ip(&["link", "set", &host_if, "up"]);
+        must_ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/24", host.address),
+            "dev",
+            &ns_if,
+        ]);
+        must_ip(&["-n", &ns, "link", "set", &ns_if, "up"]);
+        must_ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let d = host.dir.path().to_path_buf();
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        // nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups dockerd needs.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg("dockerd")
+            .arg("-H")
+            .arg(host.docker_host())
+            .arg("--data-root")
+            .arg(d.join("root"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("dockerd.pid"))
+            .args(["--iptables=false", "--bridge=none", "--ip-masq=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        host.dockerd = Some(child);
+        wait_until(
+            "dockerd answers",
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+            || {
+                host.docker()
+                    .args(["version", "--format", "{{.Server.Version}}"])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+            },
+            || std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default(),
+        );
+        host
+    }
+
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    /// Debian's docker client (the daemon is 20.10), pointed at this daemon.
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new(require_program("docker", "docker.io", &["/usr/bin"]));
+        c.env("DOCKER_HOST", self.docker_host());
+        c
+    }
+
+    /// `podman save IMAGE | docker load` into this daemon.
+    pub fn load_from_podman(&self, image: &str) {
+        let mut save = podman_cmd()
+            .args(["save", image])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("podman save");
+        let out = self
+            .docker()
+            .arg("load")
+            .stdin(save.stdout.take().unwrap())
+            .output()
+            .expect("docker load");
+        assert!(save.wait().unwrap().success(), "podman save {image} failed");
+        assert!(
+            out.status.success(),
+            "docker load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for DockerHost {
+    fn drop(&mut self) {
+        // Containers first, then the daemon (SIGTERM: it stops its containerd and unmounts).
+        if let Ok(o) = self.docker().args(["ps", "-aq"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = self
+                    .docker()
+                    .args(["rm", "-f", id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        if let Some(mut d) = self.dockerd.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = d.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let prefix = self.dir.path().display().to_string();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter(|p| p.starts_with(&prefix))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.ns]);
+    }
+}

@@ -1,0 +1,213 @@
+//! The Docker path of a rendered deployment: a real `dockerd` (Debian's
+//! docker.io, 20.10) in a network namespace this test creates, as one VM.
+//! The image built with Podman is copied into it (`podman save | docker
+//! load`), then exported from it with `pgha-image export --engine docker`,
+//! removed, and loaded back with `pgha-image load --engine docker`; `pgha-image
+//! manifests --engine docker` reads the image's manifest through that
+//! daemon; Debian's `docker-compose` (1.29) runs the rendered `compose.yaml`
+//! and `.env` as they are, in the README's start order. One member (an odd
+//! etcd count of one): the cluster forms and HAProxy routes to the leader.
+//!
+//! Not done here: `pgha-image build` against this dockerd. The build's
+//! builder stages run `apt-get`, and a daemon started with
+//! `--iptables=false --bridge=none` gives RUN steps no network (no DNS);
+//! `docker build --network host` would have it, but `pgha-image build` does
+//! not pass that, and a bridge needs NAT rules on the shared host.
+
+mod common;
+
+use common::cluster::{self, DockerHost, psql, wait_until};
+use common::images;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn pgha_image(args: &[&str], docker_host: Option<&str>) -> Output {
+    let mut c = assert_cmd::Command::cargo_bin("pgha-image").unwrap();
+    c.args(args).timeout(Duration::from_secs(900));
+    if let Some(h) = docker_host {
+        c.env("DOCKER_HOST", h);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "pgha-image {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn compose(host: &DockerHost, dir: &Path, args: &[&str]) -> String {
+    let program = common::prereq::require_program("docker-compose", "docker-compose", &["/usr/bin"]);
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_HOST", host.docker_host())
+        .output()
+        .expect("run docker-compose");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker-compose {args:?} in {}:\n{text}",
+        dir.display()
+    );
+    text
+}
+
+#[test]
+fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("h6-deploy-docker")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    cluster::psql_program();
+    let host = DockerHost::start();
+    let dh = host.docker_host();
+    let t_dockerd = started.elapsed();
+    let (v1, tools, t_copy) = {
+        let lock = images::engine_lock();
+        let v1 = images::full_set_image(&lock);
+        let t0 = Instant::now();
+        let tools = cluster::tools_image();
+        host.load_from_podman(&v1);
+        host.load_from_podman(&tools);
+        (v1, tools, t0.elapsed())
+    };
+    // Export and load against the real daemon: the image the member runs is
+    // the one `pgha-image load` put back.
+    let t0 = Instant::now();
+    let export = dir.join("v1.tar.zst");
+    pgha_image(
+        &[
+            "export",
+            "--engine",
+            "docker",
+            "--tag",
+            &v1,
+            "-o",
+            export.to_str().unwrap(),
+        ],
+        Some(&dh),
+    );
+    let o = host.docker().args(["rmi", &v1]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "docker rmi: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    pgha_image(
+        &["load", "--engine", "docker", export.to_str().unwrap()],
+        Some(&dh),
+    );
+    let t_roundtrip = t0.elapsed();
+
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    for (f, v) in [
+        ("password", "h6-docker-password"),
+        ("jwt_secret", "h6-docker-jwt-secret-at-least-32-characters"),
+        (
+            "pgsodium_root_key",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ),
+    ] {
+        std::fs::write(secrets.join(f), v).unwrap();
+    }
+    let spec = dir.join("cluster.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "scope = \"h6docker\"\nimage = \"{}\"\nsecrets_dir = \"{}\"\ndata_dir = \"{}\"\n\
+             [images]\netcd = \"{tools}\"\nhaproxy = \"{tools}\"\n\
+             [[member]]\nname = \"pg1\"\naddress = \"{}\"\n",
+            v1,
+            secrets.display(),
+            dir.join("data").display(),
+            host.address
+        ),
+    )
+    .unwrap();
+    let out = dir.join("deploy");
+    // The image's manifest read through dockerd.
+    pgha_image(
+        &[
+            "manifests",
+            "--engine",
+            "docker",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Some(&dh),
+    );
+    let member = out.join("pg1");
+    let password = cluster::read_env_file(&member.join(".env"))["PGPASSWORD_SUPERUSER"].clone();
+
+    // The README's start order.
+    compose(&host, &member, &["config", "-q"]);
+    compose(&host, &member, &["up", "-d", "etcd"]);
+    compose(&host, &member, &["up", "-d"]);
+    let addr = host.address.clone();
+    let leader = cluster::wait_for_leader(&[&addr], 8008, 0, Duration::from_secs(240));
+    assert_eq!(leader, "pg1");
+    // It advertises the VM's address (from SPILO_CONFIGURATION), not the
+    // container's hostname's (the host's, loopback in its /etc/hosts).
+    let c = cluster::patroni_cluster(&addr, 8008).unwrap();
+    assert_eq!(c["members"][0]["host"].as_str(), Some(addr.as_str()), "{c}");
+    let list = compose(
+        &host,
+        &member,
+        &[
+            "exec",
+            "-T",
+            "postgres",
+            "patronictl",
+            "-c",
+            "/run/postgres.yml",
+            "list",
+        ],
+    );
+    assert!(list.contains("pg1") && list.contains("Leader"), "{list}");
+    let served = wait_until(
+        "HAProxy routes 5000 to the leader",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            psql(
+                &addr,
+                5000,
+                "postgres",
+                &password,
+                "SELECT host(inet_server_addr())",
+            )
+            .ok()
+        },
+        || compose(&host, &member, &["logs", "--tail", "30"]),
+    );
+    assert_eq!(served, addr);
+    assert_eq!(
+        psql(
+            &addr,
+            5000,
+            "postgres",
+            &password,
+            "SELECT count(*) > 0 FROM pgha_bootstrap.migrations"
+        )
+        .unwrap(),
+        "t",
+        "the bootstrap ran"
+    );
+    let (status, _) = cluster::http_get(&addr, 7000, "/").expect("stats page");
+    assert_eq!(status, 200);
+    compose(&host, &member, &["down"]);
+    eprintln!(
+        "deploy_docker test: dockerd up {t_dockerd:?}, podman save | docker load {t_copy:?}, \
+         export+load through dockerd {t_roundtrip:?}, total {:?}",
+        started.elapsed()
+    );
+}
