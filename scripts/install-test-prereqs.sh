@@ -20,7 +20,10 @@ packages=(
   # the deployment tests run the rendered compose files with Debian's
   # docker-compose (1.29) against a real dockerd (docker.io).
   catatonit docker.io docker-compose
+  # verify tests validate the JUnit report against its XSD.
   libxml2-utils
+  # ship tests (tests/common/vms.rs): sshd per VM, a dockerd, zstd on the hosts.
+  openssh-server openssh-client iproute2 zstd perl util-linux
 )
 
 missing=()

@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod redact;
 pub mod verify;
+pub mod ship;
 
 pub use error::{Error, ExitCode};
 

@@ -48,8 +48,46 @@ pub struct ExportManifest {
     pub engine: String,
 }
 
+/// What was written: the file's sha256 and size, and the size of the tar in it.
+pub(crate) struct Written {
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub uncompressed_size: u64,
+}
+
 impl ExportManifest {
-    pub(crate) fn fill_from_labels(&mut self, labels: &BTreeMap<String, String>) {
+    /// The manifest of `file`, just written from `tag` by `engine`; the
+    /// image's labels fill the optional fields. (`export` and `export --since`.)
+    pub(crate) fn new(
+        engine: &crate::engine::Engine,
+        tag: &str,
+        image_id: String,
+        file: String,
+        compression: Compression,
+        written: Written,
+        labels: &BTreeMap<String, String>,
+    ) -> Self {
+        let mut m = ExportManifest {
+            manifest_version: MANIFEST_VERSION,
+            tag: tag.to_string(),
+            image_id,
+            file,
+            compression,
+            size: written.size,
+            uncompressed_size: written.uncompressed_size,
+            sha256: written.sha256,
+            base_image: None,
+            extensions: None,
+            image_tool_version: None,
+            context_digest: None,
+            exported_by: crate::TOOL_VERSION.to_string(),
+            engine: engine.kind().to_string(),
+        };
+        m.fill_from_labels(labels);
+        m
+    }
+
+    fn fill_from_labels(&mut self, labels: &BTreeMap<String, String>) {
         self.base_image = labels.get(LABEL_BASE_IMAGE).cloned();
         self.extensions = labels
             .get(LABEL_EXTENSIONS)

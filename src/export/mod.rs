@@ -37,6 +37,11 @@ pub use manifest::{
 pub use signal::stop_on_signals;
 pub use verify::{Verified, verify};
 pub use write::{ExportOutcome, ExportRequest, check_request, export};
+// For `export --since` (src/ship/delta.rs): the same target checks and commits.
+pub(crate) use manifest::Written;
+pub(crate) use signal::stopped;
+pub(crate) use target::Target;
+pub(crate) use write::put_in_place;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

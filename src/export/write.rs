@@ -4,7 +4,7 @@
 //! manifest are written, and the tarball is renamed to its final name last.
 
 use super::compress::compress_stream;
-use super::manifest::{ExportManifest, MANIFEST_VERSION, default_file_name};
+use super::manifest::{ExportManifest, Written, default_file_name};
 use super::signal::stopped;
 use super::target::Target;
 use super::{Compression, ExportError};
@@ -71,6 +71,34 @@ fn target(req: &ExportRequest) -> Result<Target, ExportError> {
     Target::check(&file, req.force)
 }
 
+/// Write the checksum file and the manifest, then rename the tarball to its
+/// final name, last: a finished name means a complete export. On an error
+/// the sidecars just written are removed again. (Also `export --since`.)
+pub(crate) fn put_in_place(
+    target: &Target,
+    tmp: AtomicFile,
+    manifest: &ExportManifest,
+    force: bool,
+) -> Result<(), ExportError> {
+    let sums = fsutil::checksum_text(&[ChecksumLine {
+        sha256: manifest.sha256,
+        name: target.name.clone(),
+    }]);
+    write_small(&target.checksum_file, sums.as_bytes(), force)?;
+    let written = write_small(&target.manifest_file, &manifest.to_json(), force)
+        // Last: the tarball under its final name means everything is complete.
+        .and_then(|()| commit(tmp, force));
+    if let Err(e) = written {
+        // Ours, written a moment ago: don't leave sidecars without their tarball.
+        let _ = std::fs::remove_file(&target.checksum_file);
+        if !matches!(e, ExportError::Exists { ref path } if *path == target.manifest_file) {
+            let _ = std::fs::remove_file(&target.manifest_file);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Save `req.tag` from the engine into a compressed, checksummed tarball.
 pub fn export(
     engine: &Engine,
@@ -104,43 +132,24 @@ pub fn export(
     }
     task.finish(format!("{size} bytes"));
 
-    let mut manifest = ExportManifest {
-        manifest_version: MANIFEST_VERSION,
-        tag: req.tag.clone(),
+    let manifest = ExportManifest::new(
+        engine,
+        &req.tag,
         image_id,
-        file: target.name.clone(),
-        compression: req.compression,
-        size,
-        uncompressed_size: uncompressed,
-        sha256: digest,
-        base_image: None,
-        extensions: None,
-        image_tool_version: None,
-        context_digest: None,
-        exported_by: crate::TOOL_VERSION.to_string(),
-        engine: engine.kind().to_string(),
-    };
-    manifest.fill_from_labels(&labels);
+        target.name.clone(),
+        req.compression,
+        Written {
+            sha256: digest,
+            size,
+            uncompressed_size: uncompressed,
+        },
+        &labels,
+    );
     if stopped() {
         return Err(ExportError::Stopped);
     }
 
-    let sums = fsutil::checksum_text(&[ChecksumLine {
-        sha256: digest,
-        name: target.name.clone(),
-    }]);
-    write_small(&target.checksum_file, sums.as_bytes(), req.force)?;
-    let written = write_small(&target.manifest_file, &manifest.to_json(), req.force)
-        // Last: the tarball under its final name means everything is complete.
-        .and_then(|()| commit(tmp, req.force));
-    if let Err(e) = written {
-        // Ours, written a moment ago: don't leave sidecars without their tarball.
-        let _ = std::fs::remove_file(&target.checksum_file);
-        if !matches!(e, ExportError::Exists { ref path } if *path == target.manifest_file) {
-            let _ = std::fs::remove_file(&target.manifest_file);
-        }
-        return Err(e);
-    }
+    put_in_place(&target, tmp, &manifest, req.force)?;
     Ok(ExportOutcome {
         file: target.file,
         checksum_file: target.checksum_file,

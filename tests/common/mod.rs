@@ -13,3 +13,4 @@ pub mod images;
 pub mod pg;
 pub mod prereq;
 pub mod sources;
+pub mod vms;

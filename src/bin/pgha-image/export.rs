@@ -47,12 +47,18 @@ pub struct ExportArgs {
     /// Print the manifest as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Write a delta with only the layers OLD_TAG lacks (zstd layers in a plain tar, so no --compress/--level); `load` it where OLD_TAG is (docs/ship.md)
+    #[arg(long, value_name = "OLD_TAG", conflicts_with_all = ["compress", "level"])]
+    pub since: Option<String>,
 }
 
 #[derive(Args)]
 #[command(
     after_help = "Refuses (exit 3) a file whose FILE.sha256 or FILE.manifest.json does not match, \
-    before anything reaches the engine. Reads zstd, gzip and plain tar (by magic bytes)."
+    before anything reaches the engine. Reads zstd, gzip and plain tar (by magic bytes). \
+    A delta (`export --since OLD_TAG`) is rebuilt from the layers of OLD_TAG held here plus the file, \
+    verified and loaded; without OLD_TAG's layers it is refused (exit 4), naming OLD_TAG."
 )]
 pub struct LoadArgs {
     /// The exported tarball; FILE.sha256 must be next to it
@@ -69,6 +75,19 @@ pub struct LoadArgs {
 }
 
 pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    if let Some(since) = args.since {
+        return crate::ship::run_export_since(
+            crate::ship::SinceArgs {
+                tag: args.tag,
+                since,
+                output: args.output,
+                force: args.force,
+                engine: args.engine,
+                json: args.json,
+            },
+            global,
+        );
+    }
     let req = ExportRequest {
         tag: args.tag,
         output: args.output,
@@ -102,6 +121,9 @@ pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::E
 }
 
 pub fn run_load(args: LoadArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    if pgha_image::ship::delta::is_delta(&args.file) {
+        return crate::ship::run_load_delta(&args.file, args.engine, args.json, global);
+    }
     let engine = Engine::detect(args.engine)?;
     let progress = global.progress();
     let out = export::load(&engine, &args.file, &progress)?;

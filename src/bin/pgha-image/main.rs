@@ -9,6 +9,7 @@ mod extensions;
 mod fetch;
 mod manifests;
 mod verify;
+mod ship;
 
 use clap::{Args, Parser, Subcommand};
 use pgha_image::progress::{Mode, Progress};
@@ -81,6 +82,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Verify an exported tarball's checksum, then load it into the engine
     Load(export::LoadArgs),
+    /// Put the image on hosts over ssh, sending only the layers each one lacks
+    Ship(ship::ShipArgs),
     /// Render per-VM deployments (compose, HAProxy, etcd/Consul) and postgres-operator manifests from a cluster spec
     Manifests(manifests::ManifestsArgs),
     /// Run the image as a deployment would and check what it claims (CI: --junit FILE)
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Build(args) => build::run_build(args, &cli.global),
         Command::Export(args) => export::run_export(args, &cli.global),
         Command::Load(args) => export::run_load(args, &cli.global),
+        Command::Ship(args) => ship::run(args, &cli.global),
         Command::Manifests(args) => manifests::run(args, &cli.global),
         Command::Verify(args) => verify::run_verify(args, &cli.global),
     };
