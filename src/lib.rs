@@ -29,8 +29,8 @@ pub mod manifests;
 pub mod pipeline;
 pub mod progress;
 pub mod redact;
-pub mod verify;
 pub mod ship;
+pub mod verify;
 
 pub use error::{Error, ExitCode};
 

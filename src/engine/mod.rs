@@ -238,15 +238,13 @@ impl Engine {
     /// [`SaveStream::finish`] to learn whether the engine succeeded.
     ///
     /// The engine's own temporary files go to a private directory in
-    /// `$TMPDIR`, removed with the stream; [`Engine::save_into`] chooses it.
+    /// `$TMPDIR` ([`save_scratch`]), removed with the stream;
+    /// [`Engine::save_into`] chooses it.
     pub fn save(&self, reference: &str) -> Result<SaveStream, EngineError> {
-        let scratch = tempfile::Builder::new()
-            .prefix("pgha-save-")
-            .tempdir()
-            .map_err(|e| EngineError::Io {
-                what: "creating a temporary directory for the engine's save".into(),
-                source: e,
-            })?;
+        let scratch = save_scratch(&std::env::temp_dir()).map_err(|e| EngineError::Io {
+            what: "creating a temporary directory for the engine's save".into(),
+            source: e,
+        })?;
         self.save_into(reference, scratch)
     }
 
@@ -446,6 +444,17 @@ impl Drop for SaveStream {
     }
 }
 
+/// A private directory for the engine's save in `tmp`, named
+/// `pgha-save-<pid>-XXXXXX`. A process killed mid-save (SIGKILL, or a
+/// signal to a command without a handler) cannot remove its own, about the
+/// image's size: the next save removes those whose process is gone.
+pub fn save_scratch(tmp: &std::path::Path) -> io::Result<tempfile::TempDir> {
+    crate::fsutil::remove_stale(tmp, "pgha-save-");
+    tempfile::Builder::new()
+        .prefix(&format!("pgha-save-{}-", std::process::id()))
+        .tempdir_in(tmp)
+}
+
 /// `sha256:<hex>` whether the engine printed it with or without the prefix.
 pub fn normalize_id(id: &str) -> String {
     let id = id.trim();
@@ -535,6 +544,28 @@ fn last_lines(bytes: &[u8], n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_save_scratch_left_by_a_dead_process_is_removed_by_the_next() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A pid that cannot be running (above the kernel's pid_max limit).
+        let dead = tmp.path().join("pgha-save-4194305-abc123");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("1234"), b"half an image").unwrap();
+        let mine = tmp.path().join(format!("pgha-save-{}-live", std::process::id()));
+        std::fs::create_dir(&mine).unwrap();
+        let other = tmp.path().join("pgha-save-notes");
+        std::fs::create_dir(&other).unwrap();
+
+        let scratch = super::save_scratch(tmp.path()).unwrap();
+        assert!(!dead.exists(), "a dead process's scratch is removed");
+        assert!(mine.exists() && other.exists(), "live and foreign ones stay");
+        let name = scratch.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(&format!("pgha-save-{}-", std::process::id())),
+            "{name}"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -91,6 +91,9 @@ pub fn run(req: Request, progress: Progress) -> Result<Report, VerifyError> {
         }
         .into());
     }
+    // A run whose watcher died with it (its process group killed) left its
+    // directory: the next run removes those whose process is gone.
+    crate::fsutil::remove_stale(&std::env::temp_dir(), "pgha-verify-");
     let res = Arc::new(Resources::new(engine, run_name(), req.keep)?);
     res.start_watcher()?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -8,8 +8,8 @@ mod export;
 mod extensions;
 mod fetch;
 mod manifests;
-mod verify;
 mod ship;
+mod verify;
 
 use clap::{Args, Parser, Subcommand};
 use pgha_image::progress::{Mode, Progress};
