@@ -39,6 +39,7 @@ fn request(dir: &Path, tag: &str) -> BuildRequest {
         no_cache: false,
         push: false,
         jobs: None,
+        network: None,
     }
 }
 
