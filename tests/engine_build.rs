@@ -158,3 +158,40 @@ fn docker_cli_build_through_podman_api() {
         &format!("localhost/pgha-test/fail-docker:{}", std::process::id()),
     );
 }
+
+/// `network` reaches Podman's build: with `none` a RUN step sees only `lo`,
+/// with the default it has the bridge's interface too.
+#[test]
+fn podman_build_runs_steps_in_the_requested_network() {
+    let _engine = images::engine_lock();
+    images::podman();
+    let e = Engine::detect(EngineChoice::Podman).unwrap();
+    let base = images::debian_base();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ctx")).unwrap();
+    context(
+        &dir.path().join("ctx"),
+        &format!(
+            "FROM {base}\nRUN echo {} >/dev/null; echo \"interfaces: $(ls /sys/class/net | tr '\\n' ' ')\"\n",
+            std::process::id()
+        ),
+    );
+    for (network, want_only_lo) in [(Some("none"), true), (None, false)] {
+        let tag = format!("localhost/pgha-test/network-podman:{}", std::process::id());
+        let _cleanup = images::TestImage {
+            reference: tag.clone(),
+        };
+        let mut req = request(dir.path(), &tag);
+        req.no_cache = true;
+        req.network = network.map(str::to_string);
+        let mut lines = Vec::new();
+        e.build(&req, &mut |l| lines.push(l.to_string())).unwrap();
+        let ifs = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("interfaces: "))
+            .unwrap_or_else(|| panic!("{lines:?}"))
+            .trim()
+            .to_string();
+        assert_eq!(ifs == "lo", want_only_lo, "{network:?}: {ifs}");
+    }
+}
