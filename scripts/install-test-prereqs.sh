@@ -20,6 +20,7 @@ packages=(
   # the deployment tests run the rendered compose files with Debian's
   # docker-compose (1.29) against a real dockerd (docker.io).
   catatonit docker.io docker-compose
+  libxml2-utils
 )
 
 missing=()

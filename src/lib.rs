@@ -29,6 +29,7 @@ pub mod manifests;
 pub mod pipeline;
 pub mod progress;
 pub mod redact;
+pub mod verify;
 
 pub use error::{Error, ExitCode};
 

@@ -8,6 +8,7 @@ mod export;
 mod extensions;
 mod fetch;
 mod manifests;
+mod verify;
 
 use clap::{Args, Parser, Subcommand};
 use pgha_image::progress::{Mode, Progress};
@@ -82,6 +83,8 @@ enum Command {
     Load(export::LoadArgs),
     /// Render per-VM deployments (compose, HAProxy, etcd/Consul) and postgres-operator manifests from a cluster spec
     Manifests(manifests::ManifestsArgs),
+    /// Run the image as a deployment would and check what it claims (CI: --junit FILE)
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => export::run_export(args, &cli.global),
         Command::Load(args) => export::run_load(args, &cli.global),
         Command::Manifests(args) => manifests::run(args, &cli.global),
+        Command::Verify(args) => verify::run_verify(args, &cli.global),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

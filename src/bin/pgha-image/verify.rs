@@ -1,0 +1,107 @@
+//! `pgha-image verify IMAGE`: arguments → `pgha_image::verify::run` → the
+//! report as a table, lines, JSON and/or a JUnit file.
+
+use crate::Global;
+use clap::Args;
+use pgha_image::engine::EngineChoice;
+use pgha_image::verify::{self, Request, VerifyError};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args)]
+#[command(
+    after_help = "Exit codes: 0 every check passed, 3 a check failed, 4 no container engine, \
+    2 bad input (no such image, not a pgha-image build), 1 the run itself failed."
+)]
+pub struct VerifyArgs {
+    /// The image to verify (built by `pgha-image build`)
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Container engine: auto (a Docker that answers, else Podman), docker, podman
+    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    pub engine: EngineChoice,
+
+    /// 1: one member with the image's local etcd; 3: three members and an etcd on a
+    /// network of the run, with a failover
+    #[arg(long, value_name = "N", default_value = "1", value_parser = clap::builder::PossibleValuesParser::new(["1", "3"]))]
+    pub members: String,
+
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the report as JUnit XML to FILE (each check a test case)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Leave the containers, network and volumes for a post-mortem, and print how to remove them
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Seconds a member may take to start and elect a leader (and the replicas to follow)
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+
+    /// Do not mount this secret file (tests: a member without its key file)
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub without_secret: Vec<String>,
+}
+
+pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    let req = Request {
+        image: args.image.clone(),
+        engine: args.engine,
+        members: args.members.parse().unwrap_or(1),
+        keep: args.keep,
+        timeout: Duration::from_secs(args.timeout),
+        omit_secrets: args.without_secret.clone(),
+    };
+    // Progress (a line per check) goes to stderr; the result to stdout.
+    let report = verify::run(req, global.progress())?;
+    if let Some(path) = &args.junit {
+        write_atomic(path, report.junit().as_bytes())?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else if std::io::stdout().is_terminal() {
+        print!("{}", report.table());
+    } else {
+        for l in report.lines() {
+            println!("{l}");
+        }
+    }
+    if !report.kept.is_empty() {
+        eprintln!("kept for a post-mortem (--keep); remove with:");
+        for c in &report.kept {
+            eprintln!("  {c}");
+        }
+    }
+    let failed = report.failed().count();
+    if failed > 0 {
+        return Err(VerifyError::ChecksFailed {
+            failed,
+            total: report.checks.len(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Write next to the target and rename: a reader never sees half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), pgha_image::Error> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io = |source| VerifyError::Io {
+        what: format!("writing the JUnit report {}", path.display()),
+        source,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}

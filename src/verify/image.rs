@@ -1,0 +1,403 @@
+//! What the image says about itself, read from throwaway containers of it
+//! (`run --rm`, labelled with the run): its build manifest and bootstrap
+//! configuration, then in one second container the facts the image-level
+//! checks judge (packages, compilers, apt leftovers, glibc, whether
+//! pgha-bootstrap runs, the extension files of every major).
+
+use super::error::VerifyError;
+use super::runtime::{Resources, text};
+use crate::bootstrap::config::Config;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Where `pgha-image build` puts the build manifest (context/pack.rs).
+pub const MANIFEST_PATH: &str = "/etc/pgha/build-manifest.json";
+pub const BOOTSTRAP_BIN: &str = "/usr/local/bin/pgha-bootstrap";
+/// What the generated `/launch.sh` says of itself (dockerfiles/launch.sh.j2).
+pub const LAUNCH_WRAPPER_MARK: &str = "pgha-image launch wrapper";
+
+/// The fields of the image's build manifest that verify uses. Read
+/// leniently (unknown fields ignored, new ones optional), so that images of
+/// older and newer tool versions can be verified.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageManifest {
+    pub tool_version: String,
+    pub base_image: String,
+    pub pg_majors: Vec<u32>,
+    pub extensions: Vec<ManifestExtension>,
+    pub shared_preload_libraries: Vec<String>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dcs_parameters: BTreeMap<String, String>,
+    #[serde(default)]
+    pub bootstrap_bin: serde_json::Value,
+    /// The Patroni/Spilo configuration the image was built for, when the
+    /// manifest records it whole; else it is made from the parameters.
+    #[serde(default)]
+    pub spilo_configuration: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManifestExtension {
+    pub name: String,
+    pub version: String,
+    pub recipe: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// The catalog's smoke test as the manifest carries it
+    /// ([`crate::catalog::Smoke`]); read when the check runs, so that a
+    /// smoke this tool cannot read fails that extension's check only.
+    #[serde(default)]
+    pub smoke: Option<serde_json::Value>,
+}
+
+impl ImageManifest {
+    /// `SPILO_CONFIGURATION` for the members of an image without the launch
+    /// wrapper (which applies the image's defaults itself): the recorded
+    /// configuration, or the preload list and settings (local) and the
+    /// DCS-only settings (`bootstrap.dcs`), as a deployment gives them.
+    pub fn spilo_configuration(&self) -> String {
+        if let Some(v) = self.spilo_configuration.as_ref().filter(|v| !v.is_null()) {
+            return match v {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+        }
+        let mut local = self.parameters.clone();
+        local
+            .entry("shared_preload_libraries".into())
+            .or_insert_with(|| self.shared_preload_libraries.join(","));
+        let mut root = serde_json::Map::new();
+        if !self.dcs_parameters.is_empty() {
+            root.insert(
+                "bootstrap".into(),
+                serde_json::json!({ "dcs": { "postgresql": { "parameters": self.dcs_parameters } } }),
+            );
+        }
+        root.insert("postgresql".into(), serde_json::json!({ "parameters": local }));
+        serde_json::Value::Object(root).to_string()
+    }
+
+    /// Every server setting the image needs, local and DCS.
+    pub fn all_parameters(&self) -> BTreeMap<String, String> {
+        let mut all = self.dcs_parameters.clone();
+        all.extend(self.parameters.clone());
+        all
+    }
+
+    pub fn has_extension(&self, name: &str) -> bool {
+        self.extensions.iter().any(|e| e.name == name)
+    }
+}
+
+/// The manifest and bootstrap configuration.
+pub struct ImageConfig {
+    pub manifest: ImageManifest,
+    pub bootstrap: Config,
+    /// `/launch.sh` is pgha-image's launch wrapper: the image merges its own
+    /// default server settings under the deployment's (docs/image.md).
+    pub launch_wrapper: bool,
+}
+
+/// Facts for the image-level checks.
+#[derive(Debug, Default)]
+pub struct ImageFacts {
+    pub postgres_owner: Option<(u32, u32)>,
+    pub glibc: Option<String>,
+    /// Exit status and output of `pgha-bootstrap --version`.
+    pub bootstrap_status: Option<i32>,
+    pub bootstrap_output: String,
+    pub packages: Vec<String>,
+    /// Compiler programs found on PATH.
+    pub compilers: Vec<String>,
+    /// Files left in apt's lists and caches.
+    pub apt_leftovers: Vec<String>,
+    /// Per extension: (major, problem) for each missing file; empty = all there.
+    pub extension_files: BTreeMap<String, Vec<String>>,
+}
+
+/// A throwaway container of the image running `sh -c script args…`.
+fn probe(
+    res: &Resources,
+    image: &str,
+    suffix: &str,
+    script: &str,
+    args: &[String],
+) -> Result<String, VerifyError> {
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        "--rm".into(),
+        "--name".into(),
+        res.name(suffix),
+        "--label".into(),
+        res.label_arg(),
+        "--network".into(),
+        "none".into(),
+        "--entrypoint".into(),
+        "/bin/sh".into(),
+        image.into(),
+        "-c".into(),
+        script.into(),
+        "sh".into(),
+    ];
+    a.extend(args.iter().cloned());
+    let out = res.create(&a)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Split `@@name` sections of a probe's output.
+fn sections(out: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut cur: Option<String> = None;
+    for line in out.lines() {
+        if let Some(n) = line.strip_prefix("@@") {
+            cur = Some(n.trim().to_string());
+            m.entry(n.trim().to_string()).or_insert_with(String::new);
+        } else if let Some(c) = &cur {
+            let s = m.get_mut(c).expect("section exists");
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    m
+}
+
+pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyError> {
+    let script = format!(
+        "echo @@manifest; cat {MANIFEST_PATH} || echo '@@manifest-error'; \
+         echo @@bootstrap; cat {} 2>/dev/null; \
+         echo @@launch; grep -c '{LAUNCH_WRAPPER_MARK}' /launch.sh 2>/dev/null; true",
+        crate::bootstrap::config::DEFAULT_PATH
+    );
+    let out = probe(res, image, "probe-config", &script, &[])?;
+    let s = sections(&out);
+    let not_ours = |detail: String| VerifyError::NotOurImage {
+        image: image.to_string(),
+        path: MANIFEST_PATH.into(),
+        detail,
+    };
+    if s.contains_key("manifest-error") {
+        return Err(not_ours("the file is missing".into()));
+    }
+    let manifest: ImageManifest = serde_json::from_str(s.get("manifest").map(String::as_str).unwrap_or(""))
+        .map_err(|e| not_ours(format!("not a build manifest: {e}")))?;
+    let bootstrap = match s.get("bootstrap").map(|t| t.trim()).unwrap_or("") {
+        "" => Config::default(),
+        t => Config::parse(t).map_err(|e| VerifyError::NotOurImage {
+            image: image.to_string(),
+            path: crate::bootstrap::config::DEFAULT_PATH.into(),
+            detail: format!("not a pgha-bootstrap configuration: {e}"),
+        })?,
+    };
+    let launch_wrapper = s
+        .get("launch")
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .is_some_and(|n| n > 0);
+    Ok(ImageConfig {
+        manifest,
+        bootstrap,
+        launch_wrapper,
+    })
+}
+
+const FACTS_SCRIPT: &str = r#"
+echo @@owner; id -u postgres 2>/dev/null; id -g postgres 2>/dev/null
+echo @@glibc; (getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n1)
+echo @@bootstrap; BIN_OUTPUT=$("$BOOTSTRAP_BIN" --version 2>&1); echo "status=$?"; printf '%s\n' "$BIN_OUTPUT" | head -n 5
+echo @@packages; dpkg-query -W -f '${Package}\n' 2>/dev/null
+echo @@compilers; for c in cc c++ gcc g++ clang clang++ rustc go tcc; do command -v "$c"; done
+echo @@apt
+find /var/lib/apt/lists -mindepth 1 -maxdepth 1 ! -name lock ! -name partial ! -name auxfiles 2>/dev/null | head -n 5
+find /var/lib/apt/lists/partial -mindepth 1 2>/dev/null | head -n 5
+find /var/cache/apt -type f \( -name '*.deb' -o -name '*.bin' \) 2>/dev/null | head -n 5
+echo @@extensions
+majors=""; exts=""; seen=""
+for a in "$@"; do
+  if [ "$a" = "--" ]; then seen=1; elif [ -n "$seen" ]; then majors="$majors $a"; else exts="$exts $a"; fi
+done
+for e in $exts; do
+  for n in $majors; do
+    share=/usr/share/postgresql/$n/extension; lib=/usr/lib/postgresql/$n/lib
+    if [ -f "$share/$e.control" ]; then
+      # The libraries of what CREATE EXTENSION installs: the default
+      # version's script (old upgrade scripts name libraries of
+      # long-gone versions); without such a script, every script.
+      def=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$share/$e.control")
+      scripts="$share/$e--$def.sql"
+      [ -f "$scripts" ] || scripts=$(ls "$share/$e"--*.sql 2>/dev/null)
+      # The control file's module_pathname counts where a script uses it.
+      files=$scripts
+      grep -q MODULE_PATHNAME $scripts 2>/dev/null && files="$share/$e.control $scripts"
+      for l in $(cat $files 2>/dev/null | grep -o '\$libdir/[A-Za-z0-9_.-]*' | sed 's|^\$libdir/||' | sort -u); do
+        [ -f "$lib/$l.so" ] || [ -f "$lib/$l" ] || echo "$e $n the library $lib/$l.so is missing"
+      done
+    elif [ ! -f "$lib/$e.so" ]; then
+      echo "$e $n neither $share/$e.control nor $lib/$e.so exists"
+    fi
+  done
+done
+true
+"#;
+
+pub fn read_facts(res: &Resources, image: &str, m: &ImageManifest) -> Result<ImageFacts, VerifyError> {
+    let mut args: Vec<String> = m.extensions.iter().map(|e| e.name.clone()).collect();
+    args.push("--".into());
+    args.extend(m.pg_majors.iter().map(u32::to_string));
+    let script = FACTS_SCRIPT.replace("$BOOTSTRAP_BIN", BOOTSTRAP_BIN);
+    let out = probe(res, image, "probe-facts", &script, &args)?;
+    Ok(parse_facts(&out, m))
+}
+
+fn parse_facts(out: &str, m: &ImageManifest) -> ImageFacts {
+    let s = sections(out);
+    let get = |k: &str| s.get(k).cloned().unwrap_or_default();
+    let lines = |k: &str| -> Vec<String> {
+        get(k)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let owner = lines("owner");
+    let postgres_owner = match owner.as_slice() {
+        [u, g] => u.parse().ok().zip(g.parse().ok()),
+        _ => None,
+    };
+    let glibc = get("glibc")
+        .split_whitespace()
+        .rfind(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(String::from);
+    let boot = lines("bootstrap");
+    let bootstrap_status = boot
+        .first()
+        .and_then(|l| l.strip_prefix("status="))
+        .and_then(|v| v.parse().ok());
+    let mut extension_files: BTreeMap<String, Vec<String>> = m
+        .extensions
+        .iter()
+        .map(|e| (e.name.clone(), Vec::new()))
+        .collect();
+    for l in lines("extensions") {
+        let mut it = l.splitn(3, ' ');
+        if let (Some(e), Some(n), Some(what)) = (it.next(), it.next(), it.next()) {
+            extension_files
+                .entry(e.to_string())
+                .or_default()
+                .push(format!("PostgreSQL {n}: {what}"));
+        }
+    }
+    ImageFacts {
+        postgres_owner,
+        glibc,
+        bootstrap_status,
+        bootstrap_output: boot.iter().skip(1).cloned().collect::<Vec<_>>().join(" / "),
+        packages: lines("packages"),
+        compilers: lines("compilers"),
+        apt_leftovers: lines("apt"),
+        extension_files,
+    }
+}
+
+/// The image's environment, labels and layer history (`created_by`).
+pub struct ImageMeta {
+    pub id: String,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub history: Vec<String>,
+}
+
+pub fn read_meta(res: &Resources, image: &str) -> Result<ImageMeta, VerifyError> {
+    let e = res.engine();
+    let id = e.image_id(image)?;
+    let labels = e.labels(image)?;
+    let inspect = |fmt: &str| -> Result<String, VerifyError> {
+        let out = res.output(&[
+            "image".into(),
+            "inspect".into(),
+            "--format".into(),
+            fmt.into(),
+            image.into(),
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let env: Vec<String> =
+        serde_json::from_str::<Option<Vec<String>>>(inspect("{{json .Config.Env}}")?.trim())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+    let out = res.output(&[
+        "image".into(),
+        "history".into(),
+        "--no-trunc".into(),
+        "--format".into(),
+        "{{.CreatedBy}}".into(),
+        image.into(),
+    ])?;
+    let history = text(&out).lines().map(String::from).collect();
+    Ok(ImageMeta {
+        id,
+        env,
+        labels,
+        history,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> ImageManifest {
+        serde_json::from_value(serde_json::json!({
+            "tool_version": "0.1.0", "base_image": "b", "pg_majors": [15, 16],
+            "extensions": [
+                {"name": "vector", "version": "0.8.0", "recipe": "pgxs", "sha256": "ab",
+                 "smoke": {"sql": "SELECT 1", "expect": "1", "create": false}},
+                {"name": "pg_cron", "version": "1.6", "recipe": "base", "min_version": "1.6"}
+            ],
+            "shared_preload_libraries": ["pg_cron"],
+            "parameters": {"shared_preload_libraries": "pg_cron", "cron.database_name": "postgres"},
+            "dcs_parameters": {"wal_level": "logical"},
+            "some_future_field": 1
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn manifest_reads_leniently_and_makes_the_configuration() {
+        let m = manifest();
+        let smoke: crate::catalog::Smoke =
+            serde_json::from_value(m.extensions[0].smoke.clone().unwrap()).unwrap();
+        assert_eq!((smoke.expect.as_str(), smoke.create), ("1", false));
+        let c: serde_json::Value = serde_json::from_str(&m.spilo_configuration()).unwrap();
+        assert_eq!(
+            c["postgresql"]["parameters"]["shared_preload_libraries"],
+            "pg_cron"
+        );
+        assert_eq!(
+            c["bootstrap"]["dcs"]["postgresql"]["parameters"]["wal_level"],
+            "logical"
+        );
+        assert_eq!(m.all_parameters().len(), 3);
+    }
+
+    #[test]
+    fn facts_are_parsed() {
+        let out = "@@owner\n101\n103\n@@glibc\nglibc 2.36\n@@bootstrap\nstatus=0\npgha-bootstrap 0.1.0\n\
+                   @@packages\nlibc6\ngcc-12\n@@compilers\n/usr/bin/gcc\n@@apt\n/var/lib/apt/lists/x_Packages\n\
+                   @@extensions\nvector 16 the library /usr/lib/postgresql/16/lib/vector.so is missing\n";
+        let f = parse_facts(out, &manifest());
+        assert_eq!(f.postgres_owner, Some((101, 103)));
+        assert_eq!(f.glibc.as_deref(), Some("2.36"));
+        assert_eq!(f.bootstrap_status, Some(0));
+        assert_eq!(f.bootstrap_output, "pgha-bootstrap 0.1.0");
+        assert_eq!(f.packages, ["libc6", "gcc-12"]);
+        assert_eq!(f.compilers, ["/usr/bin/gcc"]);
+        assert_eq!(f.apt_leftovers.len(), 1);
+        assert_eq!(f.extension_files["vector"].len(), 1);
+        assert!(f.extension_files["pg_cron"].is_empty());
+    }
+}
