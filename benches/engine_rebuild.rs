@@ -37,6 +37,7 @@ fn main() {
         no_cache: false,
         push: false,
         jobs: None,
+        network: None,
     };
     // Warm the cache (the first build may run every step).
     let first = engine.build(&req, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));

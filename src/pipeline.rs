@@ -42,6 +42,10 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Podman's `--jobs`; None: one per CPU.
     pub jobs: Option<usize>,
+    /// `--network` of the engine's build (e.g. `host` where the engine's
+    /// bridge has no route or DNS for the RUN steps' `apt-get`); None: the
+    /// engine's default.
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +202,9 @@ fn check_platform(bin: &Path, platform: &str) -> Result<(), Error> {
 /// engine's whole output goes to `out/build.log`.
 pub fn build(catalog: &Catalog, req: &BuildRequest, progress: &Progress) -> Result<BuildOutcome, Error> {
     EngineError::check_reference(&req.tag)?;
+    if let Some(n) = &req.network {
+        EngineError::check_network(n)?;
+    }
     if let Some(platform) = &req.platform {
         check_platform(&req.generate.bootstrap_bin, platform)?;
     }
@@ -227,6 +234,7 @@ pub fn build(catalog: &Catalog, req: &BuildRequest, progress: &Progress) -> Resu
             no_cache: req.no_cache,
             push: req.push,
             jobs: req.jobs,
+            network: req.network.clone(),
         },
         &mut |line| {
             if let Some(step) = engine::stage::step_of(line) {

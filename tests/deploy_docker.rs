@@ -8,11 +8,15 @@
 //! and `.env` as they are, in the README's start order. One member (an odd
 //! etcd count of one): the cluster forms and HAProxy routes to the leader.
 //!
-//! Not done here: `pgha-image build` against this dockerd. The build's
-//! builder stages run `apt-get`, and a daemon started with
-//! `--iptables=false --bridge=none` gives RUN steps no network (no DNS);
-//! `docker build --network host` would have it, but `pgha-image build` does
-//! not pass that, and a bridge needs NAT rules on the shared host.
+//!
+//! And `pgha-image build --engine docker --network host` against a second
+//! real dockerd, in the host's network namespace (`--bridge=none
+//! --iptables=false --ip-forward=false`: no bridge, no NAT rules on the shared
+//! host, so only `--network host` gives the builder stages' `apt-get` a
+//! network): a small selection (pgjwt from the real sources) on the Spilo
+//! stand-in loaded into it; the built image, run by that daemon, has
+//! pgha-bootstrap and the extension, which works in a PostgreSQL started
+//! in it.
 
 mod common;
 
@@ -22,7 +26,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn pgha_image(args: &[&str], docker_host: Option<&str>) -> Output {
+fn pgha_image<S: AsRef<std::ffi::OsStr>>(args: &[S], docker_host: Option<&str>) -> Output {
     let mut c = assert_cmd::Command::cargo_bin("pgha-image").unwrap();
     c.args(args).timeout(Duration::from_secs(900));
     if let Some(h) = docker_host {
@@ -31,7 +35,8 @@ fn pgha_image(args: &[&str], docker_host: Option<&str>) -> Output {
     let out = c.output().unwrap();
     assert!(
         out.status.success(),
-        "pgha-image {args:?} failed:\n{}\n{}",
+        "pgha-image {:?} failed:\n{}\n{}",
+        args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -208,6 +213,150 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
     eprintln!(
         "deploy_docker test: dockerd up {t_dockerd:?}, podman save | docker load {t_copy:?}, \
          export+load through dockerd {t_roundtrip:?}, total {:?}",
+        started.elapsed()
+    );
+}
+
+/// Inside the built image: pgha-bootstrap runs, and pgjwt (with pgcrypto, as
+/// CASCADE installs it) works in a throwaway PostgreSQL; the catalog's smoke
+/// test of pgjwt.
+const CHECK_BUILT: &str = r#"set -eu
+/usr/local/bin/pgha-bootstrap --version
+test -f /etc/pgha/build-manifest.json
+d=$(mktemp -d); chown postgres "$d"
+runuser -u postgres -- initdb -D "$d/data" -A trust >/dev/null
+runuser -u postgres -- pg_ctl -D "$d/data" -o "-k $d -c listen_addresses=" -w start >/dev/null
+runuser -u postgres -- psql -h "$d" -d postgres -v ON_ERROR_STOP=1 -Atc 'CREATE EXTENSION pgjwt CASCADE' \
+  -c "SELECT valid FROM verify(sign('{\"sub\":\"pgha\"}'::json, 'secret'), 'secret')" \
+  -c "SELECT payload->>'sub' FROM verify(sign('{\"sub\":\"pgha\"}'::json, 'secret'), 'secret')"
+"#;
+
+/// The build's selection: pgjwt (real sources) on the stand-in, PostgreSQL 15.
+fn selection(standin: &str, tag: &str, dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--tag",
+        tag,
+        "--base-image",
+        standin,
+        "--pg",
+        "15",
+        "--extensions",
+        "pgjwt",
+        "--bootstrap-bin",
+        env!("CARGO_BIN_EXE_pgha-bootstrap"),
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.extend(["--cache-dir".into(), dir.join("cache").into_os_string()]);
+    args.extend(common::sources::fetch_args());
+    args
+}
+
+#[test]
+fn build_with_network_host_against_a_real_dockerd() {
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("h6-docker-build")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    let host = DockerHost::start_on_host();
+    let dh = host.docker_host();
+    let t_dockerd = started.elapsed();
+    let t0 = Instant::now();
+    let standin = {
+        let _lock = images::engine_lock();
+        let standin = images::spilo_standin();
+        host.load_from_podman(&standin);
+        standin
+    };
+    let t_load = t0.elapsed();
+
+    let tag = "localhost/pgha-h6/docker-build:pgjwt";
+    let build_args = |network: &[&str], out: &str| {
+        let mut args: Vec<std::ffi::OsString> = ["--progress", "plain", "build", "--engine", "docker"]
+            .iter()
+            .chain(network)
+            .map(Into::into)
+            .collect();
+        args.extend(["--out".into(), dir.join(out).into_os_string()]);
+        args
+    };
+    // Without --network the RUN steps have no network on this daemon: the
+    // builder stage's apt-get fails (the flag is what makes the build work).
+    let t0 = Instant::now();
+    let mut args = build_args(&[], "out-default");
+    args.extend(selection(&standin, tag, dir));
+    let o = assert_cmd::Command::cargo_bin("pgha-image")
+        .unwrap()
+        .args(&args)
+        .env("DOCKER_HOST", &dh)
+        .timeout(Duration::from_secs(600))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let log = std::fs::read_to_string(dir.join("out-default/build.log")).unwrap();
+    assert!(
+        (log.contains("Temporary failure resolving") || log.contains("Unable to locate package"))
+            && !log.contains("Successfully built"),
+        "{log}"
+    );
+    let t_default = t0.elapsed();
+
+    let t0 = Instant::now();
+    let mut args = build_args(&["--network", "host"], "out");
+    args.extend(selection(&standin, tag, dir));
+    let out = pgha_image(&args, Some(&dh));
+    let t_build = t0.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout.split_whitespace().nth(1).unwrap_or_default().to_string();
+    assert!(id.starts_with("sha256:"), "{stdout}");
+    // Built by this daemon: its image store has it, under that id.
+    let o = host
+        .docker()
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id, "{o:?}");
+    // The engine log shows the legacy builder ran the RUN steps with apt-get.
+    let log = std::fs::read_to_string(dir.join("out/build.log")).unwrap();
+    assert!(log.contains("postgresql-server-dev-15"), "{log}");
+
+    let t0 = Instant::now();
+    let o = host
+        .docker()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "root",
+            "--entrypoint",
+            "sh",
+            tag,
+        ])
+        .args(["-c", CHECK_BUILT])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("pgha-bootstrap"), "{text}");
+    assert!(text.contains("CREATE EXTENSION\nt\npgha\n"), "{text}");
+    let t_run = t0.elapsed();
+    let t0 = Instant::now();
+    drop(host);
+    eprintln!(
+        "docker build test: dockerd up {t_dockerd:?}, podman save | docker load of the stand-in {t_load:?}, \
+         build without --network (fails) {t_default:?}, \
+         pgha-image build --engine docker --network host {t_build:?}, run {t_run:?}, daemon stopped and removed {:?}, total {:?}",
+        t0.elapsed(),
         started.elapsed()
     );
 }

@@ -14,6 +14,14 @@ fn context(dir: &Path, body: &str) {
     std::fs::write(dir.join("files/sub/hello.txt"), "hello from the context\n").unwrap();
 }
 
+/// A temporary directory whose `ctx` is a context with this Dockerfile.
+fn context_dir(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ctx")).unwrap();
+    context(&dir.path().join("ctx"), dockerfile);
+    dir
+}
+
 fn failing_dockerfile(base: &str, marker: &str) -> String {
     format!(
         "FROM {base} AS ext-ok\nRUN echo ok-{marker} > /ok\n\
@@ -39,15 +47,14 @@ fn request(dir: &Path, tag: &str) -> BuildRequest {
         no_cache: false,
         push: false,
         jobs: None,
+        network: None,
     }
 }
 
 fn assert_names_failed_stage(engine: &Engine, tag: &str) {
     let base = images::debian_base();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("ctx")).unwrap();
     let marker = format!("{}-{}", engine.kind(), std::process::id());
-    context(&dir.path().join("ctx"), &failing_dockerfile(&base, &marker));
+    let dir = context_dir(&failing_dockerfile(&base, &marker));
     let req = request(dir.path(), tag);
     let mut lines = Vec::new();
     let err = engine
@@ -80,17 +87,12 @@ fn assert_names_failed_stage(engine: &Engine, tag: &str) {
 
 fn assert_builds(engine: &Engine, tag: &str) {
     let base = images::debian_base();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("ctx")).unwrap();
-    context(
-        &dir.path().join("ctx"),
-        &format!(
-            "FROM {base}\nARG GREETING\nCOPY files/ /opt/files/\n\
+    let dir = context_dir(&format!(
+        "FROM {base}\nARG GREETING\nCOPY files/ /opt/files/\n\
              RUN echo \"$GREETING {} {}\" > /opt/greeting && cat /opt/files/sub/hello.txt\n",
-            engine.kind(),
-            std::process::id()
-        ),
-    );
+        engine.kind(),
+        std::process::id()
+    ));
     let req = request(dir.path(), tag);
     let _cleanup = images::TestImage {
         reference: tag.to_string(),
@@ -156,4 +158,36 @@ fn docker_cli_build_through_podman_api() {
         &e,
         &format!("localhost/pgha-test/fail-docker:{}", std::process::id()),
     );
+}
+
+/// `network` reaches Podman's build: with `none` a RUN step sees only `lo`,
+/// with the default it has the bridge's interface too.
+#[test]
+fn podman_build_runs_steps_in_the_requested_network() {
+    let _engine = images::engine_lock();
+    images::podman();
+    let e = Engine::detect(EngineChoice::Podman).unwrap();
+    let base = images::debian_base();
+    let dir = context_dir(&format!(
+        "FROM {base}\nRUN echo {} >/dev/null; echo \"interfaces: $(ls /sys/class/net | tr '\\n' ' ')\"\n",
+        std::process::id()
+    ));
+    for (network, want_only_lo) in [(Some("none"), true), (None, false)] {
+        let tag = format!("localhost/pgha-test/network-podman:{}", std::process::id());
+        let _cleanup = images::TestImage {
+            reference: tag.clone(),
+        };
+        let mut req = request(dir.path(), &tag);
+        req.no_cache = true;
+        req.network = network.map(str::to_string);
+        let mut lines = Vec::new();
+        e.build(&req, &mut |l| lines.push(l.to_string())).unwrap();
+        let ifs = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("interfaces: "))
+            .unwrap_or_else(|| panic!("{lines:?}"))
+            .trim()
+            .to_string();
+        assert_eq!(ifs == "lo", want_only_lo, "{network:?}: {ifs}");
+    }
 }

@@ -276,3 +276,33 @@ fn build_with_a_malformed_tag_is_refused_before_any_work() {
         assert!(!out.exists(), "{tag}: work was done");
     }
 }
+
+#[test]
+fn build_with_a_malformed_network_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (network, says) in [
+        ("--network=host none", "it contains ' '"),
+        ("--network=-x", "it starts with '-'"),
+        ("--network=", "it is empty"),
+        ("--network=host;reboot", "it contains ';'"),
+    ] {
+        // No engine on PATH: reaching the engine would be exit 4, not 2.
+        let o = Command::cargo_bin("pgha-image")
+            .unwrap()
+            .env("PATH", dir.path())
+            .args(["build", "--tag", "supabase-patroni:v1", network, "--out"])
+            .arg(&out)
+            .args(["--extensions", "pg_cron", "--bootstrap-bin", BOOTSTRAP])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{network}: {stderr}");
+        assert!(
+            stderr.contains("is not a network mode or name") && stderr.contains(says),
+            "{network}: {stderr}"
+        );
+        assert!(stderr.contains("hint: give a mode"), "{network}: {stderr}");
+        assert!(!out.exists(), "{network}: work was done");
+    }
+}

@@ -28,6 +28,30 @@ pub struct BuildRequest {
     /// Stages built at the same time (Podman's `--jobs`; BuildKit builds
     /// independent stages in parallel by itself). None: one per CPU.
     pub jobs: Option<usize>,
+    /// The network of the build's RUN steps (`--network MODE` to the
+    /// engine's build), e.g. `host` where the engine's default bridge has no
+    /// route or DNS. None: the engine's default. See [`check_network`].
+    pub network: Option<String>,
+}
+
+/// A `--network` value both engines' builds take: a mode (`host`, `none`,
+/// `bridge`, …), a network's name, or `container:NAME` / `ns:PATH`. Refused:
+/// empty, starting with `-` (it would be read as a flag), whitespace or
+/// other characters no network name or mode has.
+pub fn check_network(mode: &str) -> Result<(), String> {
+    if mode.is_empty() {
+        return Err("it is empty".into());
+    }
+    if mode.starts_with('-') {
+        return Err("it starts with '-'".into());
+    }
+    if let Some(c) = mode
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':' | '/' | '=' | ',')))
+    {
+        return Err(format!("it contains {c:?}"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +102,10 @@ impl Engine {
         }
         if req.no_cache {
             cmd.arg("--no-cache");
+        }
+        if let Some(n) = &req.network {
+            EngineError::check_network(n)?;
+            cmd.arg("--network").arg(n);
         }
         match self.kind {
             EngineKind::Docker => {
@@ -199,5 +227,34 @@ impl Engine {
             image_id,
             log_path: req.log_path.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_network;
+
+    #[test]
+    fn network_modes_and_names_pass() {
+        for ok in [
+            "host",
+            "none",
+            "bridge",
+            "private",
+            "my-net_1.a",
+            "container:pg1",
+            "ns:/run/netns/x",
+        ] {
+            assert_eq!(check_network(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn network_values_that_are_no_mode_are_refused() {
+        assert_eq!(check_network(""), Err("it is empty".into()));
+        assert_eq!(check_network("--privileged"), Err("it starts with '-'".into()));
+        assert_eq!(check_network("host none"), Err("it contains ' '".into()));
+        assert_eq!(check_network("host\n"), Err("it contains '\\n'".into()));
+        assert_eq!(check_network("a;b"), Err("it contains ';'".into()));
     }
 }

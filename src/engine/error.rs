@@ -40,6 +40,9 @@ pub enum EngineError {
     #[error("{reference:?} is not a valid image reference: {reason}")]
     BadReference { reference: String, reason: String },
 
+    #[error("--network {network:?} is not a network mode or name: {reason}")]
+    BadNetwork { network: String, reason: String },
+
     #[error("{path} is not a build context: it has no Dockerfile")]
     NoContext { path: PathBuf },
 
@@ -102,6 +105,14 @@ impl EngineError {
         })
     }
 
+    /// [`check_network`](super::check_network) as an error.
+    pub fn check_network(network: &str) -> Result<(), EngineError> {
+        super::check_network(network).map_err(|reason| EngineError::BadNetwork {
+            network: network.to_string(),
+            reason,
+        })
+    }
+
     /// The extension whose stage failed, for a build failure in an `ext-<name>` stage.
     pub fn failed_extension(&self) -> Option<&str> {
         match self {
@@ -146,6 +157,11 @@ impl Diagnostic for EngineError {
                  e.g. supabase-patroni:v1.0 or ghcr.io/acme/supabase-patroni:16-1"
                     .into(),
             ),
+            EngineError::BadNetwork { .. } => Some(
+                "give a mode of the engine's build, e.g. --network host (RUN steps use the host's \
+                 network) or --network none, or the name of an existing network"
+                    .into(),
+            ),
             EngineError::BuildFailed { stage, log_path, .. } => {
                 Some(match stage.as_deref().and_then(|s| s.strip_prefix("ext-")) {
                     Some(ext) => format!(
@@ -180,7 +196,8 @@ impl Diagnostic for EngineError {
             | EngineError::Spawn { .. } => ExitCode::Prerequisite,
             EngineError::ImageNotFound { .. }
             | EngineError::NoContext { .. }
-            | EngineError::BadReference { .. } => ExitCode::Usage,
+            | EngineError::BadReference { .. }
+            | EngineError::BadNetwork { .. } => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }

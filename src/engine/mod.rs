@@ -17,7 +17,7 @@ mod podman_conf;
 mod reference;
 pub mod stage;
 
-pub use build::{BuildRequest, BuiltImage};
+pub use build::{BuildRequest, BuiltImage, check_network};
 pub use error::EngineError;
 pub use reference::check_reference;
 

@@ -541,11 +541,16 @@ pub fn tools_image() -> String {
 /// pair) running Debian's `dockerd` on a private socket, data root and exec
 /// root (`--iptables=false --bridge=none`: containers use the namespace's
 /// network, `network_mode: host`). Everything is removed when dropped.
+///
+/// [`DockerHost::start_on_host`] runs one in the host's own network namespace
+/// instead (same flags, plus `--ip-forward=false`: it changes nothing of the
+/// host's network), for `build --network host`, whose RUN steps then reach
+/// the Debian archive as the host does.
 pub struct DockerHost {
-    pub ns: String,
+    /// The network namespace and the host side of its veth; None: the host's.
+    netns: Option<(String, String)>,
     pub address: String,
     pub dir: tempfile::TempDir,
-    host_if: String,
     dockerd: Option<std::process::Child>,
 }
 
@@ -589,10 +594,9 @@ impl DockerHost {
             .tempdir()
             .unwrap();
         let mut host = DockerHost {
-            ns: ns.clone(),
+            netns: Some((ns.clone(), host_if.clone())),
             address: format!("10.214.{x}.2"),
             dir,
-            host_if: host_if.clone(),
             dockerd: None,
         };
         let _ = ip(&["link", "del", &host_if]);
@@ -611,14 +615,40 @@ impl DockerHost {
         ]);
         must_ip(&["-n", &ns, "link", "set", &ns_if, "up"]);
         must_ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        let d = host.dir.path().to_path_buf();
-        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
         // nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups dockerd needs.
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
-            .arg("dockerd")
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{ns}")).arg("dockerd");
+        host.run_dockerd(cmd);
+        host
+    }
+
+    /// A dockerd in the host's network namespace (see the type's doc).
+    pub fn start_on_host() -> Self {
+        super::prereq::require_root();
+        let dockerd = require_program("dockerd", "docker.io", &["/usr/sbin"]);
+        let mut host = DockerHost {
+            netns: None,
+            address: "127.0.0.1".into(),
+            dir: tempfile::Builder::new()
+                .prefix("pgha-h6-docker")
+                .tempdir()
+                .unwrap(),
+            dockerd: None,
+        };
+        let mut cmd = Command::new(dockerd);
+        cmd.arg("--ip-forward=false");
+        host.run_dockerd(cmd);
+        host
+    }
+
+    /// Start `cmd` (dockerd, maybe under nsenter) on this host's private
+    /// socket, data root and exec root, and wait until it answers.
+    fn run_dockerd(&mut self, mut cmd: Command) {
+        let d = self.dir.path().to_path_buf();
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        let child = cmd
             .arg("-H")
-            .arg(host.docker_host())
+            .arg(self.docker_host())
             .arg("--data-root")
             .arg(d.join("root"))
             .arg("--exec-root")
@@ -631,13 +661,13 @@ impl DockerHost {
             .stderr(log)
             .spawn()
             .expect("start dockerd");
-        host.dockerd = Some(child);
+        self.dockerd = Some(child);
         wait_until(
             "dockerd answers",
             Duration::from_secs(60),
             Duration::from_millis(300),
             || {
-                host.docker()
+                self.docker()
                     .args(["version", "--format", "{{.Server.Version}}"])
                     .output()
                     .ok()
@@ -645,7 +675,6 @@ impl DockerHost {
             },
             || std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default(),
         );
-        host
     }
 
     pub fn docker_host(&self) -> String {
@@ -718,7 +747,9 @@ impl Drop for DockerHost {
                 let _ = Command::new("umount").arg("-l").arg(p).status();
             }
         }
-        let _ = ip(&["link", "del", &self.host_if]);
-        let _ = ip(&["netns", "del", &self.ns]);
+        if let Some((ns, host_if)) = &self.netns {
+            let _ = ip(&["link", "del", host_if]);
+            let _ = ip(&["netns", "del", ns]);
+        }
     }
 }

@@ -127,6 +127,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
     pub jobs: Option<usize>,
 
+    /// Network of the build's RUN steps (the engine's `build --network`), e.g. `host` on a build
+    /// host whose engine bridge has no route or DNS (apt-get in the builder stages fails), or a
+    /// network's name [default: the engine's]
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+
     /// Where the context, its manifest and the build log go, replaced as `generate --out` is
     /// [default: <cache dir>/builds/<tag>]
     #[arg(long, value_name = "DIR")]
@@ -233,6 +239,7 @@ pub fn run_build(args: BuildArgs, global: &Global) -> Result<(), pgha_image::Err
         push: args.push,
         no_cache: args.no_cache,
         jobs: args.jobs,
+        network: args.network,
     };
     let built = pipeline::build(&global.catalog()?, &req, &progress)?;
     if args.json {
