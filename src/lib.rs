@@ -13,7 +13,12 @@
 //! Shared plumbing: [`hash`] (streaming SHA-256), [`progress`] (bars on a
 //! terminal, plain lines elsewhere), [`error`] (one error type for the
 //! binaries, with a hint and an exit code), [`redact`] (credentials hidden
-//! in every URL shown).
+//! in every URL shown), [`templates`] (the minijinja environment of both
+//! renderers), [`fsutil`] (atomic writes, checksum files).
+//!
+//! Beside the build line: [`manifests`] (cluster spec → per-VM
+//! deployments), [`verify`] (run an image and prove what it claims) and
+//! [`ship`] (put an image on hosts over ssh, only the missing layers).
 
 pub mod archive;
 pub mod bootstrap;
@@ -30,6 +35,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod redact;
 pub mod ship;
+pub mod templates;
 pub mod verify;
 
 pub use error::{Error, ExitCode};

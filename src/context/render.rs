@@ -5,8 +5,7 @@ use super::ContextError;
 use super::plan::{BuildPlan, PlannedExtension};
 use crate::catalog::BuildKind;
 use include_dir::{Dir, include_dir};
-use minijinja::syntax::SyntaxConfig;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::Environment;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -142,45 +141,17 @@ fn recipe_text(e: &PlannedExtension) -> String {
 }
 
 fn environment() -> Result<Environment<'static>, ContextError> {
-    let mut env = Environment::new();
-    env.set_syntax(
-        SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .map_err(|e| render_err("(syntax)", e))?,
-    );
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let mut env = crate::templates::environment(&TEMPLATES).map_err(|e| ContextError::Render {
+        template: e.template,
+        message: e.detail,
+    })?;
     env.add_filter("shquote", |s: String| shquote(&s));
     env.add_filter("dockerquote", |s: String| dockerquote(&s));
     env.add_filter("tomlstr", |s: String| {
         // A JSON string is a valid TOML basic string.
         serde_json::to_string(&s).unwrap_or_default()
     });
-    let mut all = Vec::new();
-    collect_files(&TEMPLATES, &mut all);
-    for file in all {
-        if file.path().extension().is_some_and(|e| e == "j2") {
-            let name = file.path().to_string_lossy().replace('\\', "/");
-            let text = file
-                .contents_utf8()
-                .ok_or_else(|| render_err(&name, "not UTF-8"))?
-                .to_string();
-            env.add_template_owned(name.clone(), text)
-                .map_err(|e| render_err(&name, e))?;
-        }
-    }
     Ok(env)
-}
-
-fn collect_files<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
-    for entry in dir.entries() {
-        match entry {
-            include_dir::DirEntry::Dir(d) => collect_files(d, out),
-            include_dir::DirEntry::File(f) => out.push(f),
-        }
-    }
 }
 
 fn render_err(template: &str, e: impl std::fmt::Display) -> ContextError {

@@ -7,8 +7,7 @@ use super::ManifestsError;
 use super::image::ImageManifest;
 use super::spec::{Dcs, HaproxyPlacement, Member, Spec};
 use include_dir::{Dir, include_dir};
-use minijinja::syntax::SyntaxConfig;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::Environment;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -293,20 +292,10 @@ fn file(
 }
 
 fn environment() -> Result<Environment<'static>, ManifestsError> {
-    let render_err = |name: &str, e: String| ManifestsError::Render {
-        template: name.to_string(),
-        detail: e,
-    };
-    let mut env = Environment::new();
-    env.set_syntax(
-        SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .map_err(|e| render_err("(syntax)", e.to_string()))?,
-    );
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let mut env = crate::templates::environment(&TEMPLATES).map_err(|e| ManifestsError::Render {
+        template: e.template,
+        detail: e.detail,
+    })?;
     // A YAML double-quoted scalar (JSON's string syntax is one), with `$`
     // doubled: compose would otherwise interpolate it.
     env.add_filter("composestr", |s: String| {
@@ -330,17 +319,5 @@ fn environment() -> Result<Environment<'static>, ManifestsError> {
             .collect::<Vec<_>>()
             .join("\n")
     });
-    for file in TEMPLATES.files() {
-        let name = file.path().to_string_lossy().replace('\\', "/");
-        if !name.ends_with(".j2") {
-            continue;
-        }
-        let text = file
-            .contents_utf8()
-            .ok_or_else(|| render_err(&name, "not UTF-8".into()))?
-            .to_string();
-        env.add_template_owned(name.clone(), text)
-            .map_err(|e| render_err(&name, e.to_string()))?;
-    }
     Ok(env)
 }

@@ -9,6 +9,7 @@
 //! Everything made here is removed when dropped.
 
 use super::images::{podman_cmd, run};
+use super::netns::{Netns, docker_socket, start_dockerd, stop_dockerd};
 use super::prereq::require_program;
 use serde_norway::Value as Yaml;
 use std::collections::BTreeMap;
@@ -547,30 +548,11 @@ pub fn tools_image() -> String {
 /// host's network), for `build --network host`, whose RUN steps then reach
 /// the Debian archive as the host does.
 pub struct DockerHost {
-    /// The network namespace and the host side of its veth; None: the host's.
-    netns: Option<(String, String)>,
+    /// The host's network namespace; None: the machine's own.
+    netns: Option<Netns>,
     pub address: String,
     pub dir: tempfile::TempDir,
     dockerd: Option<std::process::Child>,
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn must_ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl DockerHost {
@@ -578,47 +560,18 @@ impl DockerHost {
         super::prereq::require_root();
         require_program("dockerd", "docker.io", &["/usr/sbin"]);
         require_program("nsenter", "util-linux", &["/usr/bin"]);
-        // A free /24 in 10.214.0.0/16: the namespace name is the claim.
-        let seed = std::process::id() as usize;
-        let (x, ns) = (0..250)
-            .map(|k| (seed + k * 7) % 250 + 1)
-            .find_map(|x| {
-                let ns = format!("pgha-h6-{x}");
-                ip(&["netns", "add", &ns]).then_some((x, ns))
-            })
-            .expect("no free network namespace name pgha-h6-1..250");
-        let host_if = format!("h6h{x}");
-        let ns_if = format!("h6n{x}");
-        let dir = tempfile::Builder::new()
-            .prefix("pgha-h6-docker")
-            .tempdir()
-            .unwrap();
+        let ns = Netns::create("pgha-h6", "h6", 214);
         let mut host = DockerHost {
-            netns: Some((ns.clone(), host_if.clone())),
-            address: format!("10.214.{x}.2"),
-            dir,
+            address: ns.address.clone(),
+            dir: tempfile::Builder::new()
+                .prefix("pgha-h6-docker")
+                .tempdir()
+                .unwrap(),
+            netns: None,
             dockerd: None,
         };
-        let _ = ip(&["link", "del", &host_if]);
-        must_ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
-        must_ip(&["link", "set", &ns_if, "netns", &ns]);
-        must_ip(&["addr", "add", &format!("10.214.{x}.1/24"), "dev", &host_if]);
-        must_ip(&["link", "set", &host_if, "up"]);
-        must_ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{}/24", host.address),
-            "dev",
-            &ns_if,
-        ]);
-        must_ip(&["-n", &ns, "link", "set", &ns_if, "up"]);
-        must_ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        // nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups dockerd needs.
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{ns}")).arg("dockerd");
-        host.run_dockerd(cmd);
+        host.dockerd = Some(start_dockerd(ns.command("dockerd"), host.dir.path()));
+        host.netns = Some(ns);
         host
     }
 
@@ -637,48 +590,12 @@ impl DockerHost {
         };
         let mut cmd = Command::new(dockerd);
         cmd.arg("--ip-forward=false");
-        host.run_dockerd(cmd);
+        host.dockerd = Some(start_dockerd(cmd, host.dir.path()));
         host
     }
 
-    /// Start `cmd` (dockerd, maybe under nsenter) on this host's private
-    /// socket, data root and exec root, and wait until it answers.
-    fn run_dockerd(&mut self, mut cmd: Command) {
-        let d = self.dir.path().to_path_buf();
-        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
-        let child = cmd
-            .arg("-H")
-            .arg(self.docker_host())
-            .arg("--data-root")
-            .arg(d.join("root"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("dockerd.pid"))
-            .args(["--iptables=false", "--bridge=none", "--ip-masq=false"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start dockerd");
-        self.dockerd = Some(child);
-        wait_until(
-            "dockerd answers",
-            Duration::from_secs(60),
-            Duration::from_millis(300),
-            || {
-                self.docker()
-                    .args(["version", "--format", "{{.Server.Version}}"])
-                    .output()
-                    .ok()
-                    .filter(|o| o.status.success())
-            },
-            || std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default(),
-        );
-    }
-
     pub fn docker_host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("docker.sock").display())
+        docker_socket(self.dir.path())
     }
 
     /// Debian's docker client (the daemon is 20.10), pointed at this daemon.
@@ -723,33 +640,9 @@ impl Drop for DockerHost {
                     .status();
             }
         }
-        if let Some(mut d) = self.dockerd.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(d.id().to_string()).status();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = d.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
+        if let Some(d) = self.dockerd.take() {
+            stop_dockerd(d, self.dir.path(), Duration::from_secs(10));
         }
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
-            let prefix = self.dir.path().display().to_string();
-            let mut points: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(1))
-                .filter(|p| p.starts_with(&prefix))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        }
-        if let Some((ns, host_if)) = &self.netns {
-            let _ = ip(&["link", "del", host_if]);
-            let _ = ip(&["netns", "del", ns]);
-        }
+        // The namespace (a field) goes after the daemon.
     }
 }

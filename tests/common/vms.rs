@@ -11,6 +11,7 @@
 //! options; host keys are checked as usual. Everything (daemons,
 //! namespaces, veths, storage) is removed on drop, also when a test panics.
 
+use super::netns::{Netns, docker_socket, start_dockerd, stop_dockerd, unmount_under};
 use super::prereq::{require_program, require_root};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -28,9 +29,10 @@ pub struct Vm {
     pub addr: String,
     pub engine: VmEngine,
     pub dir: PathBuf,
-    host_if: String,
     sshd: Option<Child>,
     dockerd: Option<Child>,
+    /// Last field: dropped after [`Vm`]'s own drop has stopped what runs in it.
+    net: Netns,
 }
 
 impl Vm {
@@ -56,7 +58,7 @@ impl Vm {
     }
 
     pub fn docker_host(&self) -> String {
-        format!("unix://{}", self.dir.join("docker.sock").display())
+        docker_socket(&self.dir)
     }
 
     /// The id of `reference` in this VM's store, if there.
@@ -216,64 +218,20 @@ fn keygen(path: &Path) {
     assert!(st.success(), "ssh-keygen");
 }
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn must_ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn start_vm(root: &Path, sshd: &Path, engine: VmEngine) -> Vm {
-    // A free /24 in 10.213.0.0/16: the namespace name is the claim.
-    let seed = std::process::id() as usize;
-    let (x, ns) = (0..250)
-        .map(|k| (seed + k * 7) % 250 + 1)
-        .find_map(|x| {
-            let ns = format!("pgha-h5-{x}");
-            ip(&["netns", "add", &ns]).then_some((x, ns))
-        })
-        .expect("no free network namespace name pgha-h5-1..250");
-    let host_if = format!("h5h{x}");
-    let ns_if = format!("h5n{x}");
+    let net = Netns::create("pgha-h5", "h5", 213);
+    let ns = net.name.clone();
     let dir = root.join(&ns);
     std::fs::create_dir_all(dir.join("cache")).unwrap();
     let mut vm = Vm {
         ns: ns.clone(),
-        addr: format!("10.213.{x}.2"),
+        addr: net.address.clone(),
         engine,
         dir: dir.clone(),
-        host_if: host_if.clone(),
         sshd: None,
         dockerd: None,
+        net,
     };
-    let _ = ip(&["link", "del", &host_if]);
-    must_ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
-    must_ip(&["link", "set", &ns_if, "netns", &ns]);
-    must_ip(&["addr", "add", &format!("10.213.{x}.1/24"), "dev", &host_if]);
-    must_ip(&["link", "set", &host_if, "up"]);
-    must_ip(&[
-        "-n",
-        &ns,
-        "addr",
-        "add",
-        &format!("{}/24", vm.addr),
-        "dev",
-        &ns_if,
-    ]);
-    must_ip(&["-n", &ns, "link", "set", &ns_if, "up"]);
-    must_ip(&["-n", &ns, "link", "set", "lo", "up"]);
 
     let mut env = vec![
         format!("XDG_CACHE_HOME={}", dir.join("cache").display()),
@@ -297,41 +255,7 @@ fn start_vm(root: &Path, sshd: &Path, engine: VmEngine) -> Vm {
             env.push(format!("DOCKER_HOST=unix://{}/no-docker.sock", dir.display()));
         }
         VmEngine::Docker => {
-            let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-            // nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups dockerd needs.
-            let child = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{ns}"))
-                .arg("dockerd")
-                .arg("-H")
-                .arg(vm.docker_host())
-                .arg("--data-root")
-                .arg(dir.join("docker-root"))
-                .arg("--exec-root")
-                .arg(dir.join("docker-exec"))
-                .arg("--pidfile")
-                .arg(dir.join("docker.pid"))
-                .args(["--iptables=false", "--bridge=none", "--ip-masq=false"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start dockerd");
-            vm.dockerd = Some(child);
-            let start = Instant::now();
-            while !vm
-                .engine_cmd()
-                .args(["version", "--format", "{{.Server.Version}}"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false)
-            {
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "dockerd in {ns} did not answer within 60 s:\n{}",
-                    std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(300));
-            }
+            vm.dockerd = Some(start_dockerd(vm.net.command("dockerd"), &dir));
             env.push(format!("DOCKER_HOST={}", vm.docker_host()));
         }
     }
@@ -352,9 +276,9 @@ fn start_vm(root: &Path, sshd: &Path, engine: VmEngine) -> Vm {
     );
     std::fs::write(dir.join("sshd_config"), config).unwrap();
     let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-    let child = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{ns}"))
-        .arg(sshd)
+    let child = vm
+        .net
+        .command(sshd)
         .args(["-D", "-e", "-f"])
         .arg(dir.join("sshd_config"))
         .stdin(Stdio::null())
@@ -384,25 +308,10 @@ fn wait_for_port(addr: &str, expect: bool) {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.stop_sshd();
-        if let Some(mut d) = self.dockerd.take() {
-            // SIGTERM: dockerd stops its own containerd and unmounts.
-            unsafe_term(d.id());
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = d.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
+        if let Some(d) = self.dockerd.take() {
+            stop_dockerd(d, &self.dir, Duration::from_secs(5));
         }
-        // Sessions an interrupted client left behind: every process still in the namespace.
-        if let Ok(o) = Command::new("ip").args(["netns", "pids", &self.ns]).output() {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
+        self.net.kill_all();
         if self.engine == VmEngine::Podman && self.dir.join("graph").exists() {
             let _ = self
                 .engine_cmd()
@@ -412,24 +321,7 @@ impl Drop for Vm {
                 .status();
         }
         // Anything still mounted under the VM's directory (overlay layers).
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
-            let prefix = self.dir.display().to_string();
-            let mut points: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(1))
-                .filter(|p| p.starts_with(&prefix))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        }
+        unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = ip(&["link", "del", &self.host_if]);
-        let _ = ip(&["netns", "del", &self.ns]);
     }
-}
-
-fn unsafe_term(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
