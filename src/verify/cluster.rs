@@ -311,7 +311,10 @@ impl<'r> Cluster<'r> {
                     let leader = v.iter().find(|m| m.is_leader()).expect("checked").name.clone();
                     return Ok((leader, start.elapsed()));
                 }
-                Err(e) if !e.starts_with("not within") => return Err(e),
+                // A member whose bootstrap failed exits soon after: say why.
+                Err(e) if !e.starts_with("not within") => {
+                    return Err(self.bootstrap_failure(among).unwrap_or(e));
+                }
                 Err(_) if start.elapsed() >= timeout => {
                     return Err(format!("no leader within {}s", timeout.as_secs()));
                 }
@@ -319,15 +322,19 @@ impl<'r> Cluster<'r> {
             }
             if last_log_check.elapsed() >= Duration::from_secs(4) {
                 last_log_check = Instant::now();
-                for m in among {
-                    if self.logs(m).contains(BOOTSTRAP_FAILED) {
-                        return Err(format!(
-                            "the cluster bootstrap failed on {m} (Patroni: \"{BOOTSTRAP_FAILED}\")"
-                        ));
-                    }
+                if let Some(e) = self.bootstrap_failure(among) {
+                    return Err(e);
                 }
             }
         }
+    }
+
+    /// The first member of `among` whose log says Patroni's bootstrap failed.
+    fn bootstrap_failure(&self, among: &[&str]) -> Option<String> {
+        among
+            .iter()
+            .find(|m| self.logs(m).contains(BOOTSTRAP_FAILED))
+            .map(|m| format!("the cluster bootstrap failed on {m} (Patroni: \"{BOOTSTRAP_FAILED}\")"))
     }
 
     pub fn stop(&self, member: &str) -> Result<(), VerifyError> {
