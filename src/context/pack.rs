@@ -12,8 +12,6 @@
 //! DIR/context/          the build context (Dockerfile, sources/, bin/, hook/, config/, pgha-manifest.json)
 //! DIR/context.tar       the same files as a deterministic tar (its sha256 is the context digest)
 //! DIR/manifest.json     what went in, the context digest and the labels to pass
-//! ```
-//!
 //! DIR/.pgha-output.json  every file above with its sha256: the proof that DIR is ours
 //! ```
 //!
