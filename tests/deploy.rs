@@ -313,17 +313,24 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
             .map(|_| served_by(via, port, &password).unwrap_or_else(|e| panic!("{via}:{port}: {e}")))
             .collect()
     };
-    wait_until(
-        "HAProxy marks both replicas up on ro",
-        Duration::from_secs(60),
-        Duration::from_secs(1),
-        || {
-            let got: Result<std::collections::BTreeSet<String>, String> =
-                (0..4).map(|_| served_by(via, RO, &password)).collect();
-            got.ok().filter(|g| g.len() == 2).map(|_| ())
-        },
-        || format!("{:?}", served_by(via, RO, &password)),
-    );
+    // HAProxy checks each backend on its own (inter 3s, rise 2): a member
+    // up in one backend may still be rising in another, so wait for each
+    // backend to count its members before sampling what it routes to.
+    let backend_up = |what: &str, port: u16, members: usize| {
+        wait_until(
+            what,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            || {
+                let got: Result<std::collections::BTreeSet<String>, String> = (0..2 * members)
+                    .map(|_| served_by(via, port, &password))
+                    .collect();
+                got.ok().filter(|g| g.len() == members).map(|_| ())
+            },
+            || format!("{:?}", served_by(via, port, &password)),
+        )
+    };
+    backend_up("HAProxy marks both replicas up on ro", RO, 2);
     let ro = seen(RO, 6);
     assert_eq!(
         ro,
@@ -335,6 +342,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
         "t"
     );
     assert!(psql(via, RO, "postgres", &password, "CREATE TABLE h6_nope (x int)").is_err());
+    backend_up("HAProxy marks all three members up on any", ANY, 3);
     let any = seen(ANY, 9);
     assert_eq!(
         any,
