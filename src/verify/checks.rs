@@ -301,7 +301,8 @@ fn no_leader_checks(
     }
 }
 
-/// The ids and titles of the checks that need the cluster (for skipping them).
+/// The ids and titles of the checks that need the cluster; verify reports them
+/// as `skipped` in its report when no leader was elected.
 fn cluster_checks(m: &ImageManifest, members: u8) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = vec![
         (
