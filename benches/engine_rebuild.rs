@@ -5,7 +5,6 @@
 use pgha_image::engine::{BuildRequest, Engine, EngineChoice, EngineKind};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -52,15 +51,14 @@ fn main() {
         );
 
         // The engine's own cached rebuild of the same context.
-        let mut cmd = engine.command();
-        cmd.args(["build", "-q", "-t", &tag]).stderr(Stdio::null());
+        let ctx_arg = ctx.to_string_lossy().into_owned();
+        let mut args = vec!["build", "-q", "-t", tag.as_str()];
         if engine.kind() == EngineKind::Podman {
-            cmd.arg("--layers").arg(&ctx);
-        } else {
-            cmd.arg(&ctx);
+            args.push("--layers");
         }
+        args.push(&ctx_arg);
         let t = Instant::now();
-        let out = cmd.output().unwrap();
+        let out = engine.run_raw(&args).unwrap();
         theirs.push(t.elapsed());
         assert!(out.status.success());
         let id = pgha_image::engine::normalize_id(
@@ -79,8 +77,6 @@ fn main() {
         p.as_millis(),
         o.as_secs_f64() / p.as_secs_f64()
     );
-    let _ = Command::new(engine.program())
-        .args(["image", "rm", &tag])
-        .output();
+    let _ = engine.run_raw(&["image", "rm", tag.as_str()]);
     let _ = std::fs::remove_file(log);
 }

@@ -13,6 +13,7 @@
 
 mod build;
 mod error;
+mod exec;
 mod podman_conf;
 mod reference;
 pub mod stage;
@@ -144,8 +145,9 @@ impl Engine {
         &self.program
     }
 
-    /// A command of this engine, with its extra environment.
-    pub fn command(&self) -> Command {
+    /// A command of this engine, with its extra environment. Private to
+    /// the engine module: the rest of the crate uses the calls of `exec`.
+    fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         for (k, v) in &self.env {
             c.env(k, v);

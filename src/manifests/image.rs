@@ -8,10 +8,9 @@
 //! `manifest.json`).
 
 use super::ManifestsError;
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 use std::io::Read;
 use std::path::Path;
-use std::process::Stdio;
 
 use crate::contract::BuildManifest;
 pub use crate::contract::layout::BUILD_MANIFEST as IMAGE_MANIFEST_PATH;
@@ -42,63 +41,22 @@ pub fn from_image(engine: &Engine, image: &str) -> Result<FromImage, ManifestsEr
         return Ok(FromImage::NotFound);
     }
     let name = format!("pgha-manifests-read-{}", std::process::id());
-    let mut create = engine.command();
     // A command is given so that an image without CMD can be created too; it never runs.
-    create
-        .args(["create", "--name", &name, image, "/pgha-manifests-never-runs"])
-        .stdin(Stdio::null());
-    let out = create.output().map_err(|source| EngineError::Spawn {
-        program: engine.program().display().to_string(),
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(EngineError::Command {
-            command: format!("{} create {image}", engine.kind()),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        }
-        .into());
-    }
+    engine.run_ok(&["create", "--name", &name, image, "/pgha-manifests-never-runs"])?;
     let result = copy_out(engine, &name, image);
-    let _ = engine
-        .command()
-        .args(["rm", "-f", &name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let _ = engine.run_raw(&["rm", "-f", &name]);
     result
 }
 
 fn copy_out(engine: &Engine, container: &str, image: &str) -> Result<FromImage, ManifestsError> {
-    let out = engine
-        .command()
-        .args(["cp", &format!("{container}:{IMAGE_MANIFEST_PATH}"), "-"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| EngineError::Spawn {
-            program: engine.program().display().to_string(),
-            source,
-        })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
-        if stderr.contains("no such file")
-            || stderr.contains("could not find")
-            || stderr.contains("not found")
-        {
-            return Ok(FromImage::NoManifest);
-        }
-        return Err(EngineError::Command {
-            command: format!("{} cp {container}:{IMAGE_MANIFEST_PATH} -", engine.kind()),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        }
-        .into());
-    }
+    let Some(tar) = engine.copy_out(container, IMAGE_MANIFEST_PATH)? else {
+        return Ok(FromImage::NoManifest);
+    };
     let bad = |detail: String| ManifestsError::BadImageFile {
         image: image.to_string(),
         detail,
     };
-    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let mut archive = tar::Archive::new(&tar[..]);
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
         if entry.header().entry_type().is_file() {

@@ -79,28 +79,7 @@ fn layers_of(engine: &Engine, reference: &str) -> Result<Vec<Sha256Digest>, Ship
 
 /// Run one engine command; its stdout, or an error with the end of its stderr.
 pub(crate) fn engine_output(engine: &Engine, args: &[&str]) -> Result<String, ShipError> {
-    let out = engine
-        .command()
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| EngineError::Spawn {
-            program: engine.program().display().to_string(),
-            source: e,
-        })?;
-    if !out.status.success() {
-        return Err(EngineError::Command {
-            command: format!("{} {}", engine.kind(), args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .chars()
-                .take(300)
-                .collect(),
-        }
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(engine.run_ok(args)?)
 }
 
 /// Every image an engine holds: (id, diff ids).

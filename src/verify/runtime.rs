@@ -122,7 +122,6 @@ impl Resources {
     /// dies without removing them itself (see the module docs).
     pub fn start_watcher(&self) -> Result<(), VerifyError> {
         use std::os::unix::process::CommandExt;
-        let probe = self.engine.command();
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", WATCHER, "pgha-verify-watcher"])
             .arg(self.engine.program())
@@ -135,12 +134,7 @@ impl Resources {
             // Not in the terminal's process group: Ctrl-C reaches only verify,
             // which removes everything itself and then releases the watcher.
             .process_group(0);
-        for (k, v) in probe.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        self.engine.env_into(&mut cmd);
         let child = cmd.spawn().map_err(|source| VerifyError::Io {
             what: "starting the watcher that removes the run's objects should verify be killed".into(),
             source,
@@ -210,47 +204,12 @@ impl Resources {
 
     /// Run an engine command that creates nothing (exec, inspect, logs, stop, start).
     pub fn output(&self, args: &[String]) -> Result<Output, VerifyError> {
-        self.engine
-            .command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| VerifyError::Io {
-                what: format!("running {}", self.engine.program().display()),
-                source: e,
-            })
+        Ok(self.engine.run_raw(args)?)
     }
 
     /// Like [`Self::output`], with `input` on the command's stdin (`exec -i`).
     pub fn output_with_input(&self, args: &[String], input: &[u8]) -> Result<Output, VerifyError> {
-        use std::io::Write;
-        let io = |e| VerifyError::Io {
-            what: format!("running {}", self.engine.program().display()),
-            source: e,
-        };
-        let mut child = self
-            .engine
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io)?;
-        let mut stdin = child.stdin.take().expect("piped");
-        // A script larger than the pipe is written while the output is read.
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().map_err(io)?;
-        let _ = writer.join();
-        Ok(out)
-    }
-
-    /// A command of the engine, for callers that stream or pipe.
-    pub fn command(&self) -> Command {
-        self.engine.command()
+        Ok(self.engine.run_raw_with_input(args, input)?)
     }
 
     /// Stop creating; remove everything unless --keep. Called on a signal.
