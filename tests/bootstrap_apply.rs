@@ -12,6 +12,7 @@ fn q(pg: &PgCluster, sql: &str) -> String {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn fresh_apply_establishes_the_contract_and_a_second_run_changes_nothing() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -482,6 +483,7 @@ fn fresh_apply_establishes_the_contract_and_a_second_run_changes_nothing() {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn plan_on_a_fresh_database_lists_everything_and_writes_nothing() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();

@@ -75,6 +75,7 @@ fn http_server(body: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn supabase_extension_grants_work_by_behaviour() {
     require_built_extensions();
     require_program(
@@ -225,6 +226,7 @@ fn supabase_extension_grants_work_by_behaviour() {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn an_extension_whose_library_is_not_preloaded_is_pending_until_the_setting_is_fixed() {
     require_built_extensions();
     let pg = PgCluster::start();
@@ -326,6 +328,7 @@ fn an_extension_whose_library_is_not_preloaded_is_pending_until_the_setting_is_f
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn check_and_status_know_the_selection_apply_was_given() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();

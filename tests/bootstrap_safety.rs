@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn eight_concurrent_runs_apply_each_migration_once() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -65,6 +66,7 @@ fn eight_concurrent_runs_apply_each_migration_once() {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn a_migration_failing_halfway_leaves_no_trace_and_the_next_run_completes() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -215,6 +217,7 @@ fn a_migration_failing_halfway_leaves_no_trace_and_the_next_run_completes() {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn a_streaming_replica_is_left_alone() {
     let primary = PgCluster::start();
     let replica = primary.replica();
@@ -257,6 +260,7 @@ fn a_streaming_replica_is_left_alone() {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn a_missing_required_extension_fails_before_anything_is_written() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -333,6 +337,7 @@ impl Drop for FakeExtension {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn an_optional_extension_missing_now_is_pending_and_created_by_a_later_run() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();

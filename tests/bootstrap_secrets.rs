@@ -41,6 +41,7 @@ fn login(pg: &PgCluster, user: &str, password: &str) -> Result<String, String> {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn awkward_secrets_work_and_never_leak() {
     // Log every statement, so a secret sent in SQL text would show in the server log.
     let pg = PgCluster::start_with("log_statement = 'all'\nlog_min_error_statement = 'debug5'\n");
@@ -182,6 +183,7 @@ fn awkward_secrets_work_and_never_leak() {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn login_roles_without_a_secret_are_created_without_password_and_reported() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -230,6 +232,7 @@ fn bootstrap_support_login_roles() -> &'static [&'static str] {
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn pgpassfile_pgoptions_and_urls_over_tcp() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();

@@ -62,6 +62,7 @@ fn compose(host: &DockerHost, dir: &Path, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and a Docker daemon"]
 fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
     let started = Instant::now();
     let tmp = tempfile::Builder::new()
@@ -254,6 +255,7 @@ fn selection(standin: &str, tag: &str, dir: &Path) -> Vec<std::ffi::OsString> {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and a Docker daemon"]
 fn build_with_network_host_against_a_real_dockerd() {
     let started = Instant::now();
     let tmp = tempfile::Builder::new()

@@ -123,6 +123,7 @@ fn assert_builds(engine: &Engine, tag: &str) {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn podman_build_failure_names_the_stage() {
     let _engine = images::engine_lock();
     images::podman();
@@ -134,6 +135,7 @@ fn podman_build_failure_names_the_stage() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn podman_build_passes_args_labels_and_context() {
     let _engine = images::engine_lock();
     images::podman();
@@ -145,6 +147,7 @@ fn podman_build_passes_args_labels_and_context() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn docker_cli_build_through_podman_api() {
     let _engine = images::engine_lock();
     let api = images::docker_via_podman();
@@ -163,6 +166,7 @@ fn docker_cli_build_through_podman_api() {
 /// `network` reaches Podman's build: with `none` a RUN step sees only `lo`,
 /// with the default it has the bridge's interface too.
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn podman_build_runs_steps_in_the_requested_network() {
     let _engine = images::engine_lock();
     images::podman();

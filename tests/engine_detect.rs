@@ -74,6 +74,7 @@ fn no_engine_on_path_says_what_to_install() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn auto_falls_back_to_podman_and_follows_docker_host() {
     images::podman();
     images::docker();
@@ -94,6 +95,7 @@ fn auto_falls_back_to_podman_and_follows_docker_host() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn missing_image_is_a_usage_error_naming_it() {
     images::podman();
     let e = Engine::detect(EngineChoice::Podman).unwrap();

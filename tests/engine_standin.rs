@@ -10,6 +10,7 @@ use common::images::{self, Container};
 use std::time::Duration;
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn standin_runs_patroni_and_post_init_like_spilo() {
     let _engine = images::engine_lock();
     let image = images::spilo_standin();

@@ -138,6 +138,7 @@ fn assert_engine_copy_is_private(dir: &Path, what: &str) {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn killing_the_export_leaves_no_final_file() {
     let _engine = images::engine_lock();
     // The stand-in is large (~800 MB uncompressed): the export takes seconds.
@@ -201,6 +202,7 @@ fn killing_the_export_leaves_no_final_file() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn an_engine_failure_mid_save_leaves_no_file_at_all() {
     let _engine = images::engine_lock();
     let image = images::spilo_standin();
@@ -246,6 +248,7 @@ fn an_engine_failure_mid_save_leaves_no_file_at_all() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn sigterm_or_ctrl_c_stops_the_export_and_removes_its_temporary_file() {
     let _engine = images::engine_lock();
     let image = images::spilo_standin();

@@ -72,6 +72,7 @@ fn check_manifest(m: &ExportManifest, img: &TestImage, file: &Path, compression:
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn podman_export_remove_load_gives_the_same_image() {
     let _engine = images::engine_lock();
     let img = images::unique_image("rt-podman");
@@ -106,6 +107,7 @@ fn podman_export_remove_load_gives_the_same_image() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn default_output_name_comes_from_the_tag() {
     let _engine = images::engine_lock();
     let img = images::unique_image("rt-name");
@@ -130,6 +132,7 @@ fn default_output_name_comes_from_the_tag() {
 /// Podman 4.3 (Debian 12) cannot `load` a gzip docker-archive (podman#15944),
 /// so plain-load support is asserted for zstd and uncompressed tar only; see docs/export.md.
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn plain_podman_load_reads_zstd_and_none() {
     let _engine = images::engine_lock();
     let img = images::unique_image("rt-plain");
@@ -146,6 +149,7 @@ fn plain_podman_load_reads_zstd_and_none() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn docker_cli_export_remove_load_and_plain_docker_load() {
     let _engine = images::engine_lock();
     let api = images::docker_via_podman();
@@ -182,6 +186,7 @@ fn docker_cli_export_remove_load_and_plain_docker_load() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn a_tampered_export_is_refused_and_nothing_is_loaded() {
     let _engine = images::engine_lock();
     let img = images::unique_image("rt-tamper");
@@ -231,6 +236,7 @@ fn a_tampered_export_is_refused_and_nothing_is_loaded() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn a_missing_image_is_exit_2_and_writes_nothing() {
     let _engine = images::engine_lock();
     images::podman();

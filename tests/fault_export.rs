@@ -286,6 +286,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
+#[ignore = "slow tier: needs root (mounts a tmpfs)"]
 fn a_full_disk_or_read_only_target_leaves_nothing_behind_and_force_replaces() {
     let _engine = images::engine_lock();
     let image = images::debian_base();

@@ -208,6 +208,7 @@ fn symlinks_files_and_dot_are_refused_as_output() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root (mounts a tmpfs)"]
 fn a_read_only_place_is_an_error_that_leaves_the_old_output() {
     common::prereq::require_root();
     let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,7 @@ fn s(v: &serde_json::Value, path: &str) -> String {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn plain_run_local_etcd_hostname_address_spilo_preload() {
     let (yaml, c) = configure(&[]);
     // No DCS variable and none in SPILO_CONFIGURATION: the local etcd.
@@ -79,6 +80,7 @@ fn plain_run_local_etcd_hostname_address_spilo_preload() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn a_compose_member_merged_as_spilo_merges() {
     let spilo_configuration = r#"
 bootstrap:
@@ -155,6 +157,7 @@ restapi:
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn kubernetes_pod_ip_consul_precedence_and_a_bad_configuration() {
     // Under Kubernetes, POD_IP is the address; CONSUL_HOST wins over ETCD_HOST.
     let (yaml, c) = configure(&[

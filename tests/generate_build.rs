@@ -198,6 +198,7 @@ fn podman_out(args: &[&str], stdin: Option<&str>) -> (bool, String) {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn builds_real_extensions_on_the_standin_and_they_work() {
     let s = setup();
     let image = TestImage {
@@ -393,6 +394,7 @@ fn builds_real_extensions_on_the_standin_and_they_work() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn a_failing_builder_stage_names_the_extension() {
     let s = setup();
     let image = TestImage {
@@ -419,6 +421,7 @@ fn a_failing_builder_stage_names_the_extension() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn a_base_check_failure_names_the_extension() {
     // The real catalog wants pg_cron >= 1.6 from the base; Debian bookworm has 1.4.
     let s = setup();
@@ -441,6 +444,7 @@ fn a_base_check_failure_names_the_extension() {
 /// is a small ELF program that records its arguments (the real one belongs to
 /// the bootstrap work; the cluster test runs it).
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn patroni_runs_the_wrapped_hook_in_order() {
     let s = setup();
     let cc = common::prereq::require_program("gcc", "gcc", &[]);
@@ -544,6 +548,7 @@ int main(int argc, char **argv) {
 /// Docker-compatible API: the same context digest, the labels, and working
 /// extensions.
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn the_same_build_through_the_docker_cli() {
     let s = setup();
     let api = images::docker_via_podman();

@@ -500,6 +500,7 @@ fn a_foreign_directory_is_refused_and_an_earlier_output_replaced_keeping_passwor
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn an_image_without_a_manifest_is_refused_at_the_image_line() {
     let _lock = common::images::engine_lock();
     let plain = common::images::unique_image("h6-no-manifest");
@@ -535,6 +536,7 @@ fn an_image_without_a_manifest_is_refused_at_the_image_line() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn the_image_manifest_is_read_from_the_image_through_the_engine() {
     let _lock = common::images::engine_lock();
     let base = common::images::debian_base();

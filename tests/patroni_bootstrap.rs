@@ -217,6 +217,7 @@ postgresql:
 }
 
 #[test]
+#[ignore = "slow tier: needs PostgreSQL, Patroni and etcd (root)"]
 fn patroni_runs_the_bootstrap_once_on_the_first_leader_and_the_new_leader_finds_nothing_to_do() {
     pg_bin();
     let patroni = require_program("patroni", "patroni", &[]);

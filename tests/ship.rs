@@ -123,6 +123,7 @@ fn no_leftovers(vms: &Vms, i: usize, tag: &str) {
 static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 #[test]
+#[ignore = "slow tier: needs root, Podman, sshd and network namespaces"]
 fn ship_to_three_vms() {
     T0.get_or_init(Instant::now);
     let (common, v1, v2, v3a, v3, v4);
@@ -405,6 +406,7 @@ impl Drop for Store {
 }
 
 #[test]
+#[ignore = "slow tier: needs root, Podman, sshd and network namespaces"]
 fn delta_file_loads_on_top_of_its_base_only() {
     let (common, v1, v2);
     {

@@ -174,6 +174,7 @@ fn one_member_ids() -> Vec<String> {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn full_set_one_member_passes_with_junit_and_json() {
     let engine = images::engine_lock();
     let image = images::full_set_image(&engine);
@@ -254,6 +255,7 @@ fn full_set_one_member_passes_with_junit_and_json() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn full_set_three_members_pass_with_a_failover() {
     let engine = images::engine_lock();
     let image = images::full_set_image(&engine);
@@ -301,6 +303,7 @@ fn full_set_three_members_pass_with_a_failover() {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn broken_images_fail_the_right_check() {
     let engine = images::engine_lock();
     let good = images::full_set_image(&engine);
@@ -434,6 +437,7 @@ fn verify_kept(image: &str, extra: &[&str]) -> Outcome {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn a_signal_mid_run_leaves_nothing_behind() {
     let engine = images::engine_lock();
     let image = images::full_set_image(&engine);
@@ -560,6 +564,7 @@ fn tmp_is_empty(dir: &std::path::Path) -> bool {
 }
 
 #[test]
+#[ignore = "slow tier: needs root and Podman"]
 fn bad_input_exits_2_and_a_missing_engine_4() {
     images::podman();
     let out = Command::new(TOOL)
