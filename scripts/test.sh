@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-prereqs.sh
-cargo test --locked -- --include-ignored "$@"
+cargo test --locked "$@" -- --include-ignored
