@@ -96,6 +96,13 @@ pub struct Manifest {
     pub bootstrap_bin: serde_json::Value,
     pub source_date_epoch: u64,
     pub notes: Vec<String>,
+    /// Members of the default set the image lacks, and why (reported by
+    /// `verify`, `pgha-bootstrap status` and `check` as information).
+    #[serde(default)]
+    pub left_out: Vec<super::LeftOut>,
+    /// The inputs as resolved: `build --like` rebuilds from them.
+    #[serde(default)]
+    pub inputs: Option<crate::buildfile::BuildSettings>,
     pub files: Vec<ManifestFile>,
 }
 
@@ -304,6 +311,8 @@ pub fn pack(
         }),
         source_date_epoch: epoch,
         notes: plan.notes.clone(),
+        left_out: plan.left_out.clone(),
+        inputs: Some(plan.inputs.clone()),
         files: files.clone(),
     };
     let inner = to_json(&manifest);

@@ -15,6 +15,7 @@ mod build;
 mod error;
 mod podman_conf;
 mod reference;
+mod run;
 pub mod stage;
 
 pub use build::{BuildRequest, BuiltImage, check_network};

@@ -74,6 +74,8 @@ enum Command {
     Fetch(fetch::FetchArgs),
     /// Write the verified cached sources into DIR, for use as --mirror on an air-gapped site
     Mirror(fetch::MirrorArgs),
+    /// Show what a build would do: the base's facts (probed, and where each came from) and the extensions
+    Plan(build::PlanArgs),
     /// Generate the build context (Dockerfile, sources, hook, manifest) into a directory
     Generate(build::GenerateArgs),
     /// Fetch, generate and build the image with Docker or Podman
@@ -96,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Extensions(cmd) => extensions::run(cmd, &cli.global),
         Command::Fetch(args) => fetch::run_fetch(args, &cli.global),
         Command::Mirror(args) => fetch::run_mirror(args, &cli.global),
+        Command::Plan(args) => build::run_plan(args, &cli.global),
         Command::Generate(args) => build::run_generate(args, &cli.global),
         Command::Build(args) => build::run_build(args, &cli.global),
         Command::Export(args) => export::run_export(args, &cli.global),
