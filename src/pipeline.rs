@@ -195,6 +195,11 @@ fn plan_with(
     let reference = req.base_image.as_deref().unwrap_or(context::DEFAULT_BASE_IMAGE);
     context::base::ImageRef::parse(reference)
         .map_err(|m| ContextError::BadBaseImage(reference.to_string(), m))?;
+    // Misspelt names are refused before the base is looked at.
+    catalog.select(&crate::catalog::SelectRequest {
+        names: req.extensions.clone(),
+        ..Default::default()
+    })?;
     let mut req = req.clone();
     if req.base_facts.is_none() {
         req.base_facts = probe_base(reference, probe, engine, cache_dir, progress)?;

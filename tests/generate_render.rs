@@ -170,8 +170,22 @@ fn standin_base_needs_pg_and_renders_against_debian() {
     assert_eq!(e.exit_code(), ExitCode::Usage);
     assert!(e.hint().unwrap().contains("--pg"));
 
+    // Its own preload list is unknown: refused, naming the flag.
+    let e = plan(PlanRequest {
+        pg_majors: vec![15],
+        ..req.clone()
+    })
+    .unwrap_err();
+    assert!(matches!(e, ContextError::PreloadUnknown { .. }), "{e}");
+    assert_eq!(e.exit_code(), ExitCode::Usage);
+    assert!(e.hint().unwrap().contains("--base-preload"), "{e}");
+
     let p = plan(PlanRequest {
         pg_majors: vec![15],
+        base_overrides: pgha_image::context::BaseOverrides {
+            preload: Some(vec!["pg_stat_statements".into()]),
+            ..Default::default()
+        },
         ..req
     })
     .unwrap();
@@ -180,7 +194,7 @@ fn standin_base_needs_pg_and_renders_against_debian() {
         "{:?}",
         p.notes
     );
-    // An unknown base's own preload list is not guessed.
+    // The base's list as told, then what the selection needs.
     assert_eq!(p.preload, ["pg_stat_statements", "pg_cron"]);
     let files = render::render(&p).unwrap();
     let df = file(&files, "Dockerfile");
@@ -298,6 +312,7 @@ fn explicit_versions_and_digest_bases() {
         extensions: Some(vec!["pg_net".into()]),
         base_overrides: pgha_image::context::BaseOverrides {
             libs: [("libcurl".to_string(), "8.5".to_string())].into(),
+            preload: Some(vec!["pg_stat_statements".into()]),
             ..Default::default()
         },
         ..Default::default()

@@ -173,20 +173,25 @@ pub struct LeftOut {
     pub reason: String,
 }
 
+impl LeftOut {
+    /// One line for all of them: `not in the image: pg_graphql (left out by …)`.
+    pub fn describe_all(list: &[LeftOut]) -> String {
+        format!(
+            "of the default set, not in the image: {}",
+            list.iter()
+                .map(|l| format!("{} ({})", l.name, l.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 impl BuildPlan {
     /// Resolve the base, the majors and the selection into a plan.
     pub fn new(catalog: &Catalog, req: &PlanRequest) -> Result<Self, ContextError> {
         let reference = req.base_image.as_deref().unwrap_or(DEFAULT_BASE_IMAGE);
         let base = BaseImage::resolve(reference, &req.base_overrides, req.base_facts.as_ref())
             .map_err(|m| ContextError::BadBaseImage(reference.to_string(), m))?;
-        // No silently broken image: without the base's own list, the image's
-        // list would drop what the base preloads (or ours would be dropped).
-        let Some(base_preload) = base.preload.clone() else {
-            return Err(ContextError::PreloadUnknown {
-                image: base.reference.clone(),
-                probed: base.probed.is_some(),
-            });
-        };
         let mut notes = Vec::new();
 
         let mut majors = req.pg_majors.clone();
@@ -217,6 +222,14 @@ impl BuildPlan {
                 }
             }
         }
+        // No silently broken image: without the base's own list, the image's
+        // list would drop what the base preloads (or ours would be dropped).
+        let Some(base_preload) = base.preload.clone() else {
+            return Err(ContextError::PreloadUnknown {
+                image: base.reference.clone(),
+                probed: base.probed.is_some(),
+            });
+        };
         match &base.knowledge {
             _ if base.probed.is_some() => {}
             BaseKnowledge::KnownSpilo { .. } => {}

@@ -36,6 +36,9 @@ pub struct ImageManifest {
     /// manifest records it whole; else it is made from the parameters.
     #[serde(default)]
     pub spilo_configuration: Option<serde_json::Value>,
+    /// Members of the default set the image does not have, and why.
+    #[serde(default)]
+    pub left_out: Vec<crate::context::LeftOut>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
