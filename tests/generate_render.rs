@@ -474,5 +474,46 @@ fn rendered_bootstrap_config_is_accepted_by_pgha_bootstrap() {
             cfg.connection.socket_dir,
             std::path::PathBuf::from("/run/postgresql")
         );
+        // The default set's members left out: what `status` and `check` print.
+        let lines = cfg.extensions.left_out_lines();
+        assert_eq!(lines.len(), p.left_out.len(), "{text}");
+        for l in &p.left_out {
+            assert!(
+                lines.iter().any(|x| x.contains(&l.name) && x.contains(&l.reason)),
+                "{lines:?}"
+            );
+        }
     }
+    // `-NAME` says why.
+    let p = plan(PlanRequest {
+        extensions: Some(vec!["default".into(), "-pg_graphql".into(), "+pgtap".into()]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(p.extensions.iter().any(|e| e.name == "pgtap"));
+    assert!(!p.extensions.iter().any(|e| e.name == "pg_graphql"));
+    assert_eq!(p.left_out.len(), 1);
+    assert_eq!(p.left_out[0].reason, "left out by -pg_graphql in the selection");
+    let files = render::render(&p).unwrap();
+    let cfg = pgha_image::bootstrap::config::Config::parse(file(&files, "config/bootstrap.toml")).unwrap();
+    assert_eq!(
+        cfg.extensions.left_out_lines(),
+        [
+            "note: the image was built without the default set's pg_graphql: left out by -pg_graphql in the selection"
+        ]
+    );
+    // A misspelt `-NAME` is refused with a suggestion; leaving out what another needs is refused.
+    let e = plan(PlanRequest {
+        extensions: Some(vec!["default".into(), "-pg_grapql".into()]),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("did you mean \"pg_graphql\""), "{e}");
+    let e = plan(PlanRequest {
+        extensions: Some(vec!["index_advisor".into(), "-hypopg".into()]),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Usage);
+    assert!(e.to_string().contains("hypopg is left out"), "{e}");
 }

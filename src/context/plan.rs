@@ -121,6 +121,8 @@ pub struct BootstrapPlan {
     pub secrets_dir: String,
     pub create: Vec<String>,
     pub required: Vec<String>,
+    /// The default set's members the image lacks ([`BuildPlan::left_out`]).
+    pub left_out: Vec<LeftOut>,
 }
 
 /// The pgsodium getkey script, when pgsodium is selected.
@@ -479,6 +481,7 @@ impl BuildPlan {
                 secrets_dir: SECRETS_DIR.to_string(),
                 required,
                 create,
+                left_out: left_out.clone(),
             },
             getkey,
             rust_toolchain: RUST_TOOLCHAIN.to_string(),

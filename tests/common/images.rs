@@ -471,6 +471,7 @@ pub fn full_set_image(_engine: &ImageLock) -> String {
     let out = work.path().join("generated");
     let o = Command::new(&pgha_image)
         .arg("generate")
+        .args(["--engine", "podman"])
         .args(&args)
         .arg("--out")
         .arg(&out)
