@@ -25,6 +25,7 @@ pub mod bootstrap;
 pub mod buildfile;
 pub mod catalog;
 pub mod context;
+pub mod contract;
 pub mod engine;
 pub mod error;
 pub mod export;

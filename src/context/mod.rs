@@ -18,7 +18,7 @@ pub mod probe;
 pub mod render;
 
 pub use base::{BaseImage, BaseOverrides, DEFAULT_BASE_IMAGE};
-pub use pack::{Generated, Manifest};
+pub use pack::Generated;
 pub use plan::{BuildPlan, LeftOut, PlanRequest, PlannedExtension};
 pub use probe::BaseFacts;
 

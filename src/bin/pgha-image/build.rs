@@ -179,7 +179,7 @@ pub struct GenerateArgs {
     /// Output directory: DIR/context (the build context), DIR/context.tar, DIR/manifest.json.
     /// Replaced only when complete, and only if new, empty, or an earlier output left unchanged
     /// (every file as recorded in DIR/.pgha-output.json); anything else is refused (exit 2)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
 
     #[command(flatten)]
@@ -193,6 +193,9 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub no_probe: bool,
 
+    #[command(flatten)]
+    pub paths: crate::Sources,
+
     /// Print a JSON summary on stdout
     #[arg(long)]
     pub json: bool,
@@ -203,9 +206,11 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub selection: Box<SelectionArgs>,
 
-    /// Only for the mirror of a build file (`mirror`); plan fetches nothing
     #[command(flatten)]
     pub sources: FetchFlags,
+
+    #[command(flatten)]
+    pub paths: crate::Sources,
 
     /// Do not run the base: take its facts from the built-in table of Spilo tags and the flags
     #[arg(long)]
@@ -257,7 +262,7 @@ pub struct BuildArgs {
 
     /// Where the context, its manifest and the build log go, replaced as `generate --out` is
     /// [default: <cache dir>/builds/<tag>]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
 
     #[command(flatten)]
@@ -265,6 +270,9 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub sources: FetchFlags,
+
+    #[command(flatten)]
+    pub paths: crate::Sources,
 
     /// Print a JSON summary on stdout
     #[arg(long)]
