@@ -22,6 +22,36 @@ pub const SPILO_LAUNCH: &str = "/launch.spilo.sh";
 /// The merge the launch wrapper runs (python3 and PyYAML are in Spilo).
 pub const MERGE_SCRIPT: &str = "/usr/local/lib/pgha/spilo_configuration.py";
 
+/// Headers that PostgreSQL's own server headers include, by the `configure`
+/// option that makes them do so, and the Debian/Ubuntu package that has them:
+/// `utils/pg_locale.h` includes `<unicode/ucol.h>` under `--with-icu`,
+/// `libpq/libpq-be.h` includes `<gssapi/gssapi.h>` under `--with-gssapi` and
+/// `<openssl/ssl.h>` under `--with-openssl`. `postgresql-server-dev-N` does not
+/// depend on them (on bookworm they came through llvm's dependencies, on
+/// trixie they no longer do), so the build stage installs each one whose
+/// option the base's `pg_config --configure` shows, for every major built.
+pub const SERVER_HEADER_PACKAGES: &[ServerHeaders] = &[
+    ServerHeaders {
+        configure_option: "--with-icu",
+        package: "libicu-dev",
+    },
+    ServerHeaders {
+        configure_option: "--with-gssapi",
+        package: "libkrb5-dev",
+    },
+    ServerHeaders {
+        configure_option: "--with-openssl",
+        package: "libssl-dev",
+    },
+];
+
+/// One row of [`SERVER_HEADER_PACKAGES`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ServerHeaders {
+    pub configure_option: &'static str,
+    pub package: &'static str,
+}
+
 /// One file of the context, before packing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {
@@ -55,6 +85,7 @@ struct Ctx<'a> {
     spilo_launch: &'static str,
     spilo_defaults: &'static str,
     merge_script: &'static str,
+    server_headers: &'static [ServerHeaders],
 }
 
 /// The image labels (besides `io.pgha.context-digest`, passed at build time).
@@ -245,6 +276,7 @@ pub fn render(plan: &BuildPlan) -> Result<Vec<RenderedFile>, ContextError> {
         spilo_launch: SPILO_LAUNCH,
         spilo_defaults: super::plan::SPILO_DEFAULTS,
         merge_script: MERGE_SCRIPT,
+        server_headers: SERVER_HEADER_PACKAGES,
     };
     let mut files = vec![
         RenderedFile {
