@@ -78,6 +78,7 @@ impl GenerateOutcome {
             "spilo_configuration": plan.spilo_configuration(),
             "labels": g.manifest.labels,
             "notes": plan.notes,
+            "warnings": plan.warnings,
         })
     }
 }
@@ -134,6 +135,9 @@ fn generate_checked(
     ));
     for n in &plan.notes {
         progress.println(format!("note: {n}"));
+    }
+    for w in &plan.warnings {
+        progress.println(format!("warning: {w}"));
     }
     // Check the binary before downloading anything.
     context::check_bootstrap_bin(&req.bootstrap_bin, &plan.base)?;

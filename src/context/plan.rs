@@ -153,6 +153,9 @@ pub struct BuildPlan {
     pub embed_spilo_configuration: bool,
     /// Things the user should know (version fallbacks, assumptions).
     pub notes: Vec<String>,
+    /// Things the user should weigh before trusting the image: built
+    /// sources whose pinned digest no independent record confirms.
+    pub warnings: Vec<String>,
 }
 
 impl BuildPlan {
@@ -162,6 +165,7 @@ impl BuildPlan {
         let base = BaseImage::resolve(reference, &req.base_overrides)
             .map_err(|m| ContextError::BadBaseImage(reference.to_string(), m))?;
         let mut notes = Vec::new();
+        let mut warnings = Vec::new();
 
         let mut majors = req.pg_majors.clone();
         majors.sort_unstable();
@@ -310,6 +314,17 @@ impl BuildPlan {
             }
             let built = recipe != BuildKind::Base;
             let v = s.version;
+            if built && !v.source.is_confirmed() {
+                warnings.push(format!(
+                    "{} {}: its pinned sha256 ({}…) is unconfirmed: it was only reproduced by \
+                     downloading {}, and no independent record (a distribution's package, another \
+                     project's pin) agrees with it yet",
+                    e.name,
+                    v.version,
+                    &v.source.sha256.to_hex()[..12],
+                    v.source.url
+                ));
+            }
             extensions.push(PlannedExtension {
                 name: e.name.clone(),
                 version: v.version.clone(),
@@ -411,6 +426,7 @@ impl BuildPlan {
             rust_toolchain: RUST_TOOLCHAIN.to_string(),
             embed_spilo_configuration: req.embed_spilo_configuration,
             notes,
+            warnings,
         })
     }
 
