@@ -167,6 +167,33 @@ fn plan_reads_the_base_says_where_facts_came_from_and_builds_old_pg_cron_from_so
         "{out}"
     );
     assert!(out.contains("cached"), "the second probe reads the cache: {out}");
+
+    // The PostgreSQL 17 (trixie) stand-in: its own majors and libraries, and
+    // its pg_cron (1.6) is new enough to be used as the base's.
+    let standin17 = images::spilo_standin_17();
+    let v = plan_json(
+        &cache,
+        dir.path(),
+        &["--base-image", &standin17, "-e", "default,-pg_graphql"],
+    );
+    let (glibc, curl) = images::standin_facts(17);
+    assert_eq!(v["base"]["glibc"], glibc, "{v:#}");
+    assert_eq!(
+        v["base"]["libs"]["libcurl"],
+        curl.split('.').take(2).collect::<Vec<_>>().join(".")
+    );
+    assert_eq!(v["pg_majors"], serde_json::json!([17]));
+    let cron = v["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "pg_cron")
+        .unwrap();
+    assert_eq!(cron["recipe"], "base", "{cron}");
+    assert_eq!(
+        v["base"]["preload"],
+        serde_json::json!(["pg_stat_statements", "pg_cron"])
+    );
 }
 
 #[test]
@@ -275,7 +302,19 @@ fn context_digest(out: &Output) -> String {
 #[ignore = "slow tier: needs Podman, the Spilo stand-in and the upstream sources"]
 fn default_set_without_pg_graphql_builds_from_flags_a_build_file_and_like_and_verifies() {
     let _engine = images::engine_lock();
-    let standin = images::spilo_standin();
+    default_set_on(&images::spilo_standin(), 15);
+}
+
+#[test]
+#[ignore = "slow tier: needs Podman, the PostgreSQL 17 (trixie) Spilo stand-in and the upstream sources"]
+fn the_same_on_the_postgresql_17_standin() {
+    let _engine = images::engine_lock();
+    default_set_on(&images::spilo_standin_17(), 17);
+}
+
+/// The whole flow on one stand-in (the caller holds the engine lock).
+fn default_set_on(standin: &str, major: u32) {
+    let standin = standin.to_string();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let mirror = match sources::sources() {
@@ -285,7 +324,7 @@ fn default_set_without_pg_graphql_builds_from_flags_a_build_file_and_like_and_ve
         ),
     };
     let image = TestImage {
-        reference: format!("localhost/pgha-test/issue14-flags:{}", std::process::id()),
+        reference: format!("localhost/pgha-test/issue14-flags:{major}-{}", std::process::id()),
     };
 
     // 1. Flags only: no --pg, no --base-*, no --from-source.
@@ -309,6 +348,15 @@ fn default_set_without_pg_graphql_builds_from_flags_a_build_file_and_like_and_ve
         "{all}"
     );
     let digest = context_digest(&o);
+    // The majors came from the probe (no --pg).
+    let manifest = run(podman_cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"io.pgha.pg-majors\"}}",
+        &image.reference,
+    ]));
+    assert_eq!(manifest.trim(), major.to_string());
 
     // Its plain run passes verify, which reports what was left out.
     let v = Command::new(TOOL)
@@ -339,7 +387,7 @@ fn default_set_without_pg_graphql_builds_from_flags_a_build_file_and_like_and_ve
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let file_image = TestImage {
-        reference: format!("localhost/pgha-test/issue14-file:{}", std::process::id()),
+        reference: format!("localhost/pgha-test/issue14-file:{major}-{}", std::process::id()),
     };
     std::fs::write(
         work.join("pgha.toml"),
@@ -367,7 +415,7 @@ fn default_set_without_pg_graphql_builds_from_flags_a_build_file_and_like_and_ve
 
     // 3. --like the first image: the same context, byte for byte.
     let like_image = TestImage {
-        reference: format!("localhost/pgha-test/issue14-like:{}", std::process::id()),
+        reference: format!("localhost/pgha-test/issue14-like:{major}-{}", std::process::id()),
     };
     let o = tool(&cache, dir.path())
         .args([

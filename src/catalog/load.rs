@@ -360,6 +360,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
                 ),
             ));
         }
+        match (v.provenance, v.confirmed_by.is_empty()) {
+            (Provenance::Independent, true) => {
+                return Err(at(
+                    span,
+                    format!(
+                        "version {}: provenance = \"independent\" needs confirmed_by (the records \
+                         that agree with the digest); hint: say \"reproduced-only\" when none does",
+                        v.version
+                    ),
+                ));
+            }
+            (Provenance::ReproducedOnly, false) => {
+                return Err(at(
+                    span,
+                    format!(
+                        "version {}: confirmed_by lists records, but provenance = \"reproduced-only\"; \
+                         hint: say \"independent\"",
+                        v.version
+                    ),
+                ));
+            }
+            _ => {}
+        }
         versions.push(Version {
             version: v.version,
             source: Source {

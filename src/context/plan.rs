@@ -150,7 +150,9 @@ pub struct BuildPlan {
     pub embed_spilo_configuration: bool,
     /// Things the user should know (version fallbacks, assumptions).
     pub notes: Vec<String>,
-    /// Flags that disagree with the base's probe (and the table where it does).
+    /// Things the user should weigh before trusting the image: flags that
+    /// disagree with the base's probe (and the table where it does), and
+    /// built sources whose pinned digest no independent record confirms.
     pub warnings: Vec<String>,
     /// Members of the default Supabase set the image does not have, and why.
     pub left_out: Vec<LeftOut>,
@@ -168,6 +170,7 @@ impl BuildPlan {
         let base = BaseImage::resolve(reference, &req.base_overrides, req.base_facts.as_ref())
             .map_err(|m| ContextError::BadBaseImage(reference.to_string(), m))?;
         let mut notes = Vec::new();
+        let mut warnings = base.warnings.clone();
 
         let mut majors = req.pg_majors.clone();
         majors.sort_unstable();
@@ -359,6 +362,17 @@ impl BuildPlan {
             }
             let built = recipe != BuildKind::Base;
             let v = s.version;
+            if built && !v.source.is_confirmed() {
+                warnings.push(format!(
+                    "{} {}: its pinned sha256 ({}…) is unconfirmed: it was only reproduced by \
+                     downloading {}, and no independent record (a distribution's package, another \
+                     project's pin) agrees with it yet",
+                    e.name,
+                    v.version,
+                    &v.source.sha256.to_hex()[..12],
+                    v.source.url
+                ));
+            }
             extensions.push(PlannedExtension {
                 name: e.name.clone(),
                 version: v.version.clone(),
@@ -427,7 +441,6 @@ impl BuildPlan {
         let needs_preload = |n: &str| extensions.iter().any(|e| e.name == n && e.preload.is_some());
         let required: Vec<String> = create.iter().filter(|n| !needs_preload(n)).cloned().collect();
 
-        let warnings = base.warnings.clone();
         let left_out = left_out(catalog, req.extensions.as_deref(), &extensions);
         let o = &req.base_overrides;
         let inputs = BuildSettings {
@@ -459,10 +472,10 @@ impl BuildPlan {
             getkey,
             rust_toolchain: RUST_TOOLCHAIN.to_string(),
             embed_spilo_configuration: req.embed_spilo_configuration,
-            warnings,
             left_out,
             inputs,
             notes,
+            warnings,
         })
     }
 

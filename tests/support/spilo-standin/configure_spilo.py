@@ -37,7 +37,7 @@ postgres-appliance/scripts/configure_spilo.py and launch.sh (tags 3.2-p2 to
    used as given: Spilo appends nothing.
 8. bootstrap.pg_hba given without a replication line gets one inserted first.
 
-Deviations, because this is a test image (Debian bookworm, PostgreSQL 15 and
+Deviations, because this is a test image (Debian bookworm with PostgreSQL 15 or trixie with 17, and
 Debian's packages only): no cloud metadata (always Spilo's "local" provider);
 no Kubernetes DCS; no WAL-E/WAL-G, pgbouncer, PAM or crontab sections;
 shared_buffers 128MB and max_connections 100 instead of sizes from the
