@@ -131,8 +131,7 @@ impl BaseFacts {
     /// not), then the cached facts of its id, else run the probe and cache
     /// what it read. Nothing is written when the image is not there.
     pub fn read(engine: &Engine, reference: &str, cache_dir: &Path) -> Result<(Self, bool), ProbeError> {
-        engine.ensure_image(reference)?;
-        let id = engine.image_id(reference)?;
+        let id = engine.ensure_image(reference)?;
         let path = Self::cache_path(cache_dir, &id);
         if let Ok(bytes) = std::fs::read(&path)
             && let Ok(facts) = serde_json::from_slice::<BaseFacts>(&bytes)

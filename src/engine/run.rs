@@ -6,10 +6,8 @@
 //! fetches), no container left behind, and nothing in the image's CMD or
 //! ENTRYPOINT (Spilo's `/launch.sh init` would start Patroni) runs.
 
-use super::{Engine, EngineError, collect_in_thread, last_lines};
-use std::io::Write;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use super::{Engine, EngineError, last_lines};
+use std::time::Duration;
 
 /// How long a pull may take before it is given up (a registry that does not
 /// answer must not hold the build for minutes before anything is fetched).
@@ -18,18 +16,19 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Engine {
-    /// Make sure `reference` is in the image store: pull it when it is not.
-    /// Returns whether it was pulled. A failed pull is
+    /// Make sure `reference` is in the image store (pull it when it is
+    /// not) and return its id. A failed pull is
     /// [`EngineError::BaseUnavailable`] with the engine's own words.
-    pub fn ensure_image(&self, reference: &str) -> Result<bool, EngineError> {
-        if self.exists(reference)? {
-            return Ok(false);
+    pub fn ensure_image(&self, reference: &str) -> Result<String, EngineError> {
+        match self.image_id(reference) {
+            Err(EngineError::ImageNotFound { .. }) => {}
+            other => return other,
         }
         let mut cmd = self.command();
         cmd.args(["pull", "-q", reference]);
         let out = super::run_with_timeout(cmd, PULL_TIMEOUT).map_err(|e| self.spawn_error(e))?;
         match out {
-            Some(o) if o.status.success() => Ok(true),
+            Some(o) if o.status.success() => self.image_id(reference),
             Some(o) => Err(EngineError::BaseUnavailable {
                 kind: self.kind,
                 reference: reference.to_string(),
@@ -61,39 +60,13 @@ impl Engine {
             image,
             "-s",
         ]);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| self.spawn_error(e))?;
-        let stdout = collect_in_thread(child.stdout.take().expect("piped"));
-        let stderr = collect_in_thread(child.stderr.take().expect("piped"));
-        let mut stdin = child.stdin.take().expect("piped");
-        // A container that exits early closes its stdin: the status says why.
-        let _ = stdin.write_all(script.as_bytes());
-        drop(stdin);
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().map_err(|e| self.spawn_error(e))? {
-                break s;
-            }
-            if start.elapsed() > RUN_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(EngineError::Command {
-                    command: format!("{} {what}", self.kind),
-                    status: format!("did not finish within {}s", RUN_TIMEOUT.as_secs()),
-                    stderr: String::new(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let out = std::process::Output {
-            status,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        };
+        let out = super::run_with_input(cmd, Some(script.as_bytes()), RUN_TIMEOUT)
+            .map_err(|e| self.spawn_error(e))?
+            .ok_or_else(|| EngineError::Command {
+                command: format!("{} {what}", self.kind),
+                status: format!("did not finish within {}s", RUN_TIMEOUT.as_secs()),
+                stderr: String::new(),
+            })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
