@@ -22,6 +22,7 @@
 
 pub mod archive;
 pub mod bootstrap;
+pub mod buildfile;
 pub mod catalog;
 pub mod context;
 pub mod contract;

@@ -10,7 +10,7 @@
 //! are fetched.
 
 use crate::catalog::Catalog;
-use crate::context::{self, BuildPlan, ContextError, Generated, Inputs, PlanRequest, SourceFile};
+use crate::context::{self, BaseFacts, BuildPlan, ContextError, Generated, Inputs, PlanRequest, SourceFile};
 use crate::engine::{self, Engine, EngineChoice, EngineError, EngineKind};
 use crate::error::{Error, UsageError};
 use crate::fetch::{self, FetchOptions};
@@ -18,10 +18,22 @@ use crate::hash::Sha256Digest;
 use crate::progress::Progress;
 use std::path::{Path, PathBuf};
 
+/// How the base's facts are learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseProbe {
+    /// Run the base once with this engine (pulling it when it is not there).
+    /// For `generate` and `plan` with `auto`: when no engine answers, the
+    /// built-in table and the flags, with a note.
+    Engine(EngineChoice),
+    /// The built-in table and the flags only (`--no-probe`).
+    Off,
+}
+
 /// What `generate` needs besides the catalog.
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
     pub plan: PlanRequest,
+    pub probe: BaseProbe,
     /// The `pgha-bootstrap` executable to ship.
     pub bootstrap_bin: PathBuf,
     pub fetch: FetchOptions,
@@ -42,6 +54,9 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Podman's `--jobs`; None: one per CPU.
     pub jobs: Option<usize>,
+    /// Inputs that are not in the context (mirror, platform, engine, tag),
+    /// recorded in the image's `io.pgha.build-inputs` label for `--like`.
+    pub recorded: crate::buildfile::BuildSettings,
     /// `--network` of the engine's build (e.g. `host` where the engine's
     /// bridge has no route or DNS for the RUN steps' `apt-get`); None: the
     /// engine's default.
@@ -78,6 +93,8 @@ impl GenerateOutcome {
             "spilo_configuration": plan.spilo_configuration(),
             "labels": g.manifest.labels,
             "notes": plan.notes,
+            "warnings": plan.warnings,
+            "left_out": plan.left_out,
         })
     }
 }
@@ -110,6 +127,100 @@ pub fn default_build_dir(cache_dir: &Path, tag: &str) -> PathBuf {
     cache_dir.join("builds").join(safe)
 }
 
+/// The base's facts, by `probe`: `Ok(None)` when the table is to be used.
+/// The base must exist (it is pulled when the engine can); nothing is
+/// written when it does not. Facts are cached under `cache_dir`.
+pub fn probe_base(
+    reference: &str,
+    probe: BaseProbe,
+    engine: Option<&Engine>,
+    cache_dir: &Path,
+    progress: &Progress,
+) -> Result<Option<BaseFacts>, Error> {
+    let detected;
+    let engine = match (probe, engine) {
+        (BaseProbe::Off, _) => return Ok(None),
+        (_, Some(e)) => e,
+        (BaseProbe::Engine(choice), None) => match Engine::detect(choice) {
+            Ok(e) => {
+                detected = e;
+                &detected
+            }
+            Err(e) if choice == EngineChoice::Auto => {
+                progress.println(format!(
+                    "note: no container engine answers ({e}): the base's facts come from the built-in table \
+                     and the flags (--no-probe says this on purpose)"
+                ));
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let spinner = progress.spinner(&format!("probing the base {reference}"));
+    match BaseFacts::read(engine, reference, cache_dir) {
+        Ok((facts, cached)) => {
+            spinner.finish(format!(
+                "base facts of {reference} ({}{})",
+                facts.image_id,
+                if cached { ", cached" } else { "" }
+            ));
+            Ok(Some(facts))
+        }
+        Err(e) => {
+            spinner.fail("failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// The plan of `req`, with the base's facts read by `probe`.
+pub fn plan(
+    catalog: &Catalog,
+    req: &PlanRequest,
+    probe: BaseProbe,
+    cache_dir: &Path,
+    progress: &Progress,
+) -> Result<BuildPlan, Error> {
+    plan_with(catalog, req, probe, None, cache_dir, progress)
+}
+
+fn plan_with(
+    catalog: &Catalog,
+    req: &PlanRequest,
+    probe: BaseProbe,
+    engine: Option<&Engine>,
+    cache_dir: &Path,
+    progress: &Progress,
+) -> Result<BuildPlan, Error> {
+    let reference = req.base_image.as_deref().unwrap_or(context::DEFAULT_BASE_IMAGE);
+    context::base::ImageRef::parse(reference)
+        .map_err(|m| ContextError::BadBaseImage(reference.to_string(), m))?;
+    // Misspelt names are refused before the base is looked at.
+    catalog.select(&crate::catalog::SelectRequest {
+        names: req.extensions.clone(),
+        ..Default::default()
+    })?;
+    let mut req = req.clone();
+    if req.base_facts.is_none() {
+        req.base_facts = probe_base(reference, probe, engine, cache_dir, progress)?;
+    }
+    Ok(BuildPlan::new(catalog, &req)?)
+}
+
+/// The `--json` of `plan`: the base's facts with where each came from, and the plan.
+pub fn plan_summary(plan: &BuildPlan) -> serde_json::Value {
+    serde_json::json!({
+        "base": plan.base,
+        "pg_majors": plan.pg_majors,
+        "extensions": plan.extensions,
+        "shared_preload_libraries": plan.preload,
+        "notes": plan.notes,
+        "warnings": plan.warnings,
+        "left_out": plan.left_out,
+        "inputs": plan.inputs,
+    })
+}
+
 /// Plan, fetch what the plan needs, render and pack into `req.out`.
 pub fn generate(
     catalog: &Catalog,
@@ -117,23 +228,40 @@ pub fn generate(
     progress: &Progress,
 ) -> Result<GenerateOutcome, Error> {
     context::pack::check_out_dir(&req.out)?;
-    generate_checked(catalog, req, progress)
+    generate_checked(catalog, req, None, progress)
 }
 
 /// [`generate`] once `req.out` has been checked.
 fn generate_checked(
     catalog: &Catalog,
     req: &GenerateRequest,
+    engine: Option<&Engine>,
     progress: &Progress,
 ) -> Result<GenerateOutcome, Error> {
-    let plan = BuildPlan::new(catalog, &req.plan)?;
+    let plan = plan_with(
+        catalog,
+        &req.plan,
+        req.probe,
+        engine,
+        &req.fetch.cache_dir,
+        progress,
+    )?;
     progress.println(format!(
         "base: {} ({})",
         plan.base.reference,
         plan.base.describe()
     ));
+    for w in &plan.warnings {
+        progress.println(format!("warning: {w}"));
+    }
     for n in &plan.notes {
         progress.println(format!("note: {n}"));
+    }
+    for l in &plan.left_out {
+        progress.println(format!(
+            "note: the default set's {} is not in the image: {}",
+            l.name, l.reason
+        ));
     }
     // Check the binary before downloading anything.
     context::check_bootstrap_bin(&req.bootstrap_bin, &plan.base)?;
@@ -211,7 +339,7 @@ pub fn build(catalog: &Catalog, req: &BuildRequest, progress: &Progress) -> Resu
     context::pack::check_out_dir(&req.generate.out)?;
     // The engine next: no point fetching for an engine that is not there.
     let engine = Engine::detect(req.engine)?;
-    let generated = generate_checked(catalog, &req.generate, progress)?;
+    let generated = generate_checked(catalog, &req.generate, Some(&engine), progress)?;
     let g = &generated.generated;
     progress.println(format!(
         "context {} ({} extensions)",
@@ -229,7 +357,14 @@ pub fn build(catalog: &Catalog, req: &BuildRequest, progress: &Progress) -> Resu
             tag: req.tag.clone(),
             platform: req.platform.clone(),
             build_args: g.manifest.build_args.clone(),
-            labels: g.manifest.labels.clone(),
+            labels: {
+                let mut l = g.manifest.labels.clone();
+                l.insert(
+                    crate::buildfile::INPUTS_LABEL.into(),
+                    serde_json::to_string(&req.recorded).expect("serializes"),
+                );
+                l
+            },
             log_path: log_path.clone(),
             no_cache: req.no_cache,
             push: req.push,

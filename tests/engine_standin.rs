@@ -2,7 +2,8 @@
 //! the Spilo contract they rely on: Patroni becomes leader, post_init.sh ran
 //! with the human role and a DSN under a stripped environment, the promotion
 //! callback ran it again with `postgres`, pg_cron and pg_stat_statements are
-//! preloaded and created.
+//! preloaded and created. The same body runs on both stand-ins: PostgreSQL
+//! 15 (bookworm, Patroni 3.0) and 17 (trixie, Patroni 4.0).
 
 mod common;
 
@@ -12,8 +13,18 @@ use std::time::Duration;
 #[test]
 #[ignore = "slow tier: needs root and Podman"]
 fn standin_runs_patroni_and_post_init_like_spilo() {
+    standin_honours_the_contract(15);
+}
+
+#[test]
+#[ignore = "slow tier: needs root, Podman and the Debian mirror (the trixie stand-in)"]
+fn standin_17_runs_patroni_and_post_init_like_spilo() {
+    standin_honours_the_contract(17);
+}
+
+fn standin_honours_the_contract(major: u32) {
     let _engine = images::engine_lock();
-    let image = images::spilo_standin();
+    let image = images::spilo_standin_of(major);
     // The contract's fixed points, from the image config.
     let cmd = images::run(images::podman_cmd().args([
         "image",
@@ -31,7 +42,7 @@ fn standin_runs_patroni_and_post_init_like_spilo() {
     );
 
     let c = Container::run(
-        "standin",
+        &format!("standin-{major}"),
         &image,
         &["-e", "HUMAN_ROLE=humans", "-e", "SECRET_FROM_ENV=leak"],
     );
@@ -108,19 +119,23 @@ fn standin_runs_patroni_and_post_init_like_spilo() {
     );
     assert_eq!(
         psql("SELECT pg_catalog.current_setting('server_version_num')::int / 10000"),
-        "15"
+        major.to_string()
     );
-    // Spilo's paths for major 15.
+    // Spilo's paths for the major.
     for p in [
-        "/usr/lib/postgresql/15/bin/postgres",
-        "/usr/lib/postgresql/15/lib/pg_cron.so",
-        "/usr/share/postgresql/15/extension/pg_cron.control",
+        format!("/usr/lib/postgresql/{major}/bin/postgres"),
+        format!("/usr/lib/postgresql/{major}/lib/pg_cron.so"),
+        format!("/usr/share/postgresql/{major}/extension/pg_cron.control"),
+        // Bundled as in Spilo: the catalog's base-provided hypopg and wal2json.
+        format!("/usr/lib/postgresql/{major}/lib/hypopg.so"),
+        format!("/usr/share/postgresql/{major}/extension/hypopg.control"),
+        format!("/usr/lib/postgresql/{major}/lib/wal2json.so"),
     ] {
-        assert!(c.exec(&["test", "-f", p]).0, "{p} missing");
+        assert!(c.exec(&["test", "-f", &p]).0, "{p} missing");
     }
     // No build tools in the final image.
     for probe in [
-        "dpkg -s postgresql-server-dev-15",
+        &format!("dpkg -s postgresql-server-dev-{major}"),
         "command -v gcc",
         "command -v cc",
         "command -v make",

@@ -470,6 +470,7 @@ fn generate_refuses_sources_that_escape_once_stripped() {
         let out_dir = f.path(&format!("ctx-{what}"));
         let out = f
             .cmd(&cat, "cache", &["generate", "--out", out_dir.to_str().unwrap()])
+            .args(["--no-probe", "--base-preload", "pg_stat_statements"])
             .args(["--base-image", "localhost/x:1", "--pg", "15", "--mirror"])
             .arg(&mirror)
             .args(["--bootstrap-bin", env!("CARGO_BIN_EXE_pgha-bootstrap")])

@@ -16,9 +16,11 @@ const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_pgha-bootstrap");
 fn generate(out: &Path, cache: &Path) -> std::process::Output {
     Command::cargo_bin("pgha-image")
         .unwrap()
-        .args(["--progress", "plain", "generate", "--out"])
+        .args(["--progress", "plain", "generate", "--no-probe", "--out"])
         .arg(out)
         .args([
+            "--base-preload",
+            "pg_stat_statements",
             "--base-image",
             "localhost/pgha-test/spilo-standin:15",
             "--pg",
@@ -195,6 +197,7 @@ fn symlinks_files_and_dot_are_refused_as_output() {
         .current_dir(dir.path())
         .args([
             "generate",
+            "--no-probe",
             "--out",
             ".",
             "--extensions",

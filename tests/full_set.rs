@@ -2,7 +2,8 @@
 //! (`common::sources`): one image (`images::full_set_image`, built once per
 //! context digest and shared with the other tests that need it) of the
 //! default C/SQL set plus supabase_vault and pgtap on the Spilo stand-in,
-//! then, in running members of it:
+//! for each testable major (15 on bookworm, 17 on trixie: every test runs on
+//! both, the 17 ones in the slow tier), then, in running members of it:
 //! - the plain run (only the secrets mounted) elects a leader and bootstraps,
 //!   with the image's default settings (nothing from the deployment);
 //! - every extension's catalog smoke, as the build manifest carries it, twice;
@@ -93,17 +94,17 @@ fn log_tail(c: &Container) -> String {
 /// container's image is in use: no other test's prune removes it), not
 /// while the test runs, so the tests of this file and other helpers' tests
 /// run alongside.
-fn full_set_container(name: &str, extra: &[&str]) -> Container {
+fn full_set_container(major: u32, name: &str, extra: &[&str]) -> Container {
     let engine = images::engine_lock();
     let t = Instant::now();
-    let image = images::full_set_image(&engine);
+    let image = images::full_set_image_of(&engine, major);
     eprintln!("{name}: full-set image {image} ready after {:?}", t.elapsed());
-    Container::run(name, &image, extra)
+    Container::run(&format!("{name}-{major}"), &image, extra)
 }
 
 /// A member of the image with only the secrets mounted, leader and bootstrapped.
-fn plain_member(name: &str, secrets: &tempfile::TempDir) -> Container {
-    let c = full_set_container(name, &["-v", &mount(secrets)]);
+fn plain_member(major: u32, name: &str, secrets: &tempfile::TempDir) -> Container {
+    let c = full_set_container(major, name, &["-v", &mount(secrets)]);
     c.wait_for("the plain run's leader", Duration::from_secs(240), |c| {
         c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/primary"]).0
     });
@@ -127,6 +128,16 @@ fn bootstrap_status(c: &Container) -> serde_json::Value {
 #[test]
 #[ignore = "slow tier: needs root and Podman"]
 fn full_set_plain_run_smokes_and_keys() {
+    plain_run_smokes_and_keys(15);
+}
+
+#[test]
+#[ignore = "slow tier: needs root, Podman and the PostgreSQL 17 stand-in"]
+fn full_set_17_plain_run_smokes_and_keys() {
+    plain_run_smokes_and_keys(17);
+}
+
+fn plain_run_smokes_and_keys(major: u32) {
     let start = Instant::now();
     let secrets = secrets();
 
@@ -134,7 +145,7 @@ fn full_set_plain_run_smokes_and_keys() {
     // pg_net, pgsodium, supabase_vault and pg_cron, so the bootstrap creates
     // its extensions and Patroni elects the member.
     let t = Instant::now();
-    let a = plain_member("full-set-a", &secrets);
+    let a = plain_member(major, "full-set-a", &secrets);
     eprintln!("plain run: leader after {:?}", t.elapsed());
     let status = bootstrap_status(&a);
     assert_eq!(status["in_recovery"], false, "{status}");
@@ -157,15 +168,32 @@ fn full_set_plain_run_smokes_and_keys() {
     assert_eq!(sql(&a, "SHOW wal_level;"), "logical");
     assert_eq!(sql(&a, "SHOW cron.database_name;"), "postgres");
 
-    // Lean: no compiler, no build tools, no -dev headers, no apt lists or caches.
-    let (_, lean) = a.exec(&[
+    // Lean: no compiler, no build tools, no -dev headers, no apt lists or
+    // caches that the base does not have (trixie's postgresql-common depends on
+    // postgresql-common-dev: the stand-in of 17 has it, as Debian's packages
+    // of PostgreSQL do; the image adds nothing).
+    let probe = format!(
+        "command -v gcc cc make || true; ls /usr/include/postgresql/{major}/server 2>/dev/null | head -1; \
+         ls /var/lib/apt/lists | grep -v -e '^lock$' -e '^partial$'; ls /var/cache/apt/*.bin 2>/dev/null; \
+         dpkg -l | awk '/^ii/ && $2 ~ /-dev(:|$)/ {{print $2}}'"
+    );
+    let (_, lean) = a.exec(&["sh", "-c", &probe]);
+    let base = images::run(images::podman_cmd().args([
+        "run",
+        "--rm",
+        &images::spilo_standin_of(major),
         "sh",
         "-c",
-        "command -v gcc cc make || true; ls /usr/include/postgresql/15/server 2>/dev/null | head -1; \
-         ls /var/lib/apt/lists | grep -v -e '^lock$' -e '^partial$'; ls /var/cache/apt/*.bin 2>/dev/null; \
-         dpkg -l | awk '/^ii/ && $2 ~ /-dev(:|$)/ {print $2}'",
-    ]);
-    assert_eq!(lean.trim(), "", "left in the image: {lean}");
+        &probe,
+    ]));
+    let added: Vec<&str> = lean
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !base.lines().any(|b| b == *l))
+        .collect();
+    assert!(
+        added.is_empty(),
+        "left in the image, not in the base: {added:?}\n(the base has: {base})"
+    );
 
     // Every smoke of the image, as the build manifest carries it.
     let (ok, manifest) = a.exec(&["cat", "/etc/pgha/build-manifest.json"]);
@@ -201,7 +229,7 @@ fn full_set_plain_run_smokes_and_keys() {
 
     // A second member of the image with the same key file derives the same
     // keys (a failover keeps encrypted data readable).
-    let b = plain_member("full-set-b", &secrets);
+    let b = plain_member(major, "full-set-b", &secrets);
     let derive = "SELECT encode(pgsodium.derive_key(7), 'hex');";
     let (ka, kb) = (sql(&a, derive), sql(&b, derive));
     assert_eq!(ka.len(), 64, "{ka}");
@@ -240,9 +268,22 @@ fn full_set_plain_run_smokes_and_keys() {
 #[test]
 #[ignore = "slow tier: needs root and Podman"]
 fn supabase_grants_by_behaviour() {
+    grants_by_behaviour(15);
+}
+
+/// On 17 too: PostgreSQL 16 changed what CREATEROLE may do (a role's
+/// creator needs ADMIN OPTION to grant it), which the bootstrap's grants
+/// must survive.
+#[test]
+#[ignore = "slow tier: needs root, Podman and the PostgreSQL 17 stand-in"]
+fn supabase_grants_by_behaviour_17() {
+    grants_by_behaviour(17);
+}
+
+fn grants_by_behaviour(major: u32) {
     let start = Instant::now();
     let secrets = secrets();
-    let a = plain_member("full-set-grants", &secrets);
+    let a = plain_member(major, "full-set-grants", &secrets);
 
     // pgsodium, as Supabase grants it: service_role encrypts and decrypts
     // with a key derived from the root key, and makes keys of its own.
@@ -386,11 +427,22 @@ fn supabase_grants_by_behaviour() {
 #[test]
 #[ignore = "slow tier: needs root and Podman"]
 fn preload_missing_pg_net_is_pending_then_created() {
+    preload_missing_pg_net(15);
+}
+
+#[test]
+#[ignore = "slow tier: needs root, Podman and the PostgreSQL 17 stand-in"]
+fn preload_missing_pg_net_is_pending_then_created_17() {
+    preload_missing_pg_net(17);
+}
+
+fn preload_missing_pg_net(major: u32) {
     let start = Instant::now();
     let secrets = secrets();
     let without_pg_net = "pg_stat_statements,pg_cron,pgsodium,supabase_vault";
     let conf = format!("{{postgresql: {{parameters: {{shared_preload_libraries: '{without_pg_net}'}}}}}}");
     let c = full_set_container(
+        major,
         "full-set-nopreload",
         &[
             "-v",

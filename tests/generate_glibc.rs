@@ -14,7 +14,7 @@ use std::process::Command;
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_pgha-bootstrap");
 
 fn spilo() -> BaseImage {
-    BaseImage::resolve(DEFAULT_BASE_IMAGE, &BaseOverrides::default()).unwrap()
+    BaseImage::resolve(DEFAULT_BASE_IMAGE, &BaseOverrides::default(), None).unwrap()
 }
 
 #[test]
@@ -92,6 +92,7 @@ fn a_binary_needing_a_newer_glibc_is_refused_with_a_hint() {
             glibc: Some("2.36".into()),
             ..Default::default()
         },
+        None,
     )
     .unwrap();
     check_bootstrap_bin(&bin, &newer).unwrap();
@@ -100,7 +101,7 @@ fn a_binary_needing_a_newer_glibc_is_refused_with_a_hint() {
     let out = dir.path().join("out");
     let o = assert_cmd::Command::cargo_bin("pgha-image")
         .unwrap()
-        .args(["generate", "--extensions", "pg_cron", "--out"])
+        .args(["generate", "--no-probe", "--extensions", "pg_cron", "--out"])
         .arg(&out)
         .arg("--bootstrap-bin")
         .arg(&bin)

@@ -97,6 +97,10 @@ fn plan(catalog: &Catalog) -> BuildPlan {
             base_image: Some("localhost/pgha-test/spilo-standin:15".into()),
             pg_majors: vec![15],
             extensions: Some(vec!["testext".into()]),
+            base_overrides: context::BaseOverrides {
+                preload: Some(vec!["pg_stat_statements".into()]),
+                ..Default::default()
+            },
             ..Default::default()
         },
     )
@@ -305,7 +309,13 @@ fn cli_generates_from_real_upstream_sources() {
         let o = assert_cmd::Command::cargo_bin("pgha-image")
             .unwrap()
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["generate", "--out"])
+            .args([
+                "generate",
+                "--no-probe",
+                "--base-preload",
+                "pg_stat_statements",
+                "--out",
+            ])
             .arg(dir.path().join(out))
             .args([
                 "--base-image",
@@ -337,7 +347,14 @@ fn cli_generates_from_real_upstream_sources() {
     // --json names the extensions and the digest.
     let o = assert_cmd::Command::cargo_bin("pgha-image")
         .unwrap()
-        .args(["generate", "--json", "--out"])
+        .args([
+            "generate",
+            "--no-probe",
+            "--base-preload",
+            "pg_stat_statements",
+            "--json",
+            "--out",
+        ])
         .arg(dir.path().join("three"))
         .args([
             "--base-image",
@@ -368,7 +385,13 @@ fn cli_generates_from_real_upstream_sources() {
     let fresh_cache = dir.path().join("fresh-cache");
     let o = assert_cmd::Command::cargo_bin("pgha-image")
         .unwrap()
-        .args(["generate", "--out"])
+        .args([
+            "generate",
+            "--no-probe",
+            "--base-preload",
+            "pg_stat_statements",
+            "--out",
+        ])
         .arg(dir.path().join("four"))
         .args([
             "--base-image",
@@ -491,8 +514,13 @@ fn the_generate_pipeline_is_one_library_call() {
             base_image: Some("localhost/pgha-test/spilo-standin:15".into()),
             pg_majors: vec![15],
             extensions: Some(vec!["testext".into()]),
+            base_overrides: context::BaseOverrides {
+                preload: Some(vec!["pg_stat_statements".into()]),
+                ..Default::default()
+            },
             ..Default::default()
         },
+        probe: pipeline::BaseProbe::Off,
         bootstrap_bin: PathBuf::from(BOOTSTRAP),
         fetch: FetchOptions {
             cache_dir: f.dir.path().join(if offline { "empty-cache" } else { "cache" }),

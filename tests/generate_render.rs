@@ -170,8 +170,22 @@ fn standin_base_needs_pg_and_renders_against_debian() {
     assert_eq!(e.exit_code(), ExitCode::Usage);
     assert!(e.hint().unwrap().contains("--pg"));
 
+    // Its own preload list is unknown: refused, naming the flag.
+    let e = plan(PlanRequest {
+        pg_majors: vec![15],
+        ..req.clone()
+    })
+    .unwrap_err();
+    assert!(matches!(e, ContextError::PreloadUnknown { .. }), "{e}");
+    assert_eq!(e.exit_code(), ExitCode::Usage);
+    assert!(e.hint().unwrap().contains("--base-preload"), "{e}");
+
     let p = plan(PlanRequest {
         pg_majors: vec![15],
+        base_overrides: pgha_image::context::BaseOverrides {
+            preload: Some(vec!["pg_stat_statements".into()]),
+            ..Default::default()
+        },
         ..req
     })
     .unwrap();
@@ -180,7 +194,7 @@ fn standin_base_needs_pg_and_renders_against_debian() {
         "{:?}",
         p.notes
     );
-    // An unknown base's own preload list is not guessed.
+    // The base's list as told, then what the selection needs.
     assert_eq!(p.preload, ["pg_stat_statements", "pg_cron"]);
     let files = render::render(&p).unwrap();
     let df = file(&files, "Dockerfile");
@@ -298,6 +312,7 @@ fn explicit_versions_and_digest_bases() {
         extensions: Some(vec!["pg_net".into()]),
         base_overrides: pgha_image::context::BaseOverrides {
             libs: [("libcurl".to_string(), "8.5".to_string())].into(),
+            preload: Some(vec!["pg_stat_statements".into()]),
             ..Default::default()
         },
         ..Default::default()
@@ -459,5 +474,46 @@ fn rendered_bootstrap_config_is_accepted_by_pgha_bootstrap() {
             cfg.connection.socket_dir,
             std::path::PathBuf::from("/run/postgresql")
         );
+        // The default set's members left out: what `status` and `check` print.
+        let lines = cfg.extensions.left_out_lines();
+        assert_eq!(lines.len(), p.left_out.len(), "{text}");
+        for l in &p.left_out {
+            assert!(
+                lines.iter().any(|x| x.contains(&l.name) && x.contains(&l.reason)),
+                "{lines:?}"
+            );
+        }
     }
+    // `-NAME` says why.
+    let p = plan(PlanRequest {
+        extensions: Some(vec!["default".into(), "-pg_graphql".into(), "+pgtap".into()]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(p.extensions.iter().any(|e| e.name == "pgtap"));
+    assert!(!p.extensions.iter().any(|e| e.name == "pg_graphql"));
+    assert_eq!(p.left_out.len(), 1);
+    assert_eq!(p.left_out[0].reason, "left out by -pg_graphql in the selection");
+    let files = render::render(&p).unwrap();
+    let cfg = pgha_image::bootstrap::config::Config::parse(file(&files, "config/bootstrap.toml")).unwrap();
+    assert_eq!(
+        cfg.extensions.left_out_lines(),
+        [
+            "note: the image was built without the default set's pg_graphql: left out by -pg_graphql in the selection"
+        ]
+    );
+    // A misspelt `-NAME` is refused with a suggestion; leaving out what another needs is refused.
+    let e = plan(PlanRequest {
+        extensions: Some(vec!["default".into(), "-pg_grapql".into()]),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("did you mean \"pg_graphql\""), "{e}");
+    let e = plan(PlanRequest {
+        extensions: Some(vec!["index_advisor".into(), "-hypopg".into()]),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Usage);
+    assert!(e.to_string().contains("hypopg is left out"), "{e}");
 }

@@ -157,6 +157,7 @@ fn ids(o: &Outcome) -> Vec<String> {
 fn one_member_ids() -> Vec<String> {
     let mut v: Vec<String> = [
         "image.labels",
+        "image.left-out",
         "hygiene.build-tools",
         "hygiene.apt",
         "hygiene.secrets",

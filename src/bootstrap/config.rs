@@ -140,6 +140,9 @@ pub struct Extensions {
     /// bootstrap; the next promotion or `apply` creates it once it is.
     /// Optional in the file: absent means [`default_preload`].
     pub preload: BTreeMap<String, String>,
+    /// Members of the default Supabase set the image was built without, and
+    /// why (name = reason): `status` and `check` say so, as information.
+    pub left_out: BTreeMap<String, String>,
 }
 
 /// Which extensions need their library preloaded, from pgha-image's
@@ -164,7 +167,18 @@ impl Default for Extensions {
             create: DEFAULT_CREATE.iter().map(|s| s.to_string()).collect(),
             required: DEFAULT_REQUIRED.iter().map(|s| s.to_string()).collect(),
             preload: default_preload(),
+            left_out: BTreeMap::new(),
         }
+    }
+}
+
+impl Extensions {
+    /// One informational line per default-set member the image lacks.
+    pub fn left_out_lines(&self) -> Vec<String> {
+        self.left_out
+            .iter()
+            .map(|(name, why)| format!("note: the image was built without the default set's {name}: {why}"))
+            .collect()
     }
 }
 

@@ -360,6 +360,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
                 ),
             ));
         }
+        match (v.provenance, v.confirmed_by.is_empty()) {
+            (Provenance::Independent, true) => {
+                return Err(at(
+                    span,
+                    format!(
+                        "version {}: provenance = \"independent\" needs confirmed_by (the records \
+                         that agree with the digest); hint: say \"reproduced-only\" when none does",
+                        v.version
+                    ),
+                ));
+            }
+            (Provenance::ReproducedOnly, false) => {
+                return Err(at(
+                    span,
+                    format!(
+                        "version {}: confirmed_by lists records, but provenance = \"reproduced-only\"; \
+                         hint: say \"independent\"",
+                        v.version
+                    ),
+                ));
+            }
+            _ => {}
+        }
         versions.push(Version {
             version: v.version,
             source: Source {
@@ -419,7 +442,7 @@ fn valid_version(v: &str) -> bool {
 }
 
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

@@ -5,6 +5,7 @@
 //! stages after it ([`crate::fetch`], [`crate::context`]).
 
 mod load;
+pub(crate) use load::line_of;
 pub mod model;
 
 pub use model::*;
@@ -50,6 +51,8 @@ pub enum CatalogError {
         /// Each unknown name and the closest known one.
         names: Vec<(String, Option<String>)>,
     },
+    #[error("{name} is left out (-{name}) but {by} requires it")]
+    ExcludedButRequired { name: String, by: String },
     #[error("conflicting versions of {name}: {name}@{first} and {name}@{second}")]
     Conflict {
         name: String,
@@ -107,6 +110,9 @@ impl Diagnostic for CatalogError {
                 "`pgha-image extensions list` shows the catalog's extensions; contrib extensions \
                 (pgcrypto, uuid-ossp, pg_stat_statements, …) come with PostgreSQL and are not listed"
                     .into()
+            }
+            CatalogError::ExcludedButRequired { name, by } => {
+                format!("leave {by} out as well (-{by}), or keep {name}")
             }
             CatalogError::Conflict { name, .. } => format!(
                 "an image holds one version of each extension: ask for one (--extensions {name}@VERSION)"
@@ -171,7 +177,8 @@ pub struct Selected<'a> {
 /// What to select from the catalog.
 #[derive(Debug, Clone, Default)]
 pub struct SelectRequest {
-    /// `name` or `name@version`, or the words `default` / `all`. None: the default set.
+    /// `name`, `+name` or `name@version`, the words `default` / `all`, or
+    /// `-name` (left out of what the others select). None: the default set.
     pub names: Option<Vec<String>>,
     /// The PostgreSQL majors the image is built for; each selected extension must support them all.
     pub pg_majors: Vec<u32>,
@@ -296,7 +303,7 @@ impl Catalog {
     }
 
     /// The extensions of the default Supabase set.
-    fn default_set(&self) -> impl Iterator<Item = &Extension> {
+    pub fn default_set(&self) -> impl Iterator<Item = &Extension> {
         self.iter().filter(|e| e.set == Set::Default)
     }
 
@@ -306,6 +313,7 @@ impl Catalog {
     pub fn select(&self, req: &SelectRequest) -> Result<Vec<Selected<'_>>, CatalogError> {
         // name -> explicitly requested version
         let mut wanted: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut excluded: Vec<String> = Vec::new();
         match &req.names {
             None => {
                 for e in self.default_set() {
@@ -315,6 +323,18 @@ impl Catalog {
             Some(names) => {
                 let mut unknown: Vec<(String, Option<String>)> = Vec::new();
                 for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+                    if let Some(name) = n.strip_prefix('-') {
+                        let name = name.trim();
+                        if !self.extensions.contains_key(name) {
+                            if !unknown.iter().any(|(u, _)| u == name) {
+                                unknown.push((name.to_string(), self.closest(name)));
+                            }
+                        } else if !excluded.iter().any(|e| e == name) {
+                            excluded.push(name.to_string());
+                        }
+                        continue;
+                    }
+                    let n = n.strip_prefix('+').map(str::trim).unwrap_or(n);
                     match n {
                         "default" => self.default_set().for_each(|e| {
                             wanted.entry(e.name.clone()).or_insert(None);
@@ -366,10 +386,25 @@ impl Catalog {
                 }
             }
         }
+        if wanted.is_empty() && !excluded.is_empty() {
+            // Only `-name`s: they leave names out of the default set.
+            for e in self.default_set() {
+                wanted.insert(e.name.clone(), None);
+            }
+        }
+        for name in &excluded {
+            wanted.remove(name);
+        }
         // Close over requirements that the catalog knows (others, like pgcrypto, are contrib).
         let mut queue: Vec<String> = wanted.keys().cloned().collect();
         while let Some(n) = queue.pop() {
             for r in &self.get(&n)?.requires {
+                if excluded.contains(r) {
+                    return Err(CatalogError::ExcludedButRequired {
+                        name: r.clone(),
+                        by: n.clone(),
+                    });
+                }
                 if self.extensions.contains_key(r) && !wanted.contains_key(r) {
                     wanted.insert(r.clone(), None);
                     queue.push(r.clone());

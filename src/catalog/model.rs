@@ -153,6 +153,15 @@ pub struct Source {
 }
 
 impl Source {
+    /// Whether an independent record agrees with the pinned digest
+    /// (`provenance = "independent"`, which the loader only accepts with a
+    /// `confirmed_by`); an unconfirmed one was only reproduced by downloading.
+    pub fn is_confirmed(&self) -> bool {
+        self.provenance == Provenance::Independent && !self.confirmed_by.is_empty()
+    }
+}
+
+impl Source {
     /// The upstream file's suffix, e.g. `.tar.gz` or `.deb`.
     pub fn suffix(&self) -> &'static str {
         let path = self.url.split(['?', '#']).next().unwrap_or(&self.url);

@@ -1,18 +1,20 @@
-//! What we know about base images, without pulling them (no registry is
-//! reachable while generating): the Spilo tags of `spilo-contract.md`, and a
-//! documented assumption for anything else.
+//! What we know about the base image, and where each fact came from.
 //!
-//! - A known Spilo tag (`ghcr.io/zalando/spilo-16:3.2-p2`, …) gives its OS,
-//!   glibc, libcurl, PostgreSQL majors and main major from the table below.
-//! - A `spilo-NN` repository with another tag or a `@sha256:` digest is taken
-//!   as the Spilo family of that repository: Ubuntu 22.04, main major NN, the
-//!   majors every Spilo tag of that repository has.
-//! - Anything else is an unknown base: it needs `--pg`, and is assumed to be
-//!   Ubuntu-22.04-like (glibc 2.35, libcurl 7.81) — the oldest libraries any
-//!   supported base has, so that what builds and runs there also does on a
-//!   newer base — unless `--base-glibc` / `--base-lib` say otherwise. Its own
-//!   `shared_preload_libraries` are unknown: empty unless `--base-preload`.
+//! - **probe**: read from the base itself ([`super::probe`]): what `generate`
+//!   and `build` use whenever an engine is there. It wins over the table.
+//! - **flag**: `--base-glibc`, `--base-lib`, `--base-preload` win over the
+//!   probe; a flag that disagrees with the probe is a warning naming both.
+//! - **table**: the Spilo tags of `spilo-contract.md`, kept as a cross-check
+//!   of the probe (a disagreement is a note) and for `generate --no-probe`
+//!   (no engine asked): a known tag gives its OS, glibc, libcurl, majors,
+//!   main major and Spilo's preload list; a `spilo-NN` repository with
+//!   another tag or a digest is taken as that Spilo family.
+//! - **assumed**: anything else without a probe is taken as
+//!   Ubuntu-22.04-like (glibc 2.35, libcurl 7.81, the oldest libraries any
+//!   supported base has); its majors and its own preload list are unknown
+//!   (the plan then asks for `--pg` and `--base-preload`).
 
+use super::probe::BaseFacts;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -133,6 +135,15 @@ impl ImageRef {
     }
 }
 
+fn list(majors: Option<&[u32]>) -> String {
+    majors
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What the generator knows (or assumes) about the base image.
 #[derive(Debug, Clone, Serialize)]
 pub struct BaseImage {
@@ -149,8 +160,36 @@ pub struct BaseImage {
     pub pg_majors: Option<Vec<u32>>,
     /// The major whose binaries are on PATH; None when unknown.
     pub main_major: Option<u32>,
-    /// The base's own `shared_preload_libraries`.
-    pub preload: Vec<String>,
+    /// The base's own `shared_preload_libraries`; None: unknown.
+    pub preload: Option<Vec<String>>,
+    /// Where each fact came from: `os`, `glibc`, `lib.<name>`, `majors`,
+    /// `main major`, `preload` → probe, flag, table or assumed.
+    pub sources: BTreeMap<String, FactSource>,
+    /// What the probe read (None with `--no-probe` or without an engine).
+    pub probed: Option<BaseFacts>,
+    /// Flags that disagree with the probe, and table entries that do.
+    pub warnings: Vec<String>,
+}
+
+/// Where a fact about the base came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FactSource {
+    Probe,
+    Flag,
+    Table,
+    Assumed,
+}
+
+impl std::fmt::Display for FactSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FactSource::Probe => "probe",
+            FactSource::Flag => "flag",
+            FactSource::Table => "table",
+            FactSource::Assumed => "assumed",
+        })
+    }
 }
 
 /// What the user told us about a base we do not know.
@@ -163,8 +202,13 @@ pub struct BaseOverrides {
 }
 
 impl BaseImage {
-    /// Resolve a reference into what we know about it.
-    pub fn resolve(reference: &str, overrides: &BaseOverrides) -> Result<Self, String> {
+    /// Resolve a reference into what we know about it: the table's entry
+    /// (or the assumption), then the probe's facts over it, then the flags.
+    pub fn resolve(
+        reference: &str,
+        overrides: &BaseOverrides,
+        probed: Option<&BaseFacts>,
+    ) -> Result<Self, String> {
         let image = ImageRef::parse(reference)?;
         let repo_major = image
             .repository()
@@ -186,7 +230,10 @@ impl BaseImage {
                 libs: [("libcurl".to_string(), LIBCURL_2204.to_string())].into(),
                 pg_majors: Some((k.pg_min..=k.repo_major).collect()),
                 main_major: Some(k.repo_major),
-                preload: SPILO_PRELOAD.iter().map(|s| s.to_string()).collect(),
+                preload: Some(SPILO_PRELOAD.iter().map(|s| s.to_string()).collect()),
+                sources: BTreeMap::new(),
+                probed: None,
+                warnings: Vec::new(),
                 image,
             },
             (None, Some(m)) => {
@@ -206,7 +253,10 @@ impl BaseImage {
                     libs: [("libcurl".to_string(), LIBCURL_2204.to_string())].into(),
                     pg_majors: Some((pg_min..=m).collect()),
                     main_major: Some(m),
-                    preload: SPILO_PRELOAD.iter().map(|s| s.to_string()).collect(),
+                    preload: Some(SPILO_PRELOAD.iter().map(|s| s.to_string()).collect()),
+                    sources: BTreeMap::new(),
+                    probed: None,
+                    warnings: Vec::new(),
                     image,
                 }
             }
@@ -218,24 +268,139 @@ impl BaseImage {
                 libs: [("libcurl".to_string(), LIBCURL_2204.to_string())].into(),
                 pg_majors: None,
                 main_major: None,
-                preload: Vec::new(),
+                preload: None,
+                sources: BTreeMap::new(),
+                probed: None,
+                warnings: Vec::new(),
                 image,
             },
         };
-        if let Some(g) = &overrides.glibc {
-            base.glibc = g.clone();
+        let table = if base.knowledge == BaseKnowledge::Unknown {
+            FactSource::Assumed
+        } else {
+            FactSource::Table
+        };
+        for k in ["os", "glibc", "majors", "main major", "preload"] {
+            base.sources.insert(k.to_string(), table);
         }
-        for (k, v) in &overrides.libs {
-            base.libs.insert(k.clone(), v.clone());
+        for k in base.libs.keys() {
+            base.sources.insert(format!("lib.{k}"), table);
         }
-        if let Some(p) = &overrides.preload {
-            base.preload = p.clone();
+        if base.pg_majors.is_none() {
+            base.sources.remove("majors");
+            base.sources.remove("main major");
         }
+        if base.preload.is_none() {
+            base.sources.remove("preload");
+        }
+        if let Some(f) = probed {
+            base.apply_probe(f);
+        }
+        base.apply_flags(overrides);
         Ok(base)
     }
 
-    pub fn is_known(&self) -> bool {
-        !matches!(self.knowledge, BaseKnowledge::Unknown)
+    /// The probe's facts over the table's: a table entry that disagrees is a note.
+    fn apply_probe(&mut self, f: &BaseFacts) {
+        let cross_check = self.knowledge != BaseKnowledge::Unknown;
+        let set = |base: &mut Self, key: &str, have: String, probed: String| {
+            if cross_check && have != probed && base.sources.get(key) == Some(&FactSource::Table) {
+                base.warnings.push(format!(
+                    "the probe of {} says {key} {probed}, the built-in table says {have}: using the probe",
+                    base.reference
+                ));
+            }
+            base.sources.insert(key.to_string(), FactSource::Probe);
+        };
+        if let Some(os) = &f.os {
+            set(self, "os", self.os.clone(), os.clone());
+            self.os = os.clone();
+        }
+        if let Some(g) = &f.glibc {
+            set(self, "glibc", self.glibc.clone(), g.clone());
+            self.glibc = g.clone();
+        }
+        for (k, v) in &f.libs {
+            let have = self.libs.get(k).cloned().unwrap_or_default();
+            set(self, &format!("lib.{k}"), have, v.clone());
+            self.libs.insert(k.clone(), v.clone());
+        }
+        if !f.majors.is_empty() {
+            let majors: Vec<u32> = f.majors.keys().copied().collect();
+            set(
+                self,
+                "majors",
+                list(self.pg_majors.as_deref()),
+                list(Some(&majors)),
+            );
+            self.pg_majors = Some(majors);
+        }
+        if let Some(m) = f.main_major.or_else(|| f.majors.keys().next_back().copied()) {
+            let have = self.main_major.map(|m| m.to_string()).unwrap_or_default();
+            set(self, "main major", have, m.to_string());
+            self.main_major = Some(m);
+        }
+        match &f.preload {
+            Some(p) => {
+                let have = self.preload.as_ref().map(|p| p.join(",")).unwrap_or_default();
+                set(self, "preload", have, p.join(","));
+                self.preload = Some(p.clone());
+            }
+            // The probe could not compute it: the table's guess is not the base's word.
+            None => {
+                self.preload = None;
+                self.sources.remove("preload");
+            }
+        }
+        self.probed = Some(f.clone());
+    }
+
+    /// The user's flags win; one that disagrees with the probe is a warning naming both.
+    fn apply_flags(&mut self, o: &BaseOverrides) {
+        let probed = self.probed.clone();
+        let flag = |base: &mut Self, key: &str, flag: &str, probe: Option<String>, value: &str| {
+            if let Some(p) = probe.filter(|p| p != value) {
+                base.warnings.push(format!(
+                    "{flag} says {value}, the probe of {} says {p}: using {value} (the flag)",
+                    base.reference
+                ));
+            }
+            base.sources.insert(key.to_string(), FactSource::Flag);
+        };
+        if let Some(g) = &o.glibc {
+            let p = probed.as_ref().and_then(|f| f.glibc.clone());
+            flag(self, "glibc", &format!("--base-glibc {g}"), p, g);
+            self.glibc = g.clone();
+        }
+        for (k, v) in &o.libs {
+            let p = probed.as_ref().and_then(|f| f.libs.get(k).cloned());
+            flag(self, &format!("lib.{k}"), &format!("--base-lib {k}={v}"), p, v);
+            self.libs.insert(k.clone(), v.clone());
+        }
+        if let Some(list) = &o.preload {
+            let p = probed
+                .as_ref()
+                .and_then(|f| f.preload.as_ref().map(|p| p.join(",")));
+            let value = list.join(",");
+            flag(self, "preload", &format!("--base-preload {value}"), p, &value);
+            self.preload = Some(list.clone());
+        }
+    }
+
+    /// Where `fact` came from, for `plan`.
+    pub fn source_of(&self, fact: &str) -> Option<FactSource> {
+        self.sources.get(fact).copied()
+    }
+
+    /// The version of `extension` the base provides for `major` (probed).
+    pub fn provided_version(&self, major: u32, extension: &str) -> Option<&str> {
+        self.probed
+            .as_ref()?
+            .majors
+            .get(&major)?
+            .extensions
+            .get(extension)
+            .map(String::as_str)
     }
 
     /// One line for humans, e.g. "Spilo 3.2-p2 (Ubuntu 22.04, glibc 2.35, PostgreSQL 11-16, main 16)".
@@ -243,6 +408,7 @@ impl BaseImage {
         let what = match &self.knowledge {
             BaseKnowledge::KnownSpilo { tag, patroni } => format!("Spilo {tag}, Patroni {patroni}"),
             BaseKnowledge::SpiloFamily => "a Spilo image not in the known table".to_string(),
+            BaseKnowledge::Unknown if self.probed.is_some() => "probed".to_string(),
             BaseKnowledge::Unknown => "an unknown base".to_string(),
         };
         let majors = match &self.pg_majors {
@@ -295,17 +461,18 @@ mod tests {
 
     #[test]
     fn knows_spilo_tags() {
-        let b = BaseImage::resolve(DEFAULT_BASE_IMAGE, &Default::default()).unwrap();
+        let b = BaseImage::resolve(DEFAULT_BASE_IMAGE, &Default::default(), None).unwrap();
         assert!(matches!(b.knowledge, BaseKnowledge::KnownSpilo { .. }));
         assert_eq!(b.main_major, Some(16));
         assert_eq!(b.pg_majors, Some((11..=16).collect()));
         assert_eq!(b.libs["libcurl"], "7.81");
         assert_eq!(b.glibc, "2.35");
-        let b = BaseImage::resolve("ghcr.io/zalando/spilo-17:4.0-p2", &Default::default()).unwrap();
+        let b = BaseImage::resolve("ghcr.io/zalando/spilo-17:4.0-p2", &Default::default(), None).unwrap();
         assert_eq!(b.pg_majors, Some((13..=17).collect()));
         let b = BaseImage::resolve(
             &format!("ghcr.io/zalando/spilo-16@sha256:{}", "b".repeat(64)),
             &Default::default(),
+            None,
         )
         .unwrap();
         assert_eq!(b.knowledge, BaseKnowledge::SpiloFamily);
@@ -315,17 +482,49 @@ mod tests {
 
     #[test]
     fn unknown_base_is_assumed_ubuntu_like_unless_told() {
-        let b = BaseImage::resolve("localhost/pgha-test/spilo-standin:15", &Default::default()).unwrap();
+        let b =
+            BaseImage::resolve("localhost/pgha-test/spilo-standin:15", &Default::default(), None).unwrap();
         assert_eq!(b.knowledge, BaseKnowledge::Unknown);
         assert_eq!((b.glibc.as_str(), b.libs["libcurl"].as_str()), ("2.35", "7.81"));
-        assert!(b.preload.is_empty() && b.main_major.is_none());
+        assert!(b.preload.is_none() && b.main_major.is_none());
         let o = BaseOverrides {
             glibc: Some("2.36".into()),
             libs: [("libcurl".to_string(), "7.88".to_string())].into(),
             preload: Some(vec!["pg_stat_statements".into()]),
         };
-        let b = BaseImage::resolve("localhost/pgha-test/spilo-standin:15", &o).unwrap();
+        let b = BaseImage::resolve("localhost/pgha-test/spilo-standin:15", &o, None).unwrap();
         assert_eq!((b.glibc.as_str(), b.libs["libcurl"].as_str()), ("2.36", "7.88"));
-        assert_eq!(b.preload, ["pg_stat_statements"]);
+        assert_eq!(
+            b.preload.as_deref(),
+            Some(&["pg_stat_statements".to_string()][..])
+        );
+        assert_eq!(b.source_of("glibc"), Some(FactSource::Flag));
+    }
+
+    #[test]
+    fn the_probe_wins_over_the_table_and_a_flag_over_the_probe_with_a_warning() {
+        let text = "probe=1\nos=Debian GNU/Linux 12\nglibc=2.36\nlib.libcurl=7.88.1\nmain=15\npg=15\n\
+                    ext.15.pg_cron=1.4\npreload=pg_stat_statements,pg_cron\ndone=1\n";
+        let f = BaseFacts::parse("sha256:ab", text).unwrap();
+        let b = BaseImage::resolve("localhost/x/spilo-standin:15", &Default::default(), Some(&f)).unwrap();
+        assert_eq!((b.glibc.as_str(), b.main_major), ("2.36", Some(15)));
+        assert_eq!(b.source_of("preload"), Some(FactSource::Probe));
+        assert_eq!(b.provided_version(15, "pg_cron"), Some("1.4"));
+        assert!(b.warnings.is_empty(), "{:?}", b.warnings);
+        let o = BaseOverrides {
+            glibc: Some("2.35".into()),
+            ..Default::default()
+        };
+        let b = BaseImage::resolve("localhost/x/spilo-standin:15", &o, Some(&f)).unwrap();
+        assert_eq!(b.glibc, "2.35");
+        assert!(b.warnings[0].contains("--base-glibc 2.35") && b.warnings[0].contains("2.36"));
+        // A known tag whose probe disagrees: the probe wins, with a note.
+        let b = BaseImage::resolve(DEFAULT_BASE_IMAGE, &Default::default(), Some(&f)).unwrap();
+        assert_eq!(b.pg_majors, Some(vec![15]));
+        assert!(
+            b.warnings
+                .iter()
+                .any(|w| w.contains("glibc 2.36") && w.contains("2.35"))
+        );
     }
 }

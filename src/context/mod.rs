@@ -14,11 +14,13 @@ pub mod base;
 pub mod glibc;
 pub mod pack;
 pub mod plan;
+pub mod probe;
 pub mod render;
 
 pub use base::{BaseImage, BaseOverrides, DEFAULT_BASE_IMAGE};
 pub use pack::Generated;
-pub use plan::{BuildPlan, PlanRequest, PlannedExtension};
+pub use plan::{BuildPlan, LeftOut, PlanRequest, PlannedExtension};
+pub use probe::BaseFacts;
 
 use crate::catalog::CatalogError;
 use crate::error::{Diagnostic, ExitCode};
@@ -60,6 +62,12 @@ pub enum ContextError {
         image: String,
         available: String,
     },
+    #[error(
+        "the base image {image}'s own shared_preload_libraries {}: an image built on it would drop \
+         that list or its own",
+        if *probed { "cannot be read from it (no Spilo configuration script with its table)" } else { "is unknown" }
+    )]
+    PreloadUnknown { image: String, probed: bool },
     #[error("--from-source {name}: {reason}")]
     FromSource { name: String, reason: String },
     #[error("server setting {setting} is wanted {wanted}")]
@@ -140,6 +148,12 @@ impl Diagnostic for ContextError {
             ContextError::MajorNotInBase { .. } => {
                 Some("choose --pg among the base's majors, or a base image that has that major".into())
             }
+            ContextError::PreloadUnknown { .. } => Some(
+                "pass --base-preload LIST with the libraries the base preloads by itself (e.g. \
+                 --base-preload pg_stat_statements; `SHOW shared_preload_libraries` in a server of the base \
+                 says it), or `base_preload = [...]` in pgha.toml"
+                    .into(),
+            ),
             ContextError::FromSource { .. } => Some(
                 "--from-source takes selected extensions that the base provides and the catalog can build \
                  (`pgha-image extensions show NAME`)"

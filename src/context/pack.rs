@@ -261,6 +261,8 @@ pub fn pack(
         }),
         source_date_epoch: epoch,
         notes: plan.notes.clone(),
+        left_out: plan.left_out.clone(),
+        inputs: Some(plan.inputs.clone()),
         files: files.clone(),
     };
     let inner = to_json(&manifest);

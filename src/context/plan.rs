@@ -5,7 +5,9 @@
 
 use super::ContextError;
 use super::base::{BaseImage, BaseKnowledge, BaseOverrides, DEFAULT_BASE_IMAGE};
-use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest, Selected, Smoke};
+use super::probe::BaseFacts;
+use crate::buildfile::BuildSettings;
+use crate::catalog::{BuildKind, Catalog, Preload, SelectRequest, Selected, Smoke, compare_versions};
 use crate::hash::Sha256Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -50,6 +52,8 @@ pub struct PlanRequest {
     /// None: [`DEFAULT_BASE_IMAGE`].
     pub base_image: Option<String>,
     pub base_overrides: BaseOverrides,
+    /// What the probe read from the base (None: the table and the flags only).
+    pub base_facts: Option<BaseFacts>,
     /// Empty: the base's main major.
     pub pg_majors: Vec<u32>,
     /// `name[@version]` list; None: the default Supabase set.
@@ -108,6 +112,8 @@ pub struct BootstrapPlan {
     pub secrets_dir: String,
     pub create: Vec<String>,
     pub required: Vec<String>,
+    /// The default set's members the image lacks ([`BuildPlan::left_out`]).
+    pub left_out: Vec<LeftOut>,
 }
 
 /// The pgsodium getkey script, when pgsodium is selected.
@@ -144,15 +150,27 @@ pub struct BuildPlan {
     pub embed_spilo_configuration: bool,
     /// Things the user should know (version fallbacks, assumptions).
     pub notes: Vec<String>,
+    /// Things the user should weigh before trusting the image: flags that
+    /// disagree with the base's probe (and the table where it does), and
+    /// built sources whose pinned digest no independent record confirms.
+    pub warnings: Vec<String>,
+    /// Members of the default Supabase set the image does not have, and why.
+    pub left_out: Vec<LeftOut>,
+    /// The inputs as resolved (recorded in the build manifest: `build --like`
+    /// rebuilds from them).
+    pub inputs: BuildSettings,
 }
+
+pub use crate::contract::LeftOut;
 
 impl BuildPlan {
     /// Resolve the base, the majors and the selection into a plan.
     pub fn new(catalog: &Catalog, req: &PlanRequest) -> Result<Self, ContextError> {
         let reference = req.base_image.as_deref().unwrap_or(DEFAULT_BASE_IMAGE);
-        let base = BaseImage::resolve(reference, &req.base_overrides)
+        let base = BaseImage::resolve(reference, &req.base_overrides, req.base_facts.as_ref())
             .map_err(|m| ContextError::BadBaseImage(reference.to_string(), m))?;
         let mut notes = Vec::new();
+        let mut warnings = base.warnings.clone();
 
         let mut majors = req.pg_majors.clone();
         majors.sort_unstable();
@@ -182,7 +200,16 @@ impl BuildPlan {
                 }
             }
         }
+        // No silently broken image: without the base's own list, the image's
+        // list would drop what the base preloads (or ours would be dropped).
+        let Some(base_preload) = base.preload.clone() else {
+            return Err(ContextError::PreloadUnknown {
+                image: base.reference.clone(),
+                probed: base.probed.is_some(),
+            });
+        };
         match &base.knowledge {
+            _ if base.probed.is_some() => {}
             BaseKnowledge::KnownSpilo { .. } => {}
             BaseKnowledge::SpiloFamily => notes.push(format!(
                 "{} is not a Spilo tag this version knows: assuming {}",
@@ -207,6 +234,40 @@ impl BuildPlan {
             pg_majors: majors.clone(),
             base_libs: base.libs.clone(),
         })?;
+
+        // Base-provided extensions the base lacks, or has older than the
+        // catalog's minimum, for a selected major: built from their pinned
+        // source, known now rather than in the image's last stage.
+        let mut from_source = req.from_source.clone();
+        for sel in &selected {
+            let e = sel.extension;
+            let (Some(b), true) = (&e.base, e.build.kind == BuildKind::Base) else {
+                continue;
+            };
+            if base.probed.is_none() || from_source.contains(&e.name) || b.from_source.is_none() {
+                continue;
+            }
+            let short = majors.iter().find_map(|&m| match base.provided_version(m, &e.name) {
+                None => Some(format!("the base has no {} for PostgreSQL {m}", e.name)),
+                Some(have) => b
+                    .min_version
+                    .as_ref()
+                    .filter(|min| compare_versions(have, min) == std::cmp::Ordering::Less)
+                    .map(|min| {
+                        format!(
+                            "the base's {} is {have} for PostgreSQL {m}, older than the catalog's minimum {min}",
+                            e.name
+                        )
+                    }),
+            });
+            if let Some(why) = short {
+                notes.push(format!(
+                    "{why}: the pinned {} {} is built from source",
+                    e.name, sel.version.version
+                ));
+                from_source.push(e.name.clone());
+            }
+        }
 
         for name in &req.from_source {
             let Some(s) = selected.iter().find(|s| &s.extension.name == name) else {
@@ -247,7 +308,7 @@ impl BuildPlan {
         for (k, v) in CONTRACT_SETTINGS {
             add_setting(k, v, "the Supabase contract")?;
         }
-        let mut preload = base.preload.clone();
+        let mut preload = base_preload;
         if !preload.iter().any(|p| p == "pg_stat_statements") {
             // The Supabase contract needs it; it is contrib, in every installation.
             preload.push("pg_stat_statements".into());
@@ -257,7 +318,7 @@ impl BuildPlan {
         for s in &selected {
             let e = s.extension;
             let recipe = match e.build.kind {
-                BuildKind::Base if req.from_source.contains(&e.name) => e
+                BuildKind::Base if from_source.contains(&e.name) => e
                     .base
                     .as_ref()
                     .and_then(|b| b.from_source)
@@ -301,6 +362,17 @@ impl BuildPlan {
             }
             let built = recipe != BuildKind::Base;
             let v = s.version;
+            if built && !v.source.is_confirmed() {
+                warnings.push(format!(
+                    "{} {}: its pinned sha256 ({}…) is unconfirmed: it was only reproduced by \
+                     downloading {}, and no independent record (a distribution's package, another \
+                     project's pin) agrees with it yet",
+                    e.name,
+                    v.version,
+                    &v.source.sha256.to_hex()[..12],
+                    v.source.url
+                ));
+            }
             extensions.push(PlannedExtension {
                 name: e.name.clone(),
                 version: v.version.clone(),
@@ -353,21 +425,7 @@ impl BuildPlan {
                 local_parameters.insert(k, v);
             }
         }
-        // An unknown base's own list is unknown unless --base-preload says it:
-        // the image's defaults then leave the setting to the base (a
-        // Spilo-like base appends its own list), instead of replacing that
-        // list with ours; extensions that need preloading wait as pending
-        // until the deployment sets the full list.
-        if base.is_known() || req.base_overrides.preload.is_some() {
-            local_parameters.insert("shared_preload_libraries".into(), preload.join(","));
-        } else {
-            notes.push(format!(
-                "the preload list of {} is unknown (--base-preload LIST gives it): the image's defaults \
-                 do not set shared_preload_libraries; a deployment sets it to the base's list followed by {}",
-                base.reference,
-                preload.join(",")
-            ));
-        }
+        local_parameters.insert("shared_preload_libraries".into(), preload.join(","));
 
         let has = |n: &str| CONTRIB.contains(&n) || extensions.iter().any(|e| e.name == n);
         let create: Vec<String> = CONTRACT_CREATE
@@ -383,6 +441,18 @@ impl BuildPlan {
         let needs_preload = |n: &str| extensions.iter().any(|e| e.name == n && e.preload.is_some());
         let required: Vec<String> = create.iter().filter(|n| !needs_preload(n)).cloned().collect();
 
+        let left_out = left_out(catalog, req.extensions.as_deref(), &extensions);
+        let o = &req.base_overrides;
+        let inputs = BuildSettings {
+            base: Some(base.reference.clone()),
+            majors: Some(majors.clone()),
+            extensions: Some(req.extensions.clone().unwrap_or_else(|| vec!["default".into()])),
+            from_source: (!req.from_source.is_empty()).then(|| req.from_source.clone()),
+            base_preload: o.preload.clone(),
+            base_glibc: o.glibc.clone(),
+            base_libs: (!o.libs.is_empty()).then(|| o.libs.clone()),
+            ..Default::default()
+        };
         Ok(BuildPlan {
             tool_version: crate::TOOL_VERSION.to_string(),
             base,
@@ -397,11 +467,15 @@ impl BuildPlan {
                 secrets_dir: SECRETS_DIR.to_string(),
                 required,
                 create,
+                left_out: left_out.clone(),
             },
             getkey,
             rust_toolchain: RUST_TOOLCHAIN.to_string(),
             embed_spilo_configuration: req.embed_spilo_configuration,
+            left_out,
+            inputs,
             notes,
+            warnings,
         })
     }
 
@@ -440,4 +514,31 @@ impl BuildPlan {
     pub fn spilo_configuration_value(&self) -> serde_json::Value {
         crate::contract::spilo_configuration(&self.local_parameters, &self.dcs_parameters)
     }
+}
+
+/// The default set's members that `extensions` lacks, each with why: a
+/// `-name` of the selection, or a selection that did not name it.
+fn left_out(
+    catalog: &Catalog,
+    selection: Option<&[String]>,
+    extensions: &[PlannedExtension],
+) -> Vec<LeftOut> {
+    let excluded = |name: &str| {
+        selection
+            .unwrap_or_default()
+            .iter()
+            .any(|n| n.trim().strip_prefix('-').map(str::trim) == Some(name))
+    };
+    catalog
+        .default_set()
+        .filter(|d| !extensions.iter().any(|e| e.name == d.name))
+        .map(|d| LeftOut {
+            name: d.name.clone(),
+            reason: if excluded(&d.name) {
+                format!("left out by -{} in the selection", d.name)
+            } else {
+                "not in the selection (which does not include `default`)".to_string()
+            },
+        })
+        .collect()
 }

@@ -13,6 +13,36 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/dockerfiles")
 
 pub use crate::contract::layout::{BOOTSTRAP_BIN, MERGE_SCRIPT, SPILO_LAUNCH, SPILO_POST_INIT};
 
+/// Headers that PostgreSQL's own server headers include, by the `configure`
+/// option that makes them do so, and the Debian/Ubuntu package that has them:
+/// `utils/pg_locale.h` includes `<unicode/ucol.h>` under `--with-icu`,
+/// `libpq/libpq-be.h` includes `<gssapi/gssapi.h>` under `--with-gssapi` and
+/// `<openssl/ssl.h>` under `--with-openssl`. `postgresql-server-dev-N` does not
+/// depend on them (on bookworm they came through llvm's dependencies, on
+/// trixie they no longer do), so the build stage installs each one whose
+/// option the base's `pg_config --configure` shows, for every major built.
+pub const SERVER_HEADER_PACKAGES: &[ServerHeaders] = &[
+    ServerHeaders {
+        configure_option: "--with-icu",
+        package: "libicu-dev",
+    },
+    ServerHeaders {
+        configure_option: "--with-gssapi",
+        package: "libkrb5-dev",
+    },
+    ServerHeaders {
+        configure_option: "--with-openssl",
+        package: "libssl-dev",
+    },
+];
+
+/// One row of [`SERVER_HEADER_PACKAGES`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ServerHeaders {
+    pub configure_option: &'static str,
+    pub package: &'static str,
+}
+
 /// One file of the context, before packing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {
@@ -51,6 +81,7 @@ struct Ctx<'a> {
     launch_mark: &'static str,
     hook_marker: &'static str,
     merge_script: &'static str,
+    server_headers: &'static [ServerHeaders],
 }
 
 /// The image labels (besides `io.pgha.context-digest`, passed at build time).
@@ -246,6 +277,7 @@ pub fn render(plan: &BuildPlan) -> Result<Vec<RenderedFile>, ContextError> {
         launch_mark: crate::contract::layout::LAUNCH_WRAPPER_MARK,
         hook_marker: crate::contract::markers::HOOK_MARKER,
         merge_script: MERGE_SCRIPT,
+        server_headers: SERVER_HEADER_PACKAGES,
     };
     let mut files = vec![
         RenderedFile {

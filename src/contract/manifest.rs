@@ -85,8 +85,35 @@ pub struct BuildManifest {
     pub source_date_epoch: u64,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Members of the default set the image lacks, and why (reported by
+    /// `verify`, `pgha-bootstrap status` and `check` as information).
+    #[serde(default)]
+    pub left_out: Vec<LeftOut>,
+    /// The inputs as resolved: `build --like` rebuilds from them.
+    #[serde(default)]
+    pub inputs: Option<crate::buildfile::BuildSettings>,
     #[serde(default)]
     pub files: Vec<ManifestFile>,
+}
+
+/// A member of the default set that is not in the image, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub name: String,
+    pub reason: String,
+}
+
+impl LeftOut {
+    /// One line for all of them: `of the default set, not in the image: pg_graphql (left out by …)`.
+    pub fn describe_all(list: &[LeftOut]) -> String {
+        format!(
+            "of the default set, not in the image: {}",
+            list.iter()
+                .map(|l| format!("{} ({})", l.name, l.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
 }
 
 /// The Patroni configuration that applies the image's server settings: the

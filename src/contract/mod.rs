@@ -18,5 +18,5 @@ pub mod manifest;
 pub mod markers;
 
 pub use manifest::{
-    BUILD_MANIFEST_VERSION, BuildManifest, ManifestExtension, ManifestFile, spilo_configuration,
+    BUILD_MANIFEST_VERSION, BuildManifest, LeftOut, ManifestExtension, ManifestFile, spilo_configuration,
 };

@@ -49,6 +49,15 @@ pub enum EngineError {
     #[error("image {reference} is not in the {kind} image store")]
     ImageNotFound { kind: EngineKind, reference: String },
 
+    /// The base image is not in the store and could not be pulled.
+    #[error("the base image {reference} is not in the {kind} image store and could not be pulled: {words}")]
+    BaseUnavailable {
+        kind: EngineKind,
+        reference: String,
+        /// The engine's own words.
+        words: String,
+    },
+
     #[error("{what}")]
     Io {
         what: String,
@@ -152,6 +161,12 @@ impl Diagnostic for EngineError {
                 "build it first (`pgha-image build --tag …`), or check the name with `{} images`",
                 kind.program_name()
             )),
+            EngineError::BaseUnavailable { kind, reference, .. } => Some(format!(
+                "load it into the {kind} image store first (`{k} load -i FILE`, or `{k} tag IMAGE {reference}` \
+                 for a local copy under another name), or give the image the store has with --base-image \
+                 (`{k} images` lists them); nothing was fetched or written",
+                k = kind.program_name()
+            )),
             EngineError::BadReference { .. } => Some(
                 "an image reference is [REGISTRY[:PORT]/]NAME[:TAG] with a lowercase NAME, \
                  e.g. supabase-patroni:v1.0 or ghcr.io/acme/supabase-patroni:16-1"
@@ -193,7 +208,8 @@ impl Diagnostic for EngineError {
             EngineError::NotFound { .. }
             | EngineError::Unreachable { .. }
             | EngineError::NoneWorks { .. }
-            | EngineError::Spawn { .. } => ExitCode::Prerequisite,
+            | EngineError::Spawn { .. }
+            | EngineError::BaseUnavailable { .. } => ExitCode::Prerequisite,
             EngineError::ImageNotFound { .. }
             | EngineError::NoContext { .. }
             | EngineError::BadReference { .. }

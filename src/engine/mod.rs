@@ -16,6 +16,7 @@ mod error;
 mod exec;
 mod podman_conf;
 mod reference;
+mod run;
 pub mod stage;
 
 pub use build::{BuildRequest, BuiltImage, check_network};
@@ -501,14 +502,31 @@ fn collect_in_thread<R: Read + Send + 'static>(mut r: R) -> std::thread::JoinHan
 }
 
 /// Run a short command; `None` when it did not finish in time (it is killed).
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> io::Result<Option<std::process::Output>> {
+fn run_with_timeout(cmd: Command, timeout: Duration) -> io::Result<Option<std::process::Output>> {
+    run_with_input(cmd, None, timeout)
+}
+
+/// [`run_with_timeout`], writing `input` (when given) to the command's stdin.
+fn run_with_input(
+    mut cmd: Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<Option<std::process::Output>> {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
     let out = collect_in_thread(child.stdout.take().expect("piped"));
     let err = collect_in_thread(child.stderr.take().expect("piped"));
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A command that exits early closes its stdin: its status says why.
+        let _ = stdin.write_all(bytes);
+    }
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
@@ -523,7 +541,7 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> io::Result<Option<st
             let _ = child.wait();
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

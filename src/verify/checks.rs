@@ -109,6 +109,11 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
     rec.check("image.labels", "the labels match the build manifest", || {
         labels(&meta, &m)
     });
+    rec.check(
+        "image.left-out",
+        "which default-set extensions the image lacks (information)",
+        || left_out(&m),
+    );
     rec.check("hygiene.build-tools", "no compiler or -dev package", || {
         build_tools(&facts)
     });
@@ -830,6 +835,14 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
+/// Information, never a failure: the default set's members the build left out.
+fn left_out(m: &BuildManifest) -> Verdict {
+    if m.left_out.is_empty() {
+        return Pass("the image has every extension of the default set".into());
+    }
+    Pass(crate::contract::LeftOut::describe_all(&m.left_out))
+}
+
 fn preloads(c: &Cluster<'_>, leader: &str, m: &BuildManifest) -> Verdict {
     match c.psql(leader, "postgres", "SHOW shared_preload_libraries") {
         Err(e) => Fail(format!("cannot ask the server: {e}"), vec![]),
@@ -847,8 +860,22 @@ fn preloads(c: &Cluster<'_>, leader: &str, m: &BuildManifest) -> Verdict {
             if missing.is_empty() {
                 Pass(v)
             } else {
+                let named: Vec<String> = missing
+                    .iter()
+                    .map(|lib| match m.extensions.iter().find(|e| &e.name == lib) {
+                        Some(e) => format!("{lib} (extension {} needs it)", e.name),
+                        None => format!("{lib} (the base's own list has it)"),
+                    })
+                    .collect();
                 Fail(
-                    format!("not loaded: {} (active: {v})", missing.join(", ")),
+                    format!(
+                        "not loaded: {} (active: {v}); the image's {} sets shared_preload_libraries = {}, \
+                         and a SPILO_CONFIGURATION that sets postgresql.parameters.shared_preload_libraries \
+                         replaces that list: it must name them all",
+                        named.join(", "),
+                        crate::contract::layout::SPILO_DEFAULTS,
+                        m.shared_preload_libraries.join(",")
+                    ),
                     missing,
                 )
             }

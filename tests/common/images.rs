@@ -147,25 +147,33 @@ impl Drop for ImageLock {
 /// `localhost/pgha-test/debian:bookworm`, made by debootstrap --variant=minbase
 /// and `podman import` when absent (~30 s).
 pub fn debian_base() -> String {
+    debian_base_of("bookworm")
+}
+
+/// `localhost/pgha-test/debian:<suite>` (bookworm or trixie), made by
+/// debootstrap --variant=minbase and `podman import` when absent (~30 s).
+pub fn debian_base_of(suite: &str) -> String {
     podman();
-    if image_exists(DEBIAN_BASE) {
-        return DEBIAN_BASE.to_string();
+    let reference = format!("localhost/pgha-test/debian:{suite}");
+    if image_exists(&reference) {
+        return reference;
     }
     let _lock = ImageLock::acquire();
-    if !image_exists(DEBIAN_BASE) {
+    if !image_exists(&reference) {
         require_program("debootstrap", "debootstrap", &["/usr/sbin"]);
         let out = Command::new("sh")
             .arg(support_dir().join("build-debian-base.sh"))
-            .arg(DEBIAN_BASE)
+            .arg(&reference)
+            .arg(suite)
             .output()
             .expect("run build-debian-base.sh");
         assert!(
             out.status.success(),
-            "building {DEBIAN_BASE} failed (it needs debootstrap, podman and the Debian mirror; {INSTALL}):\n{}",
+            "building {reference} failed (it needs debootstrap, podman and the Debian mirror; {INSTALL}):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    DEBIAN_BASE.to_string()
+    reference
 }
 
 fn support_digest() -> String {
@@ -190,9 +198,34 @@ fn support_digest() -> String {
 /// the support files: a change makes a new tag (built when absent, ~1 min),
 /// and stand-ins of other versions stay untouched for whoever uses them.
 pub fn spilo_standin() -> String {
-    let base = debian_base();
+    spilo_standin_of(15)
+}
+
+/// `localhost/pgha-test/spilo-standin:17-<digest12>`: the same stand-in
+/// (same support files, same Spilo contract) on Debian trixie with Debian's
+/// PostgreSQL 17, pg_cron 17, Patroni 4.0 and etcd 3.5 (~1 min cold).
+pub fn spilo_standin_17() -> String {
+    spilo_standin_of(17)
+}
+
+/// The Debian suite whose packages give a stand-in of this major: 15 and 17
+/// are the majors testable here (16 is in neither release).
+pub fn standin_suite(major: u32) -> &'static str {
+    match major {
+        15 => "bookworm",
+        17 => "trixie",
+        other => panic!(
+            "no Spilo stand-in for PostgreSQL {other}: only 15 (bookworm) and 17 (trixie) are packaged by Debian"
+        ),
+    }
+}
+
+/// The Spilo stand-in of PostgreSQL `major` (15 or 17), built under the
+/// image lock when absent; its tag is `<major>-<digest of the support files>`.
+pub fn spilo_standin_of(major: u32) -> String {
+    let base = debian_base_of(standin_suite(major));
     let digest = support_digest();
-    let reference = format!("{SPILO_STANDIN_REPO}:15-{}", &digest[..12]);
+    let reference = format!("{SPILO_STANDIN_REPO}:{major}-{}", &digest[..12]);
     if image_exists(&reference) {
         return reference;
     }
@@ -202,6 +235,8 @@ pub fn spilo_standin() -> String {
             .args(["build", "--layers", "-t", &reference])
             .arg("--build-arg")
             .arg(format!("BASE={base}"))
+            .arg("--build-arg")
+            .arg(format!("PG={major}"))
             .arg("--label")
             .arg(format!("{SUPPORT_DIGEST_LABEL}={digest}"))
             .arg(support_dir().join("spilo-standin"))
@@ -408,54 +443,101 @@ impl Drop for Container {
 /// from its pinned source (bookworm's is 1.4).
 pub const FULL_SET: &str = "vector,pgjwt,http,pg_hashids,pgsodium,pg_net,pg_cron,supabase_vault,pgtap";
 
-/// The `pgha-image generate`/`build` arguments of the full-set image, after
-/// the subcommand (the caller adds `--out`, `--tag`).
-fn full_set_args(standin: &str, bootstrap: &Path, cache: &Path) -> Vec<std::ffi::OsString> {
-    let mut a: Vec<std::ffi::OsString> = [
-        "--progress",
-        "plain",
-        "--base-image",
-        standin,
-        "--pg",
-        "15",
-        // What the bookworm stand-in has: glibc 2.36, libcurl 7.88 (so pg_net
-        // 0.19.5, not the Ubuntu 22.04 fallback), Spilo's preload list
-        // reduced to what it has.
-        "--base-glibc",
-        "2.36",
-        "--base-lib",
-        "libcurl=7.88",
-        "--base-preload",
-        "pg_stat_statements,pg_cron",
-        "--extensions",
-        FULL_SET,
-        "--from-source",
-        "pg_cron",
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    a.push("--bootstrap-bin".into());
-    a.push(bootstrap.into());
-    a.push("--cache-dir".into());
-    a.push(cache.into());
-    a.extend(super::sources::fetch_args());
-    a
+/// What a stand-in of a major has, for `--base-glibc`/`--base-lib` (the
+/// stand-ins are unknown bases to the tool): bookworm's glibc 2.36 and
+/// libcurl 7.88 for 15, trixie's glibc 2.41 and libcurl 8.14 for 17 (so
+/// pg_net 0.19.5, not the Ubuntu 22.04 fallback, on both).
+pub fn standin_facts(major: u32) -> (&'static str, &'static str) {
+    match standin_suite(major) {
+        "bookworm" => ("2.36", "7.88"),
+        _ => ("2.41", "8.14"),
+    }
+}
+
+/// One image of this tool built on a stand-in for the tests: which
+/// extensions, for which major.
+#[derive(Debug, Clone)]
+pub struct ImageSpec<'a> {
+    /// The repository under `localhost/pgha-test/` (e.g. `full-set`).
+    pub repo: &'a str,
+    pub major: u32,
+    /// `--extensions`.
+    pub extensions: &'a str,
+    /// `--from-source` (base-provided entries built from their pinned source).
+    pub from_source: &'a str,
+}
+
+impl ImageSpec<'_> {
+    /// The full set ([`FULL_SET`]) on the stand-in of `major`.
+    pub fn full_set(major: u32) -> ImageSpec<'static> {
+        ImageSpec {
+            repo: "full-set",
+            major,
+            extensions: FULL_SET,
+            from_source: "pg_cron",
+        }
+    }
+
+    /// The `pgha-image generate`/`build` arguments, after the subcommand (the
+    /// caller adds `--out`, `--tag`).
+    fn args(&self, standin: &str, bootstrap: &Path, cache: &Path) -> Vec<std::ffi::OsString> {
+        let (glibc, libcurl) = standin_facts(self.major);
+        let mut a: Vec<std::ffi::OsString> = vec![
+            "--progress".into(),
+            "plain".into(),
+            "--base-image".into(),
+            standin.into(),
+            "--pg".into(),
+            self.major.to_string().into(),
+            "--base-glibc".into(),
+            glibc.into(),
+            "--base-lib".into(),
+            format!("libcurl={libcurl}").into(),
+            // Spilo's preload list reduced to what the stand-in has.
+            "--base-preload".into(),
+            "pg_stat_statements,pg_cron".into(),
+            "--extensions".into(),
+            self.extensions.into(),
+        ];
+        if !self.from_source.is_empty() {
+            a.push("--from-source".into());
+            a.push(self.from_source.into());
+        }
+        a.push("--bootstrap-bin".into());
+        a.push(bootstrap.into());
+        a.push("--cache-dir".into());
+        a.push(cache.into());
+        a.extend(super::sources::fetch_args());
+        a
+    }
 }
 
 /// `localhost/pgha-test/full-set:<context digest, 12 hex>`: the full set
-/// ([`FULL_SET`]) built with `pgha-image build` from the real upstream
-/// archives (`common::sources`) on the Spilo stand-in, with this tree's
+/// ([`FULL_SET`]) built with `pgha-image build` on the PostgreSQL 15 stand-in
+/// (see [`built_image`]). The caller holds the engine lock for as long as it
+/// uses the image.
+pub fn full_set_image(engine: &ImageLock) -> String {
+    built_image(engine, &ImageSpec::full_set(15))
+}
+
+/// The same on the stand-in of `major` (15 or 17).
+pub fn full_set_image_of(engine: &ImageLock, major: u32) -> String {
+    built_image(engine, &ImageSpec::full_set(major))
+}
+
+/// `localhost/pgha-test/<repo>:<context digest, 12 hex>`: the spec's
+/// extensions built with `pgha-image build` from the real upstream archives
+/// (`common::sources`) on the Spilo stand-in of its major, with this tree's
 /// pgha-bootstrap (debug build, its debug info stripped). Built once per
 /// machine and context: the tag is the build context's digest, so every test
 /// (and test process) of the same tree shares one image, and a change to the
 /// catalog, templates or bootstrap makes a new one (~90 s cold on 2 cores).
 /// The caller holds the engine lock for as long as it uses the image.
-pub fn full_set_image(_engine: &ImageLock) -> String {
-    let standin = spilo_standin();
+pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
+    let standin = spilo_standin_of(spec.major);
     let pgha_image = PathBuf::from(env!("CARGO_BIN_EXE_pgha-image"));
     let work = tempfile::Builder::new()
-        .prefix("pgha-full-set")
+        .prefix(&format!("pgha-{}", spec.repo))
         .tempdir()
         .unwrap();
     let bootstrap = work.path().join("pgha-bootstrap");
@@ -465,12 +547,13 @@ pub fn full_set_image(_engine: &ImageLock) -> String {
         .arg(&bootstrap)
         .arg(env!("CARGO_BIN_EXE_pgha-bootstrap")));
     let cache = work.path().join("cache");
-    let args = full_set_args(&standin, &bootstrap, &cache);
+    let args = spec.args(&standin, &bootstrap, &cache);
 
     // The context digest names the image.
     let out = work.path().join("generated");
     let o = Command::new(&pgha_image)
         .arg("generate")
+        .args(["--engine", "podman"])
         .args(&args)
         .arg("--out")
         .arg(&out)
@@ -479,7 +562,7 @@ pub fn full_set_image(_engine: &ImageLock) -> String {
         .expect("run pgha-image generate");
     assert!(
         o.status.success(),
-        "pgha-image generate for the full set failed:\n{}",
+        "pgha-image generate for {spec:?} failed:\n{}",
         tail(&o.stderr, 40)
     );
     let manifest: serde_json::Value =
@@ -489,7 +572,7 @@ pub fn full_set_image(_engine: &ImageLock) -> String {
         .and_then(|d| d.strip_prefix("sha256:"))
         .expect("context_digest in manifest.json")
         .to_string();
-    let reference = format!("localhost/pgha-test/full-set:{}", &digest[..12]);
+    let reference = format!("localhost/pgha-test/{}:{}", spec.repo, &digest[..12]);
     if image_exists(&reference) {
         return reference;
     }
@@ -505,7 +588,7 @@ pub fn full_set_image(_engine: &ImageLock) -> String {
         .expect("run pgha-image build");
     assert!(
         o.status.success(),
-        "pgha-image build of the full set failed:\n{}",
+        "pgha-image build of {spec:?} failed:\n{}",
         tail(&o.stderr, 60)
     );
     eprintln!("built {reference} in {:?}", start.elapsed());

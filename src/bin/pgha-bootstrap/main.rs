@@ -258,6 +258,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let s = settings(&cli, &cfg, dsn.as_deref(), None)?;
             let report = runner::bounded(&s, "pgha-bootstrap status", runner::status(&s)).await?;
             print_report(&report, || report.lines(), *json, false);
+            if !*json {
+                cfg.extensions
+                    .left_out_lines()
+                    .iter()
+                    .for_each(|l| println!("{l}"));
+            }
             Ok(ExitCode::Success)
         }
         Command::Plan {
@@ -282,6 +288,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             let report = runner::bounded(&s, "pgha-bootstrap check", check::check(&s)).await?;
             print_report(&report, || report.lines(), *json, false);
+            if !*json {
+                cfg.extensions
+                    .left_out_lines()
+                    .iter()
+                    .for_each(|l| println!("{l}"));
+            }
             let failed = report.failures().count();
             if failed > 0 {
                 return Err(BootstrapError::CheckFailed { count: failed }.into());

@@ -197,10 +197,10 @@ fn show(e: &Extension) -> String {
             s.push_str(&format!("    commit       {c}\n"));
         }
         let prov = word(src.provenance).replace('-', " ");
-        let by = if src.confirmed_by.is_empty() {
-            String::new()
-        } else {
+        let by = if src.is_confirmed() {
             format!(" ({})", src.confirmed_by.join("; "))
+        } else {
+            " (UNCONFIRMED: no independent record agrees with this digest; build warns)".to_string()
         };
         s.push_str(&format!("    provenance   {prov}{by}\n"));
         for (lib, min) in &v.build_requires {

@@ -51,7 +51,7 @@ struct Ui {
 }
 
 /// Where the extension catalog and the source cache are: an option of the
-/// subcommands that read them (extensions, fetch, mirror, generate, build).
+/// subcommands that read them (extensions, fetch, mirror, plan, generate, build).
 #[derive(Args, Clone, Debug, Default)]
 pub struct Sources {
     /// Use the extension catalog in DIR (one TOML file per extension) instead of the built-in one
@@ -119,6 +119,7 @@ impl Command {
             Command::Extensions(a) => both("extensions", &a.paths),
             Command::Fetch(a) => both("fetch", &a.source.paths),
             Command::Mirror(a) => both("mirror", &a.source.paths),
+            Command::Plan(a) => both("plan", &a.paths),
             Command::Generate(a) => both("generate", &a.paths),
             Command::Build(a) => both("build", &a.paths),
             Command::Export(a) => ("export", None, Some(&a.cache.cache_dir)),
@@ -160,6 +161,8 @@ enum Command {
     Fetch(fetch::FetchArgs),
     /// Write the verified cached sources into DIR, for use as --mirror on an air-gapped site
     Mirror(fetch::MirrorArgs),
+    /// Show what a build would do: the base's facts (probed, and where each came from) and the extensions
+    Plan(build::PlanArgs),
     /// Generate the build context (Dockerfile, sources, hook, manifest) into a directory
     Generate(build::GenerateArgs),
     /// Fetch, generate and build the image with Docker or Podman
@@ -186,6 +189,7 @@ fn main() -> std::process::ExitCode {
         Command::Extensions(cmd) => extensions::run(cmd, &global),
         Command::Fetch(args) => fetch::run_fetch(args, &global),
         Command::Mirror(args) => fetch::run_mirror(args, &global),
+        Command::Plan(args) => build::run_plan(args, &global),
         Command::Generate(args) => build::run_generate(args, &global),
         Command::Build(args) => build::run_build(args, &global),
         Command::Export(args) => export::run_export(args, &global),

@@ -32,11 +32,12 @@ postgres-appliance/scripts/configure_spilo.py and launch.sh (tags 3.2-p2 to
    data directory, else PGVERSION, else the `postgres` on PATH.
 7. shared_preload_libraries: when the user's configuration does not set it,
    the generated list gets the preloaded libraries of Spilo's extension table
-   appended (of which the stand-in has pg_cron). When the user sets it, it is
+   for the major appended (spilo_commons.append_extensions, as Spilo; of that
+   table the stand-in has pg_cron). When the user sets it, it is
    used as given: Spilo appends nothing.
 8. bootstrap.pg_hba given without a replication line gets one inserted first.
 
-Deviations, because this is a test image (Debian bookworm, PostgreSQL 15 and
+Deviations, because this is a test image (Debian bookworm with PostgreSQL 15 or trixie with 17, and
 Debian's packages only): no cloud metadata (always Spilo's "local" provider);
 no Kubernetes DCS; no WAL-E/WAL-G, pgbouncer, PAM or crontab sections;
 shared_buffers 128MB and max_connections 100 instead of sizes from the
@@ -58,12 +59,11 @@ import sys
 
 import yaml
 
+from spilo_commons import append_extensions
+
 RW_DIR = "/run"
 CONFIG_FILE = os.path.join(RW_DIR, "postgres.yml")
 PATRONI_DCS = ("zookeeper", "exhibitor", "consul", "etcd3", "etcd")
-# Spilo's table of extensions whose library it appends to its preload list
-# (when the user does not set the list), reduced to what the stand-in has.
-APPENDED_PRELOAD = ("pg_cron",)
 
 
 def env(name, default=""):
@@ -268,11 +268,9 @@ def configure():
 
     user_parameters = (user.get("postgresql") or {}).get("parameters") or {}
     if "shared_preload_libraries" not in user_parameters:
-        have = [n.strip() for n in str(pg["parameters"]["shared_preload_libraries"]).split(",") if n.strip()]
-        for lib in APPENDED_PRELOAD:
-            if lib not in have:
-                have.append(lib)
-        pg["parameters"]["shared_preload_libraries"] = ",".join(have)
+        pg["parameters"]["shared_preload_libraries"] = append_extensions(
+            str(pg["parameters"]["shared_preload_libraries"]), float(postgres_major(pg["bin_dir"]))
+        )
 
     hba = config["bootstrap"].get("pg_hba")
     if isinstance(hba, list) and not any("replication" in line for line in hba):
