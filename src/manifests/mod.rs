@@ -23,6 +23,7 @@
 
 mod error;
 pub mod image;
+pub mod operations;
 pub mod render;
 pub mod spec;
 

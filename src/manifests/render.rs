@@ -31,6 +31,16 @@ pub struct RenderedFile {
     pub mode: u32,
 }
 
+/// The backup service's script (`manifests/files/`), beside compose.yaml on its VM.
+pub const BACKUP_SCRIPT: &str = "pgha-backup.py";
+const BACKUP_SCRIPT_TEXT: &str = include_str!("../../manifests/files/pgha-backup.py");
+/// The exporter's extra queries (replication lag, the bootstrap's ledger).
+pub const EXPORTER_QUERIES: &str = "exporter-queries.yaml";
+const EXPORTER_QUERIES_TEXT: &str = include_str!("../../manifests/files/exporter-queries.yaml");
+/// WAL-G's S3 credentials, a file in the secrets directory of each VM
+/// (`AWS_ACCESS_KEY_ID=…`, `AWS_SECRET_ACCESS_KEY=…`): the rendered files hold no secret.
+pub const WALG_CREDENTIALS: &str = "walg.env";
+
 /// The passwords the members share (written only into the `.env` files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passwords {
@@ -66,6 +76,14 @@ struct ClusterCtx<'a> {
     preload: String,
     parameters: BTreeMap<String, String>,
     k8s: &'a super::spec::Kubernetes,
+    backup: Option<&'a super::operations::Backup>,
+    monitoring: Option<&'a super::operations::Monitoring>,
+    /// Spilo's WAL-G variables (`[walg]`), name and value.
+    walg_env: Vec<(&'static str, String)>,
+    /// The file of WAL-G's S3 credentials on each VM (compose `env_file`).
+    walg_credentials: String,
+    /// Where HAProxy's read-only port is reached from the backup service.
+    haproxy_address: String,
 }
 
 #[derive(Serialize)]
@@ -77,6 +95,8 @@ struct MemberCtx<'a> {
     spilo_configuration: String,
     superuser_password: &'a str,
     standby_password: &'a str,
+    /// This VM runs the backup service.
+    runs_backup: bool,
 }
 
 /// The PostgreSQL major the members run: the spec's, or the newest in the image.
@@ -138,6 +158,34 @@ pub fn dcs_env(spec: &Spec) -> (&'static str, String) {
     }
 }
 
+/// The environment Spilo's `configure_spilo.py` turns into WAL-G's
+/// configuration (`write_wale_environment`: its `s3_names` and `walg_names`
+/// lists, and the placeholders `BACKUP_SCHEDULE` / `BACKUP_NUM_TO_RETAIN`
+/// of its crontab); names checked against Spilo's code by tests/walg_names.rs.
+/// Empty without `[walg]`. Credentials are not here: see [`WALG_CREDENTIALS`].
+pub fn walg_env(spec: &Spec) -> Vec<(&'static str, String)> {
+    let Some(w) = &spec.walg else {
+        return Vec::new();
+    };
+    let mut env = vec![
+        ("USE_WALG_BACKUP", "true".to_string()),
+        ("USE_WALG_RESTORE", "true".to_string()),
+        ("WALG_S3_PREFIX", w.s3_prefix.clone()),
+    ];
+    if let Some(e) = &w.endpoint {
+        env.push(("AWS_ENDPOINT", e.clone()));
+    }
+    if let Some(r) = &w.region {
+        env.push(("AWS_REGION", r.clone()));
+    }
+    if w.force_path_style {
+        env.push(("AWS_S3_FORCE_PATH_STYLE", "true".to_string()));
+    }
+    env.push(("BACKUP_SCHEDULE", w.schedule.clone()));
+    env.push(("BACKUP_NUM_TO_RETAIN", w.retain.to_string()));
+    env
+}
+
 /// Render every file of the output.
 pub fn render(
     spec: &Spec,
@@ -189,6 +237,11 @@ pub fn render(
         preload: manifest.shared_preload_libraries.join(","),
         parameters: manifest.all_parameters(),
         k8s: &spec.kubernetes,
+        backup: spec.backup.as_ref(),
+        monitoring: spec.monitoring.as_ref(),
+        walg_env: walg_env(spec),
+        walg_credentials: format!("{}/{WALG_CREDENTIALS}", spec.secrets_dir),
+        haproxy_address: haproxy_host.unwrap_or("127.0.0.1").to_string(),
     };
 
     let mut files = Vec::new();
@@ -206,6 +259,7 @@ pub fn render(
             spilo_configuration: yaml,
             superuser_password: &passwords.superuser,
             standby_password: &passwords.standby,
+            runs_backup: spec.backup.as_ref().is_some_and(|b| b.member == member.name),
         };
         let dir = &member.name;
         files.push(file(
@@ -232,7 +286,28 @@ pub fn render(
                 0o644,
             )?);
         }
+        if spec.monitoring.is_some() {
+            files.push(RenderedFile {
+                path: format!("{dir}/{EXPORTER_QUERIES}"),
+                contents: EXPORTER_QUERIES_TEXT.to_string(),
+                mode: 0o644,
+            });
+        }
+        if ctx.runs_backup {
+            files.push(RenderedFile {
+                path: format!("{dir}/{BACKUP_SCRIPT}"),
+                contents: BACKUP_SCRIPT_TEXT.to_string(),
+                mode: 0o755,
+            });
+        }
     }
+    files.push(file(
+        &env,
+        "prometheus.yml.j2",
+        &cluster,
+        "prometheus.yml".into(),
+        0o644,
+    )?);
     if cluster.haproxy_host.is_some() {
         files.push(file(
             &env,
