@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod redact;
 pub mod ship;
+pub mod status;
 pub mod templates;
 pub mod verify;
 

@@ -6,6 +6,11 @@
                                   HAProxy's read-only port) into BACKUP_DIR
     pgha-backup.py once           one backup now, then exit (0 ok, 1 failed)
     pgha-backup.py verify FILE    check FILE against its FILE.sha256
+    pgha-backup.py restore FILE [DATABASE]
+                                  restore FILE (checksum verified first) into
+                                  DATABASE [postgres] of a new cluster started
+                                  from the same image and secrets, at
+                                  PGHOST:PGPORT (its leader: HAProxy's rw port)
 
 A dump is written as `.NAME.partial`, synced, hashed; its checksum file
 `NAME.sha256` (sha256sum's format) is renamed into place first, the dump
@@ -30,6 +35,17 @@ import time
 
 ENV = os.environ
 DIR = ENV.get("BACKUP_DIR", "/backups")
+# What the bootstrap of a new cluster made itself: never restored over.
+BOOTSTRAP_LEDGER = "pgha_bootstrap"
+# Descriptions pg_restore --list prints with more than one word, longest first.
+MULTIWORD = sorted([
+    "TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "FK CONSTRAINT", "CHECK CONSTRAINT", "DEFAULT ACL",
+    "EVENT TRIGGER", "MATERIALIZED VIEW DATA", "MATERIALIZED VIEW", "LARGE OBJECT", "FOREIGN TABLE",
+    "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "USER MAPPING", "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "PUBLICATION TABLE",
+    "PUBLICATION TABLES IN SCHEMA", "ROW SECURITY", "OPERATOR CLASS", "OPERATOR FAMILY", "SHELL TYPE",
+    "PROCEDURAL LANGUAGE", "DATABASE PROPERTIES",
+], key=len, reverse=True)
 EVERY = int(ENV.get("BACKUP_EVERY", "86400"))
 KEEP = int(ENV.get("BACKUP_KEEP", "7"))
 DATABASES = [d for d in ENV.get("BACKUP_DATABASES", "postgres").split(",") if d]
@@ -298,6 +314,104 @@ def verify(path):
     print("%s: OK" % path)
 
 
+def query(database, sql):
+    out = subprocess.run([program("psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        sys.exit("cannot query %s at %s:%s: %s" % (database, ENV.get("PGHOST"), ENV.get("PGPORT"), out.stderr.strip()))
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def toc_entry(line):
+    """(description, schema, rest) of a `pg_restore --list` line, or None for comments."""
+    if line.startswith(";") or "; " not in line:
+        return None
+    words = line.split("; ", 1)[1].split(" ")[2:]  # drop tableoid and oid
+    text = " ".join(words)
+    desc = next((d for d in MULTIWORD if text.startswith(d + " ")), words[0])
+    rest = text[len(desc) + 1:].split(" ")
+    return desc, rest[0], rest[1:]
+
+
+def restore(path, database):
+    """Restore what the dump holds beyond what the new cluster's bootstrap made.
+
+    The new cluster (same image, same secrets) was bootstrapped: its roles,
+    Supabase's schemas, the extensions and the ledger exist. From the dump
+    are restored: every object of a schema the new database lacks (public's
+    too), each schema, extension, event trigger and publication it lacks,
+    and the rows of every table that is still empty there (auth's users,
+    vault's secrets, pgsodium's keys, …). Tables the bootstrap seeded (its
+    ledger, the services' migration tables) keep the new cluster's rows. All
+    in one transaction: an error restores nothing.
+    """
+    verify(path)
+    target = database
+    if query(target, "SELECT pg_is_in_recovery()") != ["f"]:
+        sys.exit("%s:%s is a replica: restore through the leader (HAProxy's rw port)" % (
+            ENV.get("PGHOST"), ENV.get("PGPORT")))
+    schemas = set(query(target, "SELECT nspname FROM pg_namespace"))
+    extensions = set(query(target, "SELECT extname FROM pg_extension"))
+    triggers = set(query(target, "SELECT evtname FROM pg_event_trigger"))
+    publications = set(query(target, "SELECT pubname FROM pg_publication"))
+    # Tables that hold rows in the new cluster: the bootstrap seeded them.
+    filled = set(query(target, (
+        "SELECT n.nspname || ' ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND (xpath('/row/n/text()', query_to_xml(format("
+        "'SELECT count(*) AS n FROM (SELECT 1 FROM %I.%I LIMIT 1) x', n.nspname, c.relname), "
+        "false, true, '')))[1]::text::int > 0")))
+    listing = subprocess.run([program("pg_restore"), "--list", path], capture_output=True, text=True)
+    if listing.returncode != 0:
+        sys.exit("pg_restore --list %s: %s" % (path, listing.stderr.strip()))
+    keep, skipped = [], []
+    for line in listing.stdout.splitlines():
+        entry = toc_entry(line)
+        if entry is None:
+            continue
+        desc, schema, rest = entry
+        name = rest[0] if rest else ""
+        if schema == BOOTSTRAP_LEDGER:
+            ok = False
+        elif desc == "TABLE DATA":
+            ok = ("%s %s" % (schema, name)) not in filled
+        elif desc == "SEQUENCE SET":
+            ok = True
+        elif schema == "-":
+            if desc == "SCHEMA":
+                ok = name not in schemas
+            elif desc == "EXTENSION":
+                ok = name not in extensions
+            elif desc == "COMMENT" and rest[:1] == ["EXTENSION"]:
+                ok = rest[1] not in extensions
+            elif desc == "EVENT TRIGGER":
+                ok = name not in triggers
+            elif desc == "PUBLICATION":
+                ok = name not in publications
+            else:
+                ok = False
+        else:
+            ok = schema == "public" or schema not in schemas
+        (keep if ok else skipped).append(line)
+    fd, listfile = tempfile_in("/tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(keep) + "\n")
+    try:
+        out = subprocess.run([program("pg_restore"), "--exit-on-error", "--single-transaction", "-d", target,
+                              "-L", listfile, path], capture_output=True, text=True)
+    finally:
+        os.unlink(listfile)
+    if out.returncode != 0:
+        sys.exit("pg_restore failed (nothing was restored: one transaction): %s" % out.stderr.strip())
+    log("restored %d entries of %s into %s at %s:%s; left %d to the new cluster's bootstrap" % (
+        len(keep), os.path.basename(path), target, ENV.get("PGHOST"), ENV.get("PGPORT"), len(skipped)))
+
+
+def tempfile_in(directory):
+    import tempfile
+    return tempfile.mkstemp(prefix="pgha-restore-", suffix=".list", dir=directory)
+
+
 def main(argv):
     command = argv[1] if len(argv) > 1 else "serve"
     if command == "serve":
@@ -309,6 +423,8 @@ def main(argv):
         sys.exit(0 if run_once() else 1)
     elif command == "verify" and len(argv) == 3:
         verify(argv[2])
+    elif command == "restore" and len(argv) in (3, 4):
+        restore(argv[2], argv[3] if len(argv) == 4 else "postgres")
     else:
         sys.exit(__doc__)
 

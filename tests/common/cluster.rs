@@ -646,3 +646,37 @@ impl Drop for DockerHost {
         // The namespace (a field) goes after the daemon.
     }
 }
+
+/// `localhost/pgha-test/postgres-exporter:<digest>`: Debian's
+/// prometheus-postgres-exporter, with the binary also under the name of the
+/// official image's (`postgres_exporter`), standing in for that image in
+/// rendered compose files. Built once per machine.
+pub fn exporter_image() -> String {
+    use pgha_image::hash::Hasher;
+    let containerfile = format!(
+        "FROM {}\n\
+         RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+         prometheus-postgres-exporter && rm -rf /var/lib/apt/lists/* \
+         && ln -s /usr/bin/prometheus-postgres-exporter /usr/local/bin/postgres_exporter\n\
+         LABEL io.pgha.test-image=postgres-exporter\n",
+        super::images::debian_base()
+    );
+    let mut h = Hasher::new();
+    h.update(containerfile.as_bytes());
+    let reference = format!(
+        "localhost/pgha-test/postgres-exporter:{}",
+        &h.finish().to_hex()[..12]
+    );
+    if super::images::image_exists(&reference) {
+        return reference;
+    }
+    let _lock = super::images::ImageLock::acquire();
+    if !super::images::image_exists(&reference) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Containerfile"), containerfile).unwrap();
+        run(podman_cmd()
+            .args(["build", "-q", "-t", &reference])
+            .arg(dir.path()));
+    }
+    reference
+}

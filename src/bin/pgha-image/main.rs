@@ -9,6 +9,7 @@ mod extensions;
 mod fetch;
 mod manifests;
 mod ship;
+mod status;
 mod verify;
 
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +89,8 @@ enum Command {
     Manifests(manifests::ManifestsArgs),
     /// Run the image as a deployment would and check what it claims (CI: --junit FILE)
     Verify(verify::VerifyArgs),
+    /// Show a running cluster from its spec: roles, lag, routing, image, ledger, backup age (exit 3: degraded)
+    Status(status::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Ship(args) => ship::run(args, &cli.global),
         Command::Manifests(args) => manifests::run(args, &cli.global),
         Command::Verify(args) => verify::run_verify(args, &cli.global),
+        Command::Status(args) => status::run(args, &cli.global),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
