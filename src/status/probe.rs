@@ -164,8 +164,8 @@ mod tests {
 
     #[test]
     fn metrics_text() {
-        let t = "# HELP x\nfoo{a=\"b\"} 3\nfoo 4\nbar 5e0\n";
-        assert_eq!(metric(t, "foo"), Some(4.0));
+        let t = "# HELP x\nfoox 1\nfoo{a=\"b\"} 3\nfoo 4\nbar 5e0\n";
+        assert_eq!(metric(t, "foo"), Some(3.0));
         assert_eq!(metric(t, "bar"), Some(5.0));
         assert_eq!(metric(t, "baz"), None);
     }
