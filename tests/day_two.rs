@@ -256,10 +256,21 @@ fn status_metrics_and_backups_on_three_vms() {
         assert_eq!(m["image"].as_str(), Some(v1.as_str()), "{m}");
         let exporter_says = || {
             let body = get(m["address"].as_str().unwrap(), EXPORTER, "/metrics").unwrap_or_default();
-            let lines: Vec<&str> = body.lines().filter(|l| l.contains("pgha") || l.starts_with("pg_up")).collect();
-            format!("{m}\nthe exporter says:\n{}\n{}", lines.join("\n"), describe(&vms))
+            let lines: Vec<&str> = body
+                .lines()
+                .filter(|l| l.contains("pgha") || l.starts_with("pg_up"))
+                .collect();
+            format!(
+                "{m}\nthe exporter says:\n{}\n{}",
+                lines.join("\n"),
+                describe(&vms)
+            )
         };
-        assert!(m["ledger_migrations"].as_u64().is_some_and(|n| n >= 12), "{}", exporter_says());
+        assert!(
+            m["ledger_migrations"].as_u64().is_some_and(|n| n >= 12),
+            "{}",
+            exporter_says()
+        );
         assert_eq!(m["ledger_last_version"].as_u64(), Some(12), "{m}");
         assert_eq!(m["routed_by"], serde_json::json!([3, 3]), "{m}");
     }

@@ -191,18 +191,7 @@ pub(super) fn backup(
             list.clone()
         }
     };
-    let port = match &raw.port {
-        Some(p) if *p.get_ref() == 0 => {
-            return Err(err(
-                &p.span(),
-                "backup.port",
-                "port 0 cannot be listened on".into(),
-                "give a port between 1 and 65535",
-            ));
-        }
-        Some(p) => *p.get_ref(),
-        None => DEFAULT_BACKUP_PORT,
-    };
+    let port = listen_port(&raw.port, DEFAULT_BACKUP_PORT, "backup.port", err)?;
     Ok(Backup {
         member: member.name,
         every,
@@ -218,18 +207,12 @@ pub(super) fn monitoring(
     exporter_image: Option<String>,
     err: FieldErr<'_>,
 ) -> Result<Monitoring, ManifestsError> {
-    let exporter_port = match &raw.exporter_port {
-        Some(p) if *p.get_ref() == 0 => {
-            return Err(err(
-                &p.span(),
-                "monitoring.exporter_port",
-                "port 0 cannot be listened on".into(),
-                "give a port between 1 and 65535",
-            ));
-        }
-        Some(p) => *p.get_ref(),
-        None => DEFAULT_EXPORTER_PORT,
-    };
+    let exporter_port = listen_port(
+        &raw.exporter_port,
+        DEFAULT_EXPORTER_PORT,
+        "monitoring.exporter_port",
+        err,
+    )?;
     Ok(Monitoring {
         exporter_port,
         max_lag: raw.max_lag.unwrap_or(DEFAULT_MAX_LAG),
@@ -277,6 +260,25 @@ pub(super) fn walg(raw: &RawWalg, err: FieldErr<'_>) -> Result<Walg, ManifestsEr
         schedule,
         retain: raw.retain.unwrap_or(5),
     })
+}
+
+/// A port a service listens on: given (not 0) or the default.
+fn listen_port(
+    p: &Option<Spanned<u16>>,
+    default: u16,
+    field: &str,
+    err: FieldErr<'_>,
+) -> Result<u16, ManifestsError> {
+    match p {
+        Some(p) if *p.get_ref() == 0 => Err(err(
+            &p.span(),
+            field,
+            "port 0 cannot be listened on".into(),
+            "give a port between 1 and 65535",
+        )),
+        Some(p) => Ok(*p.get_ref()),
+        None => Ok(default),
+    }
 }
 
 /// A port of a day-two service that must not collide with the member's others.

@@ -115,11 +115,19 @@ pub fn parse_haproxy_csv(body: &str) -> Result<BTreeMap<(String, String), String
     Ok(out)
 }
 
-/// The value of an unlabelled sample `name` in Prometheus' text format.
+/// The value of the first sample of `name` (whatever its labels) in
+/// Prometheus' text format.
 pub fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (n, v) = l.split_once(' ')?;
-        (n == name).then(|| v.trim().parse().ok()).flatten()
+        let rest = l.strip_prefix(name)?;
+        let value = if rest.starts_with('{') {
+            rest.rsplit_once('}')?.1
+        } else if rest.starts_with(' ') {
+            rest
+        } else {
+            return None;
+        };
+        value.split_whitespace().next()?.parse().ok()
     })
 }
 

@@ -512,7 +512,6 @@ pub fn psql(host: &str, port: u16, user: &str, password: &str, sql: &str) -> Res
 /// HAProxy, standing in for the official etcd and HAProxy images (which
 /// cannot be pulled here) in rendered compose files. Built once per machine.
 pub fn tools_image() -> String {
-    use pgha_image::hash::Hasher;
     let containerfile = format!(
         "FROM {}\n\
          RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -520,9 +519,16 @@ pub fn tools_image() -> String {
          LABEL io.pgha.test-image=cluster-tools\n",
         super::images::debian_base()
     );
+    local_image("cluster-tools", &containerfile)
+}
+
+/// `localhost/pgha-test/NAME:<digest of the Containerfile, 12 hex>`, built
+/// from `containerfile` when absent (under the image-building lock).
+fn local_image(name: &str, containerfile: &str) -> String {
+    use pgha_image::hash::Hasher;
     let mut h = Hasher::new();
     h.update(containerfile.as_bytes());
-    let reference = format!("localhost/pgha-test/cluster-tools:{}", &h.finish().to_hex()[..12]);
+    let reference = format!("localhost/pgha-test/{name}:{}", &h.finish().to_hex()[..12]);
     if super::images::image_exists(&reference) {
         return reference;
     }
@@ -652,7 +658,6 @@ impl Drop for DockerHost {
 /// official image's (`postgres_exporter`), standing in for that image in
 /// rendered compose files. Built once per machine.
 pub fn exporter_image() -> String {
-    use pgha_image::hash::Hasher;
     let containerfile = format!(
         "FROM {}\n\
          RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -661,22 +666,5 @@ pub fn exporter_image() -> String {
          LABEL io.pgha.test-image=postgres-exporter\n",
         super::images::debian_base()
     );
-    let mut h = Hasher::new();
-    h.update(containerfile.as_bytes());
-    let reference = format!(
-        "localhost/pgha-test/postgres-exporter:{}",
-        &h.finish().to_hex()[..12]
-    );
-    if super::images::image_exists(&reference) {
-        return reference;
-    }
-    let _lock = super::images::ImageLock::acquire();
-    if !super::images::image_exists(&reference) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Containerfile"), containerfile).unwrap();
-        run(podman_cmd()
-            .args(["build", "-q", "-t", &reference])
-            .arg(dir.path()));
-    }
-    reference
+    local_image("postgres-exporter", &containerfile)
 }
