@@ -282,6 +282,23 @@ pub async fn collect(spec: &Spec, limit: Duration, max_lag: Option<u64>) -> Resu
         }
     }
 
+    // Who the leader streams to (Patroni 3 lists replicas as "running";
+    // the leader's pg_stat_replication tells whether each one streams).
+    let leader_index = leader
+        .as_ref()
+        .and_then(|l| spec.members.iter().position(|m| &m.name == l));
+    let streaming_to: Vec<String> = leader_index
+        .and_then(|i| own[i].as_ref().ok())
+        .and_then(|b| probe::parse_patroni(b).ok())
+        .map(|o| {
+            o.replication
+                .into_iter()
+                .filter(|(_, st)| st == "streaming")
+                .map(|(app, _)| app)
+                .collect()
+        })
+        .unwrap_or_default();
+
     let mut members = Vec::new();
     for (i, m) in spec.members.iter().enumerate() {
         let name = m.name.as_str();
@@ -311,22 +328,28 @@ pub async fn collect(spec: &Spec, limit: Duration, max_lag: Option<u64>) -> Resu
             );
         }
         let role = l.map(|l| l.role.clone()).or(own.as_ref().map(|o| o.role.clone()));
-        let state = own.as_ref().map(|o| o.state.clone());
-        if let Some(s) = &state
-            && s != "running"
-            && s != "streaming"
+        if let Some(o) = &own
+            && o.state != "running"
         {
-            problem(&mut problems, Some(name), format!("PostgreSQL is {s}"));
+            problem(&mut problems, Some(name), format!("PostgreSQL is {}", o.state));
         }
+        let streams = l.is_some_and(|l| l.state == "streaming") || streaming_to.iter().any(|a| a == name);
+        let state = own.as_ref().map(|o| match &role {
+            Some(r) if r != "leader" && streams => "streaming".to_string(),
+            _ => l.map(|l| l.state.clone()).unwrap_or_else(|| o.state.clone()),
+        });
         if own.is_some()
             && let Some(l) = l
             && l.role != "leader"
         {
-            if l.state != "streaming" && l.state != "running" {
+            if !streams {
                 problem(
                     &mut problems,
                     Some(name),
-                    format!("replica state is {}, not streaming", l.state),
+                    format!(
+                        "a replica that does not stream from the leader (state {})",
+                        l.state
+                    ),
                 );
             }
             match l.lag {

@@ -40,6 +40,9 @@ pub struct Own {
     pub state: String,
     pub timeline: Option<u64>,
     pub image: Option<String>,
+    /// On the leader: (application_name, state) of each WAL sender
+    /// (pg_stat_replication); Patroni names a replica's connection after it.
+    pub replication: Vec<(String, String)>,
 }
 
 pub fn parse_patroni(body: &str) -> Result<Own, String> {
@@ -54,6 +57,19 @@ pub fn parse_patroni(body: &str) -> Result<Own, String> {
         state: v["state"].as_str().unwrap_or("").to_string(),
         timeline: v["timeline"].as_u64(),
         image: v["tags"]["pgha_image"].as_str().map(str::to_string),
+        replication: v["replication"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        (
+                            r["application_name"].as_str().unwrap_or("").to_string(),
+                            r["state"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -144,6 +160,11 @@ mod tests {
         assert_eq!(own.timeline, Some(3));
         assert_eq!(own.image.as_deref(), Some("x:1"));
         assert_eq!(parse_patroni(r#"{"role":"primary"}"#).unwrap().role, "leader");
+        let leader = parse_patroni(
+            r#"{"role":"master","replication":[{"application_name":"pg2","state":"streaming"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(leader.replication, [("pg2".to_string(), "streaming".to_string())]);
     }
 
     #[test]
