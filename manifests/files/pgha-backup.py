@@ -34,6 +34,9 @@ import threading
 import time
 
 ENV = os.environ
+# The superuser's password as Spilo's environment names it (compose's env_file).
+if "PGPASSWORD" not in ENV and "PGPASSWORD_SUPERUSER" in ENV:
+    ENV["PGPASSWORD"] = ENV["PGPASSWORD_SUPERUSER"]
 DIR = ENV.get("BACKUP_DIR", "/backups")
 # What the bootstrap of a new cluster made itself: never restored over.
 BOOTSTRAP_LEDGER = "pgha_bootstrap"
