@@ -350,6 +350,31 @@ fn status_metrics_and_backups_on_three_vms() {
             assert!(!up("primary", &r.name), "{}", vm.name);
         }
     }
+    // The rendered scrape file: every target it names answers with metrics,
+    // scraped as Prometheus would (scheme http, its metrics_path).
+    let scrape: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(out.join("prometheus.yml")).unwrap()).unwrap();
+    let mut scraped = Vec::new();
+    for job in scrape["scrape_configs"].as_sequence().unwrap() {
+        let path = job["metrics_path"].as_str().unwrap_or("/metrics");
+        for sc in job["static_configs"].as_sequence().unwrap() {
+            for t in sc["targets"].as_sequence().unwrap() {
+                let (host, port) = t.as_str().unwrap().rsplit_once(':').unwrap();
+                let body = wait_until(
+                    &format!("{} target {host}:{port}{path}", job["job_name"].as_str().unwrap()),
+                    Duration::from_secs(30),
+                    Duration::from_secs(1),
+                    || get(host, port.parse().unwrap(), path).filter(|b| b.contains("# TYPE")),
+                    String::new,
+                );
+                assert!(!body.is_empty());
+                scraped.push(format!("{}:{host}", job["job_name"].as_str().unwrap()));
+            }
+        }
+    }
+    // Patroni, HAProxy and the exporter on each of three members, the backup service once.
+    assert_eq!(scraped.len(), 3 * 3 + 1, "{scraped:?}");
+
     let monitor = psql(
         &leader_addr,
         PG,
