@@ -374,12 +374,10 @@ fn write_out(out: &Path, files: &[File], gid: u32) -> Result<(), SecretsError> {
     };
     for f in files {
         let path = tmp.path().join(&f.path);
-        if let Some(dir) = path.parent().filter(|d| *d != tmp.path()) {
-            if !dir.exists() {
-                fs::create_dir(dir).map_err(|e| io(format!("cannot create {}", dir.display()), e))?;
-                set_mode(dir, 0o750)?;
-                chown(dir, gid)?;
-            }
+        if let Some(dir) = path.parent().filter(|d| *d != tmp.path() && !d.exists()) {
+            fs::create_dir(dir).map_err(|e| io(format!("cannot create {}", dir.display()), e))?;
+            set_mode(dir, 0o750)?;
+            chown(dir, gid)?;
         }
         // Created with mode 0600: never readable by others, not even while written.
         let mut file = fs::OpenOptions::new()
