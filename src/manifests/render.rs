@@ -27,15 +27,8 @@ pub const STANDBY_USER: &str = "standby";
 pub struct RenderedFile {
     pub path: String,
     pub contents: String,
-    /// 0o600 for files holding secrets, 0o644 otherwise.
+    /// 0o644: rendered files hold no secret (those are `pgha-image secrets`' files).
     pub mode: u32,
-}
-
-/// The passwords the members share (written only into the `.env` files).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passwords {
-    pub superuser: String,
-    pub standby: String,
 }
 
 #[derive(Serialize)]
@@ -57,6 +50,14 @@ struct ClusterCtx<'a> {
     haproxy_host: Option<&'a str>,
     secrets_dir: &'a str,
     secrets_mount: &'static str,
+    /// Host paths of the compose `env_file`s `pgha-image secrets` makes.
+    patroni_env: String,
+    haproxy_env: String,
+    /// The cluster CA, where the members see it.
+    ca_file: String,
+    allow_nossl: bool,
+    stats_user_var: &'static str,
+    stats_password_var: &'static str,
     haproxy_cfg: &'static str,
     superuser: &'static str,
     standby_user: &'static str,
@@ -75,8 +76,9 @@ struct MemberCtx<'a> {
     member: &'a Member,
     others: Vec<&'a Member>,
     spilo_configuration: String,
-    superuser_password: &'a str,
-    standby_password: &'a str,
+    /// This member's certificate and key, where it sees them.
+    ssl_cert: String,
+    ssl_key: String,
 }
 
 /// The PostgreSQL major the members run: the spec's, or the newest in the image.
@@ -109,6 +111,15 @@ pub fn spilo_configuration(spec: &Spec, manifest: &ImageManifest, member: &Membe
         "postgresql": {
             "connect_address": format!("{}:{}", member.address, spec.ports.postgres),
             "parameters": manifest.parameters,
+            // Replicas stream over TLS and check the leader's certificate
+            // (it names the address they dial); Patroni adds the user and
+            // password from the environment.
+            "authentication": {
+                "replication": {
+                    "sslmode": "verify-full",
+                    "sslrootcert": crate::secrets::mounted(crate::secrets::CA_CERT),
+                },
+            },
         },
     });
     if !manifest.dcs_parameters.is_empty() {
@@ -139,11 +150,7 @@ pub fn dcs_env(spec: &Spec) -> (&'static str, String) {
 }
 
 /// Render every file of the output.
-pub fn render(
-    spec: &Spec,
-    manifest: &ImageManifest,
-    passwords: &Passwords,
-) -> Result<Vec<RenderedFile>, ManifestsError> {
+pub fn render(spec: &Spec, manifest: &ImageManifest) -> Result<Vec<RenderedFile>, ManifestsError> {
     let env = environment()?;
     let pg_version = pg_version(spec, manifest)?;
     let haproxy_host = match &spec.haproxy {
@@ -176,6 +183,12 @@ pub fn render(
         haproxy_host,
         secrets_dir: &spec.secrets_dir,
         secrets_mount: SECRETS_MOUNT,
+        patroni_env: format!("{}/{}", spec.secrets_dir, crate::secrets::PATRONI_ENV),
+        haproxy_env: format!("{}/{}", spec.secrets_dir, crate::secrets::HAPROXY_ENV),
+        ca_file: crate::secrets::mounted(crate::secrets::CA_CERT),
+        allow_nossl: spec.allow_nossl,
+        stats_user_var: crate::secrets::STATS_USER_VAR,
+        stats_password_var: crate::secrets::STATS_PASSWORD_VAR,
         haproxy_cfg: HAPROXY_CFG,
         superuser: SUPERUSER,
         standby_user: STANDBY_USER,
@@ -204,8 +217,8 @@ pub fn render(
             member,
             others: spec.members.iter().filter(|m| m.name != member.name).collect(),
             spilo_configuration: yaml,
-            superuser_password: &passwords.superuser,
-            standby_password: &passwords.standby,
+            ssl_cert: crate::secrets::mounted(&crate::secrets::member_cert(&member.name).0),
+            ssl_key: crate::secrets::mounted(&crate::secrets::member_cert(&member.name).1),
         };
         let dir = &member.name;
         files.push(file(
@@ -215,7 +228,7 @@ pub fn render(
             format!("{dir}/compose.yaml"),
             0o644,
         )?);
-        files.push(file(&env, "env.j2", &ctx, format!("{dir}/.env"), 0o600)?);
+        files.push(file(&env, "env.j2", &ctx, format!("{dir}/.env"), 0o644)?);
         files.push(file(
             &env,
             "member-README.md.j2",
