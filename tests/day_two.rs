@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::cluster::{self, ComposeService, Network, Pod, compose_services, psql, wait_until};
+use common::cluster::{self, ComposeService, Network, Pod, compose_services, wait_until};
 use common::images;
 use std::io::Write;
 use std::path::Path;
@@ -88,6 +88,20 @@ fn status(spec: &Path) -> (i32, serde_json::Value, String) {
     )
 }
 
+fn pgha_image(args: &[&str]) {
+    let o = assert_cmd::Command::cargo_bin("pgha-image")
+        .unwrap()
+        .args(args)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pgha-image {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn get(host: &str, port: u16, path: &str) -> Option<String> {
     cluster::http_get(host, port, path)
         .filter(|(s, _)| *s == 200)
@@ -150,21 +164,6 @@ fn status_metrics_and_backups_on_three_vms() {
     let addrs: Vec<String> = (11..14).map(|n| net.host(n)).collect();
 
     let secrets = dir.join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    for (f, v) in [
-        ("password", "i17-supabase-password"),
-        ("jwt_secret", "i17-jwt-secret-at-least-32-characters-long"),
-        (
-            "pgsodium_root_key",
-            "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0",
-        ),
-    ] {
-        std::fs::write(secrets.join(f), v).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    for e in std::fs::read_dir(&secrets).unwrap() {
-        std::fs::set_permissions(e.unwrap().path(), std::fs::Permissions::from_mode(0o444)).unwrap();
-    }
     let backups = dir.join("backups");
     let mut spec_text = format!(
         "scope = \"{SCOPE}\"\nimage = \"{v1}\"\ndcs = \"etcd\"\nhaproxy = \"members\"\n\
@@ -182,6 +181,15 @@ fn status_metrics_and_backups_on_three_vms() {
     let spec = dir.join("cluster.toml");
     let out = dir.join("deploy");
     std::fs::write(&spec, spec_text).unwrap();
+    pgha_image(&[
+        "secrets",
+        "--engine",
+        "podman",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        secrets.to_str().unwrap(),
+    ]);
     let o = assert_cmd::Command::cargo_bin("pgha-image")
         .unwrap()
         .args(["manifests", "--engine", "podman", "--spec"])
@@ -192,7 +200,15 @@ fn status_metrics_and_backups_on_three_vms() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let password = cluster::read_env_file(&out.join("pg1/.env"))["PGPASSWORD_SUPERUSER"].clone();
+    let password = cluster::read_env_file(&secrets.join("patroni.env"))["PGPASSWORD_SUPERUSER"].clone();
+    let tls = format!(
+        "sslmode=verify-full sslrootcert={}",
+        secrets.join("ca.crt").display()
+    );
+    // SQL over TLS, the server's certificate checked against the cluster CA.
+    let psql = |host: &str, port: u16, user: &str, password: &str, sql: &str| {
+        cluster::psql_ssl(host, port, user, password, &tls, sql)
+    };
 
     let vms: Vec<Vm> = names
         .iter()
@@ -461,7 +477,7 @@ fn status_metrics_and_backups_on_three_vms() {
     let mut holder = Command::new(cluster::psql_program())
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
         .arg(format!(
-            "host={leader_addr} port={PG} user=postgres dbname=postgres sslmode=disable"
+            "host={leader_addr} port={PG} user=postgres dbname=postgres {tls}"
         ))
         .env("PGPASSWORD", &password)
         .stdin(Stdio::piped())
@@ -512,6 +528,7 @@ fn status_metrics_and_backups_on_three_vms() {
     // 6. A fresh cluster from the same image and secrets (one member, its own
     //    etcd), restored from the first backup with the README's command.
     let fresh_spec = dir.join("fresh.toml");
+    let fresh_secrets = dir.join("fresh-secrets");
     let fresh_addr = net.host(21);
     std::fs::write(
         &fresh_spec,
@@ -520,12 +537,27 @@ fn status_metrics_and_backups_on_three_vms() {
              secrets_dir = \"{}\"\n[images]\netcd = \"{tools}\"\nhaproxy = \"{tools}\"\n\
              [backup]\nmember = \"pg9\"\ndir = \"{}\"\n\
              [[member]]\nname = \"pg9\"\naddress = \"{fresh_addr}\"\ndata_dir = \"{}\"\n",
-            secrets.display(),
+            fresh_secrets.display(),
             backups.display(),
             dir.join("data/pg9").display()
         ),
     )
     .unwrap();
+    // The new cluster's own certificates (its own address), with the first
+    // cluster's shared secrets: the Supabase password, jwt_secret and, above
+    // all, pgsodium's root key.
+    pgha_image(&[
+        "secrets",
+        "--engine",
+        "podman",
+        "--spec",
+        fresh_spec.to_str().unwrap(),
+        "--out",
+        fresh_secrets.to_str().unwrap(),
+    ]);
+    for f in ["password", "jwt_secret", "pgsodium_root_key"] {
+        std::fs::copy(secrets.join(f), fresh_secrets.join(f)).unwrap();
+    }
     let fresh_out = dir.join("fresh");
     let o = assert_cmd::Command::cargo_bin("pgha-image")
         .unwrap()
@@ -542,12 +574,17 @@ fn status_metrics_and_backups_on_three_vms() {
         pod: Pod::create(&net, "i17-day2", "pg9", &fresh_addr),
         services: compose_services(&fresh_out.join("pg9")),
     };
-    let fresh_password = cluster::read_env_file(&fresh_out.join("pg9/.env"))["PGPASSWORD_SUPERUSER"].clone();
+    let fresh_password =
+        cluster::read_env_file(&fresh_secrets.join("patroni.env"))["PGPASSWORD_SUPERUSER"].clone();
+    let fresh_tls = format!(
+        "sslmode=verify-full sslrootcert={}",
+        fresh_secrets.join("ca.crt").display()
+    );
     for svc in ["etcd", "postgres", "haproxy"] {
         fresh.pod.run_service(fresh.service(svc));
     }
     cluster::wait_for_leader(&[fresh_addr.as_str()], REST, 0, Duration::from_secs(300));
-    let rw = |sql: &str| psql(&fresh_addr, 5000, "postgres", &fresh_password, sql);
+    let rw = |sql: &str| cluster::psql_ssl(&fresh_addr, 5000, "postgres", &fresh_password, &fresh_tls, sql);
     wait_until(
         "the fresh cluster bootstrapped, its leader behind HAProxy's rw port",
         Duration::from_secs(120),

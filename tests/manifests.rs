@@ -135,41 +135,67 @@ fn renders_the_issue_spec_snapshots() {
     insta::assert_snapshot!("readme", d.read("README.md"));
     insta::assert_snapshot!("operator_postgresql", d.read("kubernetes/postgresql.yaml"));
     insta::assert_snapshot!("operator_secret", d.read("kubernetes/secret.yaml"));
-    // .env: the passwords are random, the same on every member, the file private.
-    let env1 = d.read("pg1/.env");
-    let passwords = |e: &str| {
-        e.lines()
-            .filter(|l| l.starts_with("PGPASSWORD_"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    for m in ["pg2", "pg3"] {
-        assert_eq!(passwords(&d.read(&format!("{m}/.env"))), passwords(&env1));
+    insta::assert_snapshot!("pg1_env", d.read("pg1/.env"));
+    // No secret in any rendered file: they name the files of `pgha-image secrets`.
+    for f in [
+        "pg1/compose.yaml",
+        "pg1/.env",
+        "pg1/haproxy.cfg",
+        "kubernetes/secret.yaml",
+    ] {
+        let text = d.read(f);
+        assert!(!text.contains("PGPASSWORD_SUPERUSER="), "{f}");
+        assert!(!text.contains("PGHA_STATS_PASSWORD="), "{f}");
     }
-    let redacted: String = env1
-        .lines()
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) if k.starts_with("PGPASSWORD_") => {
-                assert!(v.len() == 48 && v.chars().all(|c| c.is_ascii_hexdigit()), "{l}");
-                format!("{k}=<random>\n")
-            }
-            _ => format!("{l}\n"),
-        })
-        .collect();
-    insta::assert_snapshot!("pg1_env", redacted);
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(d.path("out/pg1/.env"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-    // No password on stdout.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let pw = env1
-        .lines()
-        .find_map(|l| l.strip_prefix("PGPASSWORD_SUPERUSER="))
-        .unwrap();
-    assert!(!stdout.contains(pw));
+    let c = yaml(&d.read("pg1/compose.yaml"));
+    assert_eq!(
+        s(&c["services"]["postgres"]["env_file"][0]),
+        "/etc/pgha/secrets/patroni.env"
+    );
+    assert_eq!(
+        s(&c["services"]["haproxy"]["env_file"][0]),
+        "/etc/pgha/secrets/haproxy.env"
+    );
+}
+
+#[test]
+fn tls_by_default_and_allow_nossl_only_when_the_spec_asks() {
+    let d = Dir::new(SPEC, FIXTURE_MANIFEST);
+    ok(&d.render(&[]));
+    for name in ["pg1", "pg2", "pg3"] {
+        let (env, spilo) = postgres_env(&d.read(&format!("{name}/compose.yaml")));
+        assert!(env.get("ALLOW_NOSSL").is_none(), "{name}");
+        assert_eq!(
+            s(&env["SSL_CERTIFICATE_FILE"]),
+            format!("/run/secrets/supabase/tls/{name}.crt")
+        );
+        assert_eq!(
+            s(&env["SSL_PRIVATE_KEY_FILE"]),
+            format!("/run/secrets/supabase/tls/{name}.key")
+        );
+        assert_eq!(s(&env["SSL_CA_FILE"]), "/run/secrets/supabase/ca.crt");
+        let repl = &spilo["postgresql"]["authentication"]["replication"];
+        assert_eq!(s(&repl["sslmode"]), "verify-full");
+        assert_eq!(s(&repl["sslrootcert"]), "/run/secrets/supabase/ca.crt");
+        // Patroni's passwords are not in the rendered configuration.
+        assert!(repl.get("password").is_none());
+    }
+    let cfg = d.read("pg1/haproxy.cfg");
+    assert!(
+        cfg.contains("stats auth \"${PGHA_STATS_USER}:${PGHA_STATS_PASSWORD}\""),
+        "{cfg}"
+    );
+
+    let d = Dir::new(
+        &SPEC.replace(
+            "haproxy = \"members\"",
+            "haproxy = \"members\"\nallow_nossl = true",
+        ),
+        FIXTURE_MANIFEST,
+    );
+    ok(&d.render(&[]));
+    let (env, _) = postgres_env(&d.read("pg2/compose.yaml"));
+    assert_eq!(s(&env["ALLOW_NOSSL"]), "true");
 }
 
 #[test]
@@ -286,7 +312,10 @@ fn haproxy_accepts_every_rendered_configuration() {
                     "{cfg}: {addr}"
                 );
             }
+            // As compose's env_file gives them.
             let out = Command::new(&haproxy)
+                .env("PGHA_STATS_USER", "haproxy")
+                .env("PGHA_STATS_PASSWORD", "s3cret")
                 .arg("-c")
                 .arg("-f")
                 .arg(d.path("out").join(cfg))
@@ -443,7 +472,7 @@ fn bad_specs_name_the_field_and_the_line() {
 }
 
 #[test]
-fn a_foreign_directory_is_refused_and_an_earlier_output_replaced_keeping_passwords() {
+fn a_foreign_directory_is_refused_and_an_earlier_output_replaced() {
     let d = Dir::new(SPEC, FIXTURE_MANIFEST);
     std::fs::create_dir(d.path("out")).unwrap();
     std::fs::write(d.path("out/notes.txt"), "mine").unwrap();
@@ -474,22 +503,13 @@ fn a_foreign_directory_is_refused_and_an_earlier_output_replaced_keeping_passwor
 
     ok(&d.render(&["--force"]));
     assert!(!d.path("out/notes.txt").exists());
-    let env1 = d.read("pg1/.env");
-    // Re-render with a new image: the directory is ours, replaced, passwords kept.
+    // Re-render with a new image: the directory is ours, replaced.
     std::fs::write(d.path("cluster.toml"), SPEC.replace("v1.0", "v1.1")).unwrap();
     let out = d.render(&["--json"]);
     ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["kept_passwords"], true);
-    let env2 = d.read("pg1/.env");
-    assert!(env2.contains("PGHA_IMAGE=supabase-patroni:v1.1"));
-    let pw = |e: &str| {
-        e.lines()
-            .filter(|l| l.starts_with("PGPASSWORD_"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(pw(&env1), pw(&env2));
+    assert_eq!(report["image"], "supabase-patroni:v1.1");
+    assert!(d.read("pg1/.env").contains("PGHA_IMAGE=supabase-patroni:v1.1"));
     // No temporary or old directories left next to it.
     let leftovers: Vec<_> = std::fs::read_dir(d.tmp.path())
         .unwrap()

@@ -17,9 +17,9 @@
 //! Spilo's merge.
 //!
 //! The output is written to a temporary sibling directory and renamed into
-//! place; a previous output of this command is replaced whole (its
-//! passwords kept, so a re-render does not lock the members out), anything
-//! else is refused unless `force`.
+//! place; a previous output of this command is replaced whole, anything
+//! else is refused unless `force`. The rendered files hold no secret: they
+//! name the files `pgha-image secrets` makes (see [`crate::secrets`]).
 
 mod error;
 pub mod image;
@@ -29,13 +29,12 @@ pub mod spec;
 
 pub use error::ManifestsError;
 pub use image::ImageManifest;
-pub use render::{Passwords, RenderedFile};
+pub use render::RenderedFile;
 pub use spec::Spec;
 
 use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -66,8 +65,6 @@ pub struct Report {
     pub out: PathBuf,
     pub members: Vec<String>,
     pub files: Vec<String>,
-    /// The passwords of an earlier output were kept.
-    pub kept_passwords: bool,
 }
 
 /// The image's manifest, from the engine or a file; an image without one
@@ -113,17 +110,8 @@ pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<ImageM
 pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
     let spec = spec::load(req.spec)?;
     let manifest = image_manifest(&spec, &req.manifest)?;
-    let ours = check_out(req.out, req.force)?;
-    let kept = if ours { previous_passwords(req.out) } else { None };
-    let kept_passwords = kept.is_some();
-    let passwords = match kept {
-        Some(p) => p,
-        None => Passwords {
-            superuser: random_hex(24)?,
-            standby: random_hex(24)?,
-        },
-    };
-    let files = render::render(&spec, &manifest, &passwords)?;
+    check_out(req.out, req.force)?;
+    let files = render::render(&spec, &manifest)?;
     let report = Report {
         tool_version: crate::TOOL_VERSION.to_string(),
         scope: spec.scope.clone(),
@@ -131,7 +119,6 @@ pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
         out: req.out.to_path_buf(),
         members: spec.members.iter().map(|m| m.name.clone()).collect(),
         files: files.iter().map(|f| f.path.clone()).collect(),
-        kept_passwords,
     };
     write_out(req.out, &files, &report)?;
     Ok(report)
@@ -160,33 +147,6 @@ fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
             })
         }
     }
-}
-
-/// The passwords in an earlier output's `.env` files (the first that has both).
-fn previous_passwords(out: &Path) -> Option<Passwords> {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(out).ok()?.flatten().map(|e| e.path()).collect();
-    dirs.sort();
-    dirs.iter().find_map(|d| {
-        let text = fs::read_to_string(d.join(".env")).ok()?;
-        let get = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .map(str::to_string)
-                .filter(|v| !v.is_empty())
-        };
-        Some(Passwords {
-            superuser: get("PGPASSWORD_SUPERUSER")?,
-            standby: get("PGPASSWORD_STANDBY")?,
-        })
-    })
-}
-
-fn random_hex(bytes: usize) -> Result<String, ManifestsError> {
-    let mut buf = vec![0u8; bytes];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| io("cannot read /dev/urandom".into(), e))?;
-    Ok(hex::encode(buf))
 }
 
 fn io(what: String, source: std::io::Error) -> ManifestsError {

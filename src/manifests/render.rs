@@ -27,7 +27,7 @@ pub const STANDBY_USER: &str = "standby";
 pub struct RenderedFile {
     pub path: String,
     pub contents: String,
-    /// 0o600 for files holding secrets, 0o644 otherwise.
+    /// 0o644: rendered files hold no secret (those are `pgha-image secrets`' files).
     pub mode: u32,
 }
 
@@ -40,13 +40,6 @@ const EXPORTER_QUERIES_TEXT: &str = include_str!("../../manifests/files/exporter
 /// WAL-G's S3 credentials, a file in the secrets directory of each VM
 /// (`AWS_ACCESS_KEY_ID=…`, `AWS_SECRET_ACCESS_KEY=…`): the rendered files hold no secret.
 pub const WALG_CREDENTIALS: &str = "walg.env";
-
-/// The passwords the members share (written only into the `.env` files).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passwords {
-    pub superuser: String,
-    pub standby: String,
-}
 
 #[derive(Serialize)]
 struct ClusterCtx<'a> {
@@ -67,6 +60,14 @@ struct ClusterCtx<'a> {
     haproxy_host: Option<&'a str>,
     secrets_dir: &'a str,
     secrets_mount: &'static str,
+    /// Host paths of the compose `env_file`s `pgha-image secrets` makes.
+    patroni_env: String,
+    haproxy_env: String,
+    /// The cluster CA, where the members see it.
+    ca_file: String,
+    allow_nossl: bool,
+    stats_user_var: &'static str,
+    stats_password_var: &'static str,
     haproxy_cfg: &'static str,
     superuser: &'static str,
     standby_user: &'static str,
@@ -82,8 +83,6 @@ struct ClusterCtx<'a> {
     walg_env: Vec<(&'static str, String)>,
     /// The file of WAL-G's S3 credentials on each VM (compose `env_file`).
     walg_credentials: String,
-    /// Where HAProxy's read-only port is reached from the backup service.
-    haproxy_address: String,
 }
 
 #[derive(Serialize)]
@@ -93,8 +92,9 @@ struct MemberCtx<'a> {
     member: &'a Member,
     others: Vec<&'a Member>,
     spilo_configuration: String,
-    superuser_password: &'a str,
-    standby_password: &'a str,
+    /// This member's certificate and key, where it sees them.
+    ssl_cert: String,
+    ssl_key: String,
     /// This VM runs the backup service.
     runs_backup: bool,
 }
@@ -129,6 +129,15 @@ pub fn spilo_configuration(spec: &Spec, manifest: &ImageManifest, member: &Membe
         "postgresql": {
             "connect_address": format!("{}:{}", member.address, spec.ports.postgres),
             "parameters": manifest.parameters,
+            // Replicas stream over TLS and check the leader's certificate
+            // (it names the address they dial); Patroni adds the user and
+            // password from the environment.
+            "authentication": {
+                "replication": {
+                    "sslmode": "verify-full",
+                    "sslrootcert": crate::secrets::mounted(crate::secrets::CA_CERT),
+                },
+            },
         },
     });
     if !manifest.dcs_parameters.is_empty() {
@@ -187,11 +196,7 @@ pub fn walg_env(spec: &Spec) -> Vec<(&'static str, String)> {
 }
 
 /// Render every file of the output.
-pub fn render(
-    spec: &Spec,
-    manifest: &ImageManifest,
-    passwords: &Passwords,
-) -> Result<Vec<RenderedFile>, ManifestsError> {
+pub fn render(spec: &Spec, manifest: &ImageManifest) -> Result<Vec<RenderedFile>, ManifestsError> {
     let env = environment()?;
     let pg_version = pg_version(spec, manifest)?;
     let haproxy_host = match &spec.haproxy {
@@ -224,6 +229,12 @@ pub fn render(
         haproxy_host,
         secrets_dir: &spec.secrets_dir,
         secrets_mount: SECRETS_MOUNT,
+        patroni_env: format!("{}/{}", spec.secrets_dir, crate::secrets::PATRONI_ENV),
+        haproxy_env: format!("{}/{}", spec.secrets_dir, crate::secrets::HAPROXY_ENV),
+        ca_file: crate::secrets::mounted(crate::secrets::CA_CERT),
+        allow_nossl: spec.allow_nossl,
+        stats_user_var: crate::secrets::STATS_USER_VAR,
+        stats_password_var: crate::secrets::STATS_PASSWORD_VAR,
         haproxy_cfg: HAPROXY_CFG,
         superuser: SUPERUSER,
         standby_user: STANDBY_USER,
@@ -241,7 +252,6 @@ pub fn render(
         monitoring: spec.monitoring.as_ref(),
         walg_env: walg_env(spec),
         walg_credentials: format!("{}/{WALG_CREDENTIALS}", spec.secrets_dir),
-        haproxy_address: haproxy_host.unwrap_or("127.0.0.1").to_string(),
     };
 
     let mut files = Vec::new();
@@ -257,8 +267,8 @@ pub fn render(
             member,
             others: spec.members.iter().filter(|m| m.name != member.name).collect(),
             spilo_configuration: yaml,
-            superuser_password: &passwords.superuser,
-            standby_password: &passwords.standby,
+            ssl_cert: crate::secrets::mounted(&crate::secrets::member_cert(&member.name).0),
+            ssl_key: crate::secrets::mounted(&crate::secrets::member_cert(&member.name).1),
             runs_backup: spec.backup.as_ref().is_some_and(|b| b.member == member.name),
         };
         let dir = &member.name;
@@ -269,7 +279,7 @@ pub fn render(
             format!("{dir}/compose.yaml"),
             0o644,
         )?);
-        files.push(file(&env, "env.j2", &ctx, format!("{dir}/.env"), 0o600)?);
+        files.push(file(&env, "env.j2", &ctx, format!("{dir}/.env"), 0o644)?);
         files.push(file(
             &env,
             "member-README.md.j2",

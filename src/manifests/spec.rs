@@ -7,6 +7,7 @@
 //! image = "supabase-patroni:v1.0"
 //! dcs = "etcd"          # etcd on the members | "consul" | { etcd = ["host:2379", …] } | { consul = "host:8500" }
 //! haproxy = "members"   # on every member | "ADDRESS" of its own host
+//! allow_nossl = false   # true: clients may connect without TLS (Spilo's ALLOW_NOSSL)
 //! [[member]]
 //! name = "pg1"
 //! address = "192.0.2.11"
@@ -131,6 +132,9 @@ pub struct Spec {
     pub dcs: Dcs,
     pub haproxy: HaproxyPlacement,
     pub secrets_dir: String,
+    /// Accept client connections without TLS (Spilo's `ALLOW_NOSSL`);
+    /// replication stays on TLS.
+    pub allow_nossl: bool,
     pub ports: Ports,
     pub etcd_image: String,
     pub consul_image: String,
@@ -154,6 +158,8 @@ struct RawSpec {
     dcs: Option<Spanned<RawDcs>>,
     haproxy: Option<Spanned<String>>,
     secrets_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_nossl: bool,
     data_dir: Option<Spanned<String>>,
     #[serde(default)]
     ports: RawPorts,
@@ -624,6 +630,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
         dcs,
         haproxy,
         secrets_dir,
+        allow_nossl: raw.allow_nossl,
         ports,
         etcd_image: raw.images.etcd.unwrap_or_else(|| DEFAULT_ETCD_IMAGE.into()),
         consul_image: raw.images.consul.unwrap_or_else(|| DEFAULT_CONSUL_IMAGE.into()),

@@ -37,6 +37,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Request<'a> {
     pub spec: &'a Path,
+    /// Where `haproxy.env` (HAProxy's stats login, from `pgha-image
+    /// secrets`) is read; default: the spec's `secrets_dir`.
+    pub secrets_dir: Option<&'a Path>,
     /// The limit of each request.
     pub timeout: Duration,
     /// Overrides `[monitoring] max_lag`.
@@ -164,11 +167,35 @@ pub fn run(req: &Request<'_>) -> Result<Report, StatusError> {
         .enable_all()
         .build()
         .map_err(|e| StatusError::Runtime(e.to_string()))?;
-    rt.block_on(collect(&spec, req.timeout, req.max_lag))
+    let secrets_dir = req
+        .secrets_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from(&spec.secrets_dir));
+    let login = stats_login(&secrets_dir);
+    rt.block_on(collect(&spec, req.timeout, req.max_lag, login.as_ref()))
+}
+
+/// HAProxy's stats login from `DIR/haproxy.env`, when it can be read.
+pub fn stats_login(secrets_dir: &Path) -> Option<probe::Login> {
+    let text = std::fs::read_to_string(secrets_dir.join(crate::secrets::HAPROXY_ENV)).ok()?;
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().to_string())
+    };
+    Some(probe::Login {
+        user: get(crate::secrets::STATS_USER_VAR)?,
+        password: get(crate::secrets::STATS_PASSWORD_VAR)?,
+    })
 }
 
 /// Ask every endpoint at once, then judge.
-pub async fn collect(spec: &Spec, limit: Duration, max_lag: Option<u64>) -> Result<Report, StatusError> {
+pub async fn collect(
+    spec: &Spec,
+    limit: Duration,
+    max_lag: Option<u64>,
+    stats_login: Option<&probe::Login>,
+) -> Result<Report, StatusError> {
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_LIMIT)
         .timeout(limit)
@@ -221,16 +248,23 @@ pub async fn collect(spec: &Spec, limit: Duration, max_lag: Option<u64>) -> Resu
         format!("http://{addr}:{}/status", b.port)
     });
 
-    let fetch_all = |urls: Vec<String>| {
+    let fetch_all = |urls: Vec<String>, login: Option<&probe::Login>| {
         let client = client.clone();
-        async move { join_all(urls.iter().map(|u| probe::get(&client, u, limit + CONNECT_LIMIT))).await }
+        let login = login.cloned();
+        async move {
+            join_all(
+                urls.iter()
+                    .map(|u| probe::get(&client, u, login.as_ref(), limit + CONNECT_LIMIT)),
+            )
+            .await
+        }
     };
     let (own, clusters, stats, exporters, backup) = tokio::join!(
-        fetch_all(own_urls.clone()),
-        fetch_all(cluster_urls),
-        fetch_all(stats_urls.clone()),
-        fetch_all(exporter_urls.clone()),
-        fetch_all(backup_url.iter().cloned().collect()),
+        fetch_all(own_urls.clone(), None),
+        fetch_all(cluster_urls, None),
+        fetch_all(stats_urls.clone(), stats_login),
+        fetch_all(exporter_urls.clone(), None),
+        fetch_all(backup_url.iter().cloned().collect(), None),
     );
 
     let mut problems = Vec::new();
@@ -274,10 +308,22 @@ pub async fn collect(spec: &Spec, limit: Duration, max_lag: Option<u64>) -> Resu
             problem(
                 &mut problems,
                 owner.as_deref(),
-                format!(
-                    "HAProxy's stats on {addr}:{} do not answer: {e}",
-                    spec.ports.stats
-                ),
+                if e.contains("401") {
+                    format!(
+                        "HAProxy's stats on {addr}:{} refuse the login{}",
+                        spec.ports.stats,
+                        if stats_login.is_some() {
+                            ""
+                        } else {
+                            " (no haproxy.env read: give --secrets-dir)"
+                        }
+                    )
+                } else {
+                    format!(
+                        "HAProxy's stats on {addr}:{} do not answer: {e}",
+                        spec.ports.stats
+                    )
+                },
             );
         }
     }

@@ -5,10 +5,32 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// A login for HTTP basic authentication.
+#[derive(Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Login({}, ***)", self.user)
+    }
+}
+
 /// One GET with a connect limit and a total limit: the body, or why not.
-pub async fn get(client: &reqwest::Client, url: &str, limit: Duration) -> Result<String, String> {
+pub async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    login: Option<&Login>,
+    limit: Duration,
+) -> Result<String, String> {
     let once = async {
-        let resp = client.get(url).send().await.map_err(|e| one_line(&e))?;
+        let mut req = client.get(url);
+        if let Some(l) = login {
+            req = req.basic_auth(&l.user, Some(&l.password));
+        }
+        let resp = req.send().await.map_err(|e| one_line(&e))?;
         let status = resp.status();
         let body = resp.text().await.map_err(|e| one_line(&e))?;
         if !status.is_success() {

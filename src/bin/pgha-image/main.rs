@@ -8,6 +8,7 @@ mod export;
 mod extensions;
 mod fetch;
 mod manifests;
+mod secrets;
 mod ship;
 mod status;
 mod verify;
@@ -87,6 +88,8 @@ enum Command {
     Ship(ship::ShipArgs),
     /// Render per-VM deployments (compose, HAProxy, etcd/Consul) and postgres-operator manifests from a cluster spec
     Manifests(manifests::ManifestsArgs),
+    /// Make the cluster's secret files: passwords, JWT secret and API keys, pgsodium key, CA and member certificates
+    Secrets(secrets::SecretsArgs),
     /// Run the image as a deployment would and check what it claims (CI: --junit FILE)
     Verify(verify::VerifyArgs),
     /// Show a running cluster from its spec: roles, lag, routing, image, ledger, backup age (exit 3: degraded)
@@ -105,6 +108,7 @@ fn main() -> std::process::ExitCode {
         Command::Load(args) => export::run_load(args, &cli.global),
         Command::Ship(args) => ship::run(args, &cli.global),
         Command::Manifests(args) => manifests::run(args, &cli.global),
+        Command::Secrets(args) => secrets::run(args, &cli.global),
         Command::Verify(args) => verify::run_verify(args, &cli.global),
         Command::Status(args) => status::run(args, &cli.global),
     };

@@ -21,6 +21,11 @@ pub struct StatusArgs {
     #[arg(long, value_name = "FILE")]
     pub spec: PathBuf,
 
+    /// The secrets directory of `pgha-image secrets`, for HAProxy's stats login (haproxy.env)
+    /// [default: the spec's secrets_dir]
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
     /// The limit of each request, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -39,6 +44,7 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs, _global: &Global) -> Result<(), pgha_image::Error> {
     let report = status::run(&Request {
         spec: &args.spec,
+        secrets_dir: args.secrets_dir.as_deref(),
         timeout: Duration::from_secs(args.timeout),
         max_lag: args.max_lag,
     })?;
