@@ -102,6 +102,30 @@ fn pgha_image(args: &[&str]) {
     );
 }
 
+/// `pgha-image secrets` then `pgha-image manifests` for `spec`, as the
+/// README's first steps.
+fn secrets_and_manifests(spec: &Path, secrets: &Path, out: &Path) {
+    let spec = spec.to_str().unwrap();
+    pgha_image(&[
+        "secrets",
+        "--engine",
+        "podman",
+        "--spec",
+        spec,
+        "--out",
+        secrets.to_str().unwrap(),
+    ]);
+    pgha_image(&[
+        "manifests",
+        "--engine",
+        "podman",
+        "--spec",
+        spec,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+}
+
 fn get(host: &str, port: u16, path: &str) -> Option<String> {
     cluster::http_get(host, port, path)
         .filter(|(s, _)| *s == 200)
@@ -181,25 +205,7 @@ fn status_metrics_and_backups_on_three_vms() {
     let spec = dir.join("cluster.toml");
     let out = dir.join("deploy");
     std::fs::write(&spec, spec_text).unwrap();
-    pgha_image(&[
-        "secrets",
-        "--engine",
-        "podman",
-        "--spec",
-        spec.to_str().unwrap(),
-        "--out",
-        secrets.to_str().unwrap(),
-    ]);
-    let o = assert_cmd::Command::cargo_bin("pgha-image")
-        .unwrap()
-        .args(["manifests", "--engine", "podman", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    secrets_and_manifests(&spec, &secrets, &out);
     let password = cluster::read_env_file(&secrets.join("patroni.env"))["PGPASSWORD_SUPERUSER"].clone();
     let tls = format!(
         "sslmode=verify-full sslrootcert={}",
@@ -546,29 +552,11 @@ fn status_metrics_and_backups_on_three_vms() {
     // The new cluster's own certificates (its own address), with the first
     // cluster's shared secrets: the Supabase password, jwt_secret and, above
     // all, pgsodium's root key.
-    pgha_image(&[
-        "secrets",
-        "--engine",
-        "podman",
-        "--spec",
-        fresh_spec.to_str().unwrap(),
-        "--out",
-        fresh_secrets.to_str().unwrap(),
-    ]);
+    let fresh_out = dir.join("fresh");
+    secrets_and_manifests(&fresh_spec, &fresh_secrets, &fresh_out);
     for f in ["password", "jwt_secret", "pgsodium_root_key"] {
         std::fs::copy(secrets.join(f), fresh_secrets.join(f)).unwrap();
     }
-    let fresh_out = dir.join("fresh");
-    let o = assert_cmd::Command::cargo_bin("pgha-image")
-        .unwrap()
-        .args(["manifests", "--engine", "podman", "--spec"])
-        .arg(&fresh_spec)
-        .arg("--out")
-        .arg(&fresh_out)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let fresh = Vm {
         name: "pg9".into(),
         pod: Pod::create(&net, "i17-day2", "pg9", &fresh_addr),
