@@ -202,7 +202,7 @@ fn tls_by_default_and_allow_nossl_only_when_the_spec_asks() {
 fn each_member_advertises_its_own_address_and_the_images_settings() {
     let d = Dir::new(SPEC, FIXTURE_MANIFEST);
     ok(&d.render(&[]));
-    let manifest = pgha_image::manifests::ImageManifest::from_json(FIXTURE_MANIFEST.as_bytes()).unwrap();
+    let manifest = pgha_image::contract::BuildManifest::from_json(FIXTURE_MANIFEST.as_bytes()).unwrap();
     for (name, addr) in [
         ("pg1", "192.0.2.11"),
         ("pg2", "192.0.2.12"),
