@@ -179,6 +179,8 @@ fn status_metrics_and_backups_on_three_vms() {
     // The whole cluster runs under the engine lock (heavy: one at a time).
     let lock = images::engine_lock();
     let v1 = images::full_set_image(&lock);
+    // What the members run: the image pinned by its id (compose names no tag).
+    let v1_id = format!("sha256:{}", images::image_id(&v1));
     let tools = cluster::tools_image();
     let exporter = cluster::exporter_image();
     let t_images = started.elapsed();
@@ -275,7 +277,7 @@ fn status_metrics_and_backups_on_three_vms() {
             assert_eq!(m["state"], "streaming", "{m}");
             assert!(m["lag"].as_u64().is_some(), "{m}");
         }
-        assert_eq!(m["image"].as_str(), Some(v1.as_str()), "{m}");
+        assert_eq!(m["image"].as_str(), Some(v1_id.as_str()), "{m}");
         let exporter_says = || {
             let body = get(m["address"].as_str().unwrap(), EXPORTER, "/metrics").unwrap_or_default();
             let lines: Vec<&str> = body
@@ -305,7 +307,7 @@ fn status_metrics_and_backups_on_three_vms() {
         .unwrap();
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(table.starts_with(&format!("cluster {SCOPE}: healthy")), "{table}");
-    assert!(table.contains("streaming") && table.contains(&v1), "{table}");
+    assert!(table.contains("streaming") && table.contains(&v1_id), "{table}");
 
     // 2. Metrics: Patroni, the exporters (as pgha_monitor), HAProxy.
     for vm in &vms {

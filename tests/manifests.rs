@@ -55,7 +55,15 @@ impl Dir {
     fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }
+    /// Render offline (`--image-manifest`): every image pinned in the spec
+    /// first (offline, nothing can resolve a tag), as [`pin_images`] does.
     fn render(&self, extra: &[&str]) -> Output {
+        let spec = self.path("cluster.toml");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        std::fs::write(&spec, pin_images(&text)).unwrap();
+        self.render_as_is(extra)
+    }
+    fn render_as_is(&self, extra: &[&str]) -> Output {
         pgha_image(
             &[
                 "manifests",
@@ -87,6 +95,32 @@ impl Dir {
     fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path("out").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }
+}
+
+/// Fixed image ids for offline rendering (the snapshots show them).
+const PG_ID: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const TOOLS_DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+/// The spec with its image given by id and the side services' images by
+/// digest (an `[images]` table appended: no line moves), unless it pins them.
+fn pin_images(spec: &str) -> String {
+    let mut out: String = spec
+        .lines()
+        .map(|l| {
+            if l.starts_with("image = \"") && !l.contains("sha256:") {
+                format!("image = \"localhost/supabase-patroni@{PG_ID}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    if !spec.contains("[images]") {
+        out.push_str(&format!(
+            "[images]\netcd = \"localhost/etcd@{TOOLS_DIGEST}\"\nconsul = \"localhost/consul@{TOOLS_DIGEST}\"\n\
+             haproxy = \"localhost/haproxy@{TOOLS_DIGEST}\"\nexporter = \"localhost/exporter@{TOOLS_DIGEST}\"\n"
+        ));
+    }
+    out
 }
 
 fn pgha_image(args: &[&str]) -> Output {
@@ -504,12 +538,20 @@ fn a_foreign_directory_is_refused_and_an_earlier_output_replaced() {
     ok(&d.render(&["--force"]));
     assert!(!d.path("out/notes.txt").exists());
     // Re-render with a new image: the directory is ours, replaced.
-    std::fs::write(d.path("cluster.toml"), SPEC.replace("v1.0", "v1.1")).unwrap();
+    let v11 = PG_ID.replace('1', "3");
+    std::fs::write(
+        d.path("cluster.toml"),
+        SPEC.replace("supabase-patroni:v1.0", &format!("supabase-patroni@{v11}")),
+    )
+    .unwrap();
     let out = d.render(&["--json"]);
     ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["image"], "supabase-patroni:v1.1");
-    assert!(d.read("pg1/.env").contains("PGHA_IMAGE=supabase-patroni:v1.1"));
+    assert_eq!(report["image"], format!("supabase-patroni@{v11}"));
+    assert!(
+        d.read("pg1/.env")
+            .contains(&format!("PGHA_IMAGE=supabase-patroni@{v11}"))
+    );
     // No temporary or old directories left next to it.
     let leftovers: Vec<_> = std::fs::read_dir(d.tmp.path())
         .unwrap()
@@ -576,13 +618,113 @@ fn the_image_manifest_is_read_from_the_image_through_the_engine() {
         &SPEC.replace("supabase-patroni:v1.0", &image.reference),
         "not used",
     );
+    // The side services' images: the same local image (etcd, HAProxy), by tag.
+    let images = format!("[images]\netcd = \"{0}\"\nhaproxy = \"{0}\"\n", image.reference);
+    std::fs::write(
+        d.path("cluster.toml"),
+        format!(
+            "{}{images}",
+            SPEC.replace("supabase-patroni:v1.0", &image.reference)
+        ),
+    )
+    .unwrap();
     let out = d.render_from_image();
     ok(&out);
-    let (_, spilo) = postgres_env(&d.read("pg1/compose.yaml"));
+    let compose = d.read("pg1/compose.yaml");
+    let (_, spilo) = postgres_env(&compose);
     assert_eq!(
         s(&spilo["postgresql"]["parameters"]["pgsodium.getkey_script"]),
         "/usr/local/lib/pgha/pgsodium_getkey"
     );
+    // Every image by the id the engine holds, none by its tag.
+    let id = common::images::run(common::images::podman_cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &image.reference,
+    ]));
+    let id = format!("sha256:{}", id.trim().trim_start_matches("sha256:"));
+    let c = yaml(&compose);
+    for svc in ["etcd", "haproxy"] {
+        assert_eq!(s(&c["services"][svc]["image"]), id, "{svc}");
+    }
+    assert_eq!(
+        s(&c["services"]["postgres"]["image"]),
+        "${PGHA_IMAGE:?set PGHA_IMAGE in .env}"
+    );
+    let env = d.read("pg1/.env");
+    assert!(env.lines().any(|l| l == format!("PGHA_IMAGE={id}")), "{env}");
+    for f in ["pg1/compose.yaml", "pg1/.env"] {
+        let text = d.read(f);
+        let uses: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && l.contains(&image.reference))
+            .collect();
+        assert!(uses.is_empty(), "{f} uses the tag: {uses:?}");
+    }
+
+    // An image of the deployment that is not in the store: exit 4, its field named.
+    let absent = format!("localhost/pgha-test/h16-absent-haproxy:{}", std::process::id());
+    std::fs::write(
+        d.path("cluster.toml"),
+        format!(
+            "{}[images]\netcd = \"{}\"\nhaproxy = \"{absent}\"\n",
+            SPEC.replace("supabase-patroni:v1.0", &image.reference),
+            image.reference
+        ),
+    )
+    .unwrap();
+    let out = d.render_from_image();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("images.haproxy") && stderr.contains(&absent) && stderr.contains("pgha-image load"),
+        "{stderr}"
+    );
+}
+
+/// Offline there is no engine to resolve a tag: a tag is refused, naming its field.
+#[test]
+fn offline_rendering_refuses_a_tag_naming_its_field() {
+    let d = Dir::new(SPEC, FIXTURE_MANIFEST);
+    let out = d.render_as_is(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("image: supabase-patroni:v1.0 is a tag") && stderr.contains("sha256:"),
+        "{stderr}"
+    );
+    assert!(!d.path("out").exists());
+    // The PostgreSQL image pinned, etcd's still a (public registry's) tag.
+    std::fs::write(
+        d.path("cluster.toml"),
+        SPEC.replace("supabase-patroni:v1.0", PG_ID),
+    )
+    .unwrap();
+    let out = d.render_as_is(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("images.etcd: quay.io/coreos/etcd:v3.5.17 is a tag"),
+        "{stderr}"
+    );
+    // Pinned throughout: rendered, and the compose files name no tag.
+    ok(&d.render(&[]));
+    for m in ["pg1", "pg2", "pg3"] {
+        let c = yaml(&d.read(&format!("{m}/compose.yaml")));
+        for (name, svc) in c["services"].as_mapping().unwrap() {
+            let image = s(&svc["image"]);
+            assert!(
+                image.contains("@sha256:") || image.starts_with("${PGHA_IMAGE"),
+                "{m}: {name:?}: {image}"
+            );
+        }
+        assert!(
+            d.read(&format!("{m}/.env"))
+                .contains(&format!("PGHA_IMAGE={PG_ID}\n"))
+        );
+    }
 }
 
 /// The README's "From build to a running cluster" spec renders as it says.

@@ -16,6 +16,9 @@
 //! `postgresql.connect_address` and `restapi.connect_address` there wins
 //! Spilo's merge.
 //!
+//! Every image is named by its digest ([`pin`]): the image ids the local
+//! engine holds, or references the spec gives pinned.
+//!
 //! The output is written to a temporary sibling directory and renamed into
 //! place; a previous output of this command is replaced whole, anything
 //! else is refused unless `force`. The rendered files hold no secret: they
@@ -24,6 +27,7 @@
 mod error;
 pub mod image;
 pub mod operations;
+pub mod pin;
 pub mod render;
 pub mod spec;
 
@@ -110,8 +114,13 @@ pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<BuildM
 pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
     let spec = spec::load(req.spec)?;
     let manifest = image_manifest(&spec, &req.manifest)?;
+    let engine = match req.manifest {
+        ManifestSource::Engine(engine) => Some(engine),
+        ManifestSource::File(_) => None,
+    };
+    let pinned = pin::pin(&spec, engine)?;
     check_out(req.out, req.force)?;
-    let files = render::render(&spec, &manifest)?;
+    let files = render::render(&spec, &manifest, &pinned)?;
     let report = Report {
         tool_version: crate::TOOL_VERSION.to_string(),
         scope: spec.scope.clone(),

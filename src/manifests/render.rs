@@ -44,7 +44,10 @@ pub const WALG_CREDENTIALS: &str = "walg.env";
 #[derive(Serialize)]
 struct ClusterCtx<'a> {
     scope: &'a str,
+    /// The spec's image (as the operator names it; the Kubernetes manifests use it).
     image: &'a str,
+    /// The same image pinned (compose's `PGHA_IMAGE`): its id or `NAME@sha256:…`.
+    image_pinned: &'a str,
     pg_version: u32,
     members: &'a [Member],
     ports: super::spec::Ports,
@@ -56,6 +59,10 @@ struct ClusterCtx<'a> {
     etcd_image: &'a str,
     consul_image: &'a str,
     haproxy_image: &'a str,
+    /// Every image of the deployment: spec field, the spec's reference, pinned.
+    pinned_images: Vec<(&'static str, &'a str, &'a str)>,
+    /// The exporter's image, pinned (`[monitoring]`).
+    exporter_image: Option<&'a str>,
     haproxy_on_members: bool,
     haproxy_host: Option<&'a str>,
     secrets_dir: &'a str,
@@ -195,8 +202,13 @@ pub fn walg_env(spec: &Spec) -> Vec<(&'static str, String)> {
     env
 }
 
-/// Render every file of the output.
-pub fn render(spec: &Spec, manifest: &BuildManifest) -> Result<Vec<RenderedFile>, ManifestsError> {
+/// Render every file of the output; the compose files name each image by
+/// its pinned reference.
+pub fn render(
+    spec: &Spec,
+    manifest: &BuildManifest,
+    pinned: &super::pin::Pinned,
+) -> Result<Vec<RenderedFile>, ManifestsError> {
     let env = environment()?;
     let pg_version = pg_version(spec, manifest)?;
     let haproxy_host = match &spec.haproxy {
@@ -206,6 +218,7 @@ pub fn render(spec: &Spec, manifest: &BuildManifest) -> Result<Vec<RenderedFile>
     let cluster = ClusterCtx {
         scope: &spec.scope,
         image: &spec.image,
+        image_pinned: pinned.of(&spec.image),
         pg_version,
         members: &spec.members,
         ports: spec.ports,
@@ -222,9 +235,15 @@ pub fn render(spec: &Spec, manifest: &BuildManifest) -> Result<Vec<RenderedFile>
             .map(|m| format!("{}=http://{}:2380", m.name, m.address))
             .collect::<Vec<_>>()
             .join(","),
-        etcd_image: &spec.etcd_image,
-        consul_image: &spec.consul_image,
-        haproxy_image: &spec.haproxy_image,
+        etcd_image: pinned.of(&spec.etcd_image),
+        consul_image: pinned.of(&spec.consul_image),
+        haproxy_image: pinned.of(&spec.haproxy_image),
+        exporter_image: spec.monitoring.as_ref().map(|m| pinned.of(&m.exporter_image)),
+        pinned_images: pinned
+            .images
+            .iter()
+            .map(|(i, p)| (i.field, i.reference.as_str(), p.as_str()))
+            .collect(),
         haproxy_on_members: haproxy_host.is_none(),
         haproxy_host,
         secrets_dir: &spec.secrets_dir,

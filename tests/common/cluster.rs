@@ -130,12 +130,13 @@ impl Pod {
         format!("{}-{service}", self.name)
     }
 
-    /// Start a compose service in this pod (see [`ComposeService::podman_run_args`]).
+    /// Start a compose service in this pod (see [`ComposeService::podman_run_args`]),
+    /// with `--pull=never`: a VM without a registry has only the images put there.
     pub fn run_service(&self, svc: &ComposeService) {
         let name = self.container(&svc.name);
         let _ = podman_cmd().args(["rm", "-f", &name]).output();
         run(podman_cmd()
-            .args(["run", "-d", "--pod", &self.name, "--name", &name])
+            .args(["run", "-d", "--pull=never", "--pod", &self.name, "--name", &name])
             .args(svc.podman_run_args()));
     }
 
