@@ -450,6 +450,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_deployment_goes_to_its_members_and_haproxy_only_to_its_host() {
+        let text = "scope = \"s\"\nimage = \"pg:1\"\nhaproxy = \"192.0.2.9\"\n\
+                    [images]\netcd = \"etcd:1\"\nhaproxy = \"hap:1\"\n\
+                    [[member]]\nname = \"a\"\naddress = \"192.0.2.1\"\n";
+        let spec = crate::manifests::spec::parse(std::path::Path::new("c.toml"), text).unwrap();
+        let plan = deployment_plan(&spec, &[]).unwrap();
+        let hosts: Vec<(&str, Vec<String>)> = plan
+            .iter()
+            .map(|(i, t)| (i.reference.as_str(), t.iter().map(|t| t.to_string()).collect()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("pg:1", vec!["192.0.2.1".to_string()]),
+                ("etcd:1", vec!["192.0.2.1".to_string()]),
+                ("hap:1", vec!["192.0.2.1".to_string(), "192.0.2.9".to_string()]),
+            ]
+        );
+        // --to replaces the spec's hosts.
+        let to = Target::parse_list(&["root@vm1".to_string()]).unwrap();
+        assert!(deployment_plan(&spec, &to).unwrap().iter().all(|(_, t)| *t == to));
+        // An image pinned by id alone has no name to tag on the hosts.
+        let hex = "a".repeat(64);
+        let spec = crate::manifests::spec::parse(
+            std::path::Path::new("c.toml"),
+            &text.replace("pg:1", &format!("sha256:{hex}")),
+        )
+        .unwrap();
+        assert!(matches!(
+            deployment_plan(&spec, &[]),
+            Err(ShipError::Unnamed { field, .. }) if field == "image"
+        ));
+    }
+
+    #[test]
     fn parallel_keeps_order() {
         let v: Vec<u32> = (0..20).collect();
         assert_eq!(
