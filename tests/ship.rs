@@ -421,6 +421,50 @@ fn ship_a_deployment(
         }
     }
 
+    // Without ssh: the same set in one file (`export --spec`), loaded into an
+    // empty image store; every image arrives under its tag with its id.
+    let t = Instant::now();
+    let file = dir.path().join("deployment.tar.zst");
+    let out = pgha()
+        .args([
+            "export",
+            "--spec",
+            spec.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+            "--json",
+        ])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<&str> = exported["manifest"]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [pg5.reference.as_str(), side.reference.as_str()]);
+    let store = Store::new();
+    let out = pgha()
+        .args(["load", file.to_str().unwrap()])
+        .env("CONTAINERS_STORAGE_CONF", store.conf())
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for image in [pg5, side] {
+        assert_eq!(
+            store.id(&image.reference),
+            Some(local_id(&image.reference)),
+            "{}",
+            image.reference
+        );
+    }
+    drop(store);
+    eprintln!("export --spec and load: {:.1}s", t.elapsed().as_secs_f64());
+
     // The upgrade: the side image is there (nothing sent), pg6 sends its own layer only.
     let r = run_spec(&pg6.reference);
     for h in per_host(&r, &side.reference) {
