@@ -16,6 +16,14 @@ including the whole shared_preload_libraries list, and everything it does
 not set comes from the image. Spilo then merges the result over its own
 generated configuration by the same rule.
 
+The REST API login: when PGHA_RESTAPI_USERNAME and PGHA_RESTAPI_PASSWORD are
+set (the deployment's env file from `pgha-image secrets`), they become
+restapi.authentication, unless the deployment's configuration sets one
+itself. Patroni then refuses unauthenticated unsafe requests (POST, PATCH,
+PUT, DELETE: switchover, failover, restart, config), and patronictl in the
+container uses the same login. They cannot reach Patroni as variables:
+Spilo strips its environment.
+
 Exit status 2, naming the variable, when it is not YAML or not a mapping.
 """
 
@@ -52,6 +60,14 @@ def main():
         print("pgha launch: {0} must be a YAML mapping, not a {1}".format(name, type(user).__name__),
               file=sys.stderr)
         sys.exit(2)
+    rest_user = os.environ.get("PGHA_RESTAPI_USERNAME", "")
+    rest_password = os.environ.get("PGHA_RESTAPI_PASSWORD", "")
+    if rest_user and rest_password:
+        restapi = user.get("restapi")
+        if not isinstance(restapi, dict):
+            restapi = user["restapi"] = {}
+        if not restapi.get("authentication"):
+            restapi["authentication"] = {"username": rest_user, "password": rest_password}
     json.dump(merge_over(user, defaults), sys.stdout, sort_keys=True, default=str)
     sys.stdout.write("\n")
 

@@ -24,6 +24,8 @@ packages=(
   libxml2-utils
   # ship tests (tests/common/vms.rs): sshd per VM, a dockerd, zstd on the hosts.
   openssh-server openssh-client iproute2 zstd perl util-linux
+  # secrets tests check the made certificates with openssl's own verifier.
+  openssl
 )
 
 missing=()

@@ -36,7 +36,9 @@ pub mod manifests;
 pub mod pipeline;
 pub mod progress;
 pub mod redact;
+pub mod secrets;
 pub mod ship;
+pub mod status;
 pub mod templates;
 pub mod verify;
 

@@ -18,15 +18,63 @@
 //!    then a switchover): the migration is applied exactly once, by the new
 //!    leader's on_role_change.
 //!
+//! Secure by default (issue 16): the secrets come from `pgha-image secrets`
+//! (group from the image), and the cluster is checked for what they buy:
+//! clients with the cluster CA connect with `sslmode=verify-full` through
+//! HAProxy to the leader and a connection without TLS is refused; replicas
+//! stream over TLS; Patroni's REST API refuses an unauthenticated (or wrongly
+//! authenticated) switchover and performs an authenticated one; HAProxy's
+//! stats page asks for its login; the anon and service_role keys verify with
+//! the jwt_secret the database holds and work with PostgREST's session
+//! pattern (authenticator, SET ROLE from the role claim, RLS applies). Every
+//! connection of this test uses TLS with the cluster CA.
+//!
 //! The side services' images (etcd, HAProxy) cannot be pulled here: the spec
 //! names a local Debian image with both instead (`[images]`).
 
 mod common;
 
-use common::cluster::{self, ComposeService, Network, Pod, compose_services, psql, wait_until};
+use base64::Engine as _;
+use common::cluster::{self, ComposeService, Network, Pod, compose_services, wait_until};
 use common::images::{self, TestImage};
+use hmac::{Hmac, KeyInit, Mac};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// The TLS part of every connection string: the cluster CA, verify-full.
+static TLS: OnceLock<String> = OnceLock::new();
+
+/// SQL over TLS, checking the server's certificate against the cluster CA
+/// and the address dialled.
+fn psql(host: &str, port: u16, user: &str, password: &str, sql: &str) -> Result<String, String> {
+    cluster::psql_ssl(host, port, user, password, TLS.get().expect("TLS set"), sql)
+}
+
+/// The claims of an HS256 JWT whose signature verifies with `secret`.
+fn verified_claims(token: &str, secret: &str) -> serde_json::Value {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    mac.verify_slice(&b64.decode(sig).unwrap())
+        .unwrap_or_else(|_| panic!("the key does not verify with jwt_secret"));
+    serde_json::from_slice(&b64.decode(input.split_once('.').unwrap().1).unwrap()).unwrap()
+}
+
+fn pgha_image(args: &[&str]) {
+    let o = assert_cmd::Command::cargo_bin("pgha-image")
+        .unwrap()
+        .args(args)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pgha-image {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
 
 const SCOPE: &str = "h6deploy";
 /// Spilo's defaults (bootstrap.dcs): the failover bound is TTL + loop_wait.
@@ -184,24 +232,8 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     let names = ["pg1", "pg2", "pg3"];
     let addrs: Vec<String> = (11..14).map(|n| net.host(n)).collect();
 
-    // The secret files every member mounts.
+    // The secret files every member mounts: `pgha-image secrets`, below.
     let secrets = dir.join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    for (f, v) in [
-        ("password", "h6-supabase-password"),
-        ("jwt_secret", "h6-jwt-secret-at-least-32-characters-long"),
-        (
-            "pgsodium_root_key",
-            "7f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
-        ),
-    ] {
-        std::fs::write(secrets.join(f), v).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    for e in std::fs::read_dir(&secrets).unwrap() {
-        std::fs::set_permissions(e.unwrap().path(), std::fs::Permissions::from_mode(0o444)).unwrap();
-    }
-
     let spec_text = |image: &str| {
         let mut s = format!(
             "scope = \"{SCOPE}\"\nimage = \"{image}\"\ndcs = \"etcd\"\nhaproxy = \"members\"\n\
@@ -219,8 +251,28 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     let spec = dir.join("cluster.toml");
     let out = dir.join("deploy");
     std::fs::write(&spec, spec_text(&v1)).unwrap();
+    // The group of the files: asked of the image through the engine.
+    pgha_image(&[
+        "secrets",
+        "--engine",
+        "podman",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        secrets.to_str().unwrap(),
+    ]);
     render(&spec, &out);
-    let password = cluster::read_env_file(&out.join("pg1/.env"))["PGPASSWORD_SUPERUSER"].clone();
+    let patroni_env = cluster::read_env_file(&secrets.join("patroni.env"));
+    let password = patroni_env["PGPASSWORD_SUPERUSER"].clone();
+    let ca = secrets.join("ca.crt");
+    TLS.set(format!("sslmode=verify-full sslrootcert={}", ca.display()))
+        .unwrap();
+    let secret_file = |f: &str| {
+        std::fs::read_to_string(secrets.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
 
     let vms: Vec<Vm> = names
         .iter()
@@ -234,7 +286,24 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     for vm in &vms {
         let names: Vec<&str> = vm.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["etcd", "postgres", "haproxy"], "{}", vm.name);
-        assert_eq!(vm.service("postgres").image, v1);
+        // Every image by its id (nothing is pulled: see cluster::Pod::run_service).
+        for svc in &vm.services {
+            assert!(
+                svc.image.starts_with("sha256:"),
+                "{}: {} runs {}",
+                vm.name,
+                svc.name,
+                svc.image
+            );
+        }
+        assert_eq!(
+            vm.service("postgres").image,
+            format!("sha256:{}", images::image_id(&v1))
+        );
+        assert_eq!(
+            vm.service("etcd").image,
+            format!("sha256:{}", images::image_id(&tools))
+        );
     }
     // Start order of the README: etcd everywhere, then the rest.
     for vm in &vms {
@@ -296,6 +365,175 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     .unwrap_or_else(|e| panic!("the bootstrap's ledger: {e}"));
     assert!(ledger.parse::<u32>().unwrap() >= 10, "{ledger}");
 
+    // 1b. Patroni's REST API: an unsafe request needs the login of patroni.env.
+    let candidate = names.iter().find(|n| **n != leader).unwrap().to_string();
+    let body = serde_json::json!({ "leader": leader, "candidate": candidate }).to_string();
+    let rest_user = patroni_env["PGHA_RESTAPI_USERNAME"].as_str();
+    let rest_password = patroni_env["PGHA_RESTAPI_PASSWORD"].as_str();
+    for login in [None, Some((rest_user, "not-the-password"))] {
+        let (status, text) = cluster::http_request(&leader_addr, REST, "POST", "/switchover", login, &body)
+            .expect("the REST API answers");
+        assert_eq!(status, 401, "a switchover with {login:?} must be refused: {text}");
+    }
+    let c = cluster::patroni_cluster(&leader_addr, REST).unwrap();
+    assert!(
+        cluster::members(&c)
+            .iter()
+            .any(|(n, r, _)| *n == leader && r == "leader"),
+        "a refused switchover changed the leader: {c}"
+    );
+    let (status, text) = cluster::http_request(
+        &leader_addr,
+        REST,
+        "POST",
+        "/switchover",
+        Some((rest_user, rest_password)),
+        &body,
+    )
+    .expect("the REST API answers");
+    assert_eq!(status, 200, "an authenticated switchover: {text}");
+    let leader = wait_until(
+        "the authenticated switchover's candidate leads with both replicas",
+        Duration::from_secs(180),
+        Duration::from_secs(2),
+        || {
+            let l = cluster::wait_for_leader(&hosts, REST, 2, Duration::from_secs(120));
+            (l == candidate).then_some(l)
+        },
+        || describe(&vms),
+    );
+    let leader_addr = addr_of(&vms, &leader).to_string();
+
+    // 1c. TLS: verify-full through every HAProxy reaches the leader (its
+    // certificate names each HAProxy address); without TLS is refused.
+    for via in &hosts {
+        let got = wait_until(
+            &format!("a verify-full connection through {via}:{RW} reaches the new leader"),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            || {
+                psql(
+                    via,
+                    RW,
+                    "postgres",
+                    &password,
+                    "SELECT host(inet_server_addr()) || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                )
+                .ok()
+                .filter(|a| a.starts_with(&format!("{leader_addr} ")))
+            },
+            || format!("{:?}", psql(via, RW, "postgres", &password, "SELECT 1")),
+        );
+        assert_eq!(got, format!("{leader_addr} t"));
+        let plain = cluster::psql(via, RW, "postgres", &password, "SELECT 1");
+        let err = plain.expect_err("a connection without TLS must be refused");
+        assert!(err.contains("no encryption"), "{err}");
+    }
+    // A certificate from another CA does not verify: the system's CAs are not the cluster's.
+    let foreign = cluster::psql_ssl(
+        hosts[0],
+        RW,
+        "postgres",
+        &password,
+        "sslmode=verify-full sslrootcert=/etc/ssl/certs/ca-certificates.crt",
+        "SELECT 1",
+    );
+    assert!(
+        foreign.is_err(),
+        "a server certificate must not verify against foreign CAs"
+    );
+    // Replicas stream over TLS.
+    let streaming = wait_until(
+        "both replicas stream over TLS",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            psql(
+                &leader_addr,
+                PG,
+                "postgres",
+                &password,
+                "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_replication r \
+                 JOIN pg_stat_ssl s USING (pid) WHERE r.state = 'streaming'",
+            )
+            .ok()
+            .filter(|v| v == "2/2")
+        },
+        || {
+            format!(
+                "{:?}",
+                psql(
+                    &leader_addr,
+                    PG,
+                    "postgres",
+                    &password,
+                    "SELECT * FROM pg_stat_replication"
+                )
+            )
+        },
+    );
+    assert_eq!(streaming, "2/2");
+
+    // 1d. The API keys: they verify with jwt_secret, which is the one the
+    // database holds; PostgREST's pattern (log in as authenticator, SET ROLE
+    // to the role claim, claims in request.jwt.claims) and RLS applies.
+    let jwt_secret = secret_file("jwt_secret");
+    let anon = verified_claims(&secret_file("anon_key"), &jwt_secret);
+    let service = verified_claims(&secret_file("service_role_key"), &jwt_secret);
+    assert_eq!(
+        (anon["role"].as_str(), service["role"].as_str()),
+        (Some("anon"), Some("service_role"))
+    );
+    assert_eq!(
+        psql(
+            hosts[0],
+            RW,
+            "postgres",
+            &password,
+            "SELECT current_setting('app.settings.jwt_secret')"
+        )
+        .unwrap(),
+        jwt_secret
+    );
+    psql(
+        hosts[0],
+        RW,
+        "postgres",
+        &password,
+        "CREATE TABLE public.i16_notes (id int, visibility text);\
+         INSERT INTO public.i16_notes VALUES (1, 'public'), (2, 'private');\
+         ALTER TABLE public.i16_notes ENABLE ROW LEVEL SECURITY;\
+         CREATE POLICY i16_public ON public.i16_notes FOR SELECT TO anon USING (visibility = 'public');\
+         GRANT SELECT ON public.i16_notes TO anon, service_role;",
+    )
+    .unwrap_or_else(|e| panic!("the RLS table: {e}"));
+    let authenticator_password = secret_file("password");
+    let as_claims = |claims: &serde_json::Value| {
+        let role = claims["role"].as_str().unwrap();
+        psql(
+            hosts[1],
+            RW,
+            "authenticator",
+            &authenticator_password,
+            &format!(
+                "BEGIN; SELECT set_config('request.jwt.claims', '{claims}', true) IS NOT NULL; \
+                 SET LOCAL ROLE {role}; \
+                 SELECT current_user || ':' || string_agg(id::text, ',' ORDER BY id) FROM public.i16_notes; COMMIT;"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("PostgREST's pattern as {role}: {e}"))
+    };
+    let anon_rows = as_claims(&anon);
+    assert!(
+        anon_rows.lines().any(|l| l == "anon:1"),
+        "RLS must hide the private row from anon: {anon_rows}"
+    );
+    let service_rows = as_claims(&service);
+    assert!(
+        service_rows.lines().any(|l| l == "service_role:1,2"),
+        "service_role bypasses RLS: {service_rows}"
+    );
+
     // 2. Routing, through every member's HAProxy.
     let replicas: Vec<String> = addrs.iter().filter(|a| **a != leader_addr).cloned().collect();
     for via in &hosts {
@@ -350,7 +588,18 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
         addrs.iter().cloned().collect(),
         "{ANY} must reach every member"
     );
-    let (status, body) = cluster::http_get(via, STATS, "/").expect("stats page");
+    // HAProxy's stats page: refused without its login, shown with it.
+    let (status, _) = cluster::http_get(via, STATS, "/").expect("stats page");
+    assert_eq!(status, 401, "the stats page must ask for a login");
+    let haproxy_env = cluster::read_env_file(&secrets.join("haproxy.env"));
+    let login = (
+        haproxy_env["PGHA_STATS_USER"].as_str(),
+        haproxy_env["PGHA_STATS_PASSWORD"].as_str(),
+    );
+    let (status, _) =
+        cluster::http_request(via, STATS, "GET", "/", Some((login.0, "wrong")), "").expect("stats page");
+    assert_eq!(status, 401);
+    let (status, body) = cluster::http_request(via, STATS, "GET", "/", Some(login), "").expect("stats page");
     assert_eq!(status, 200);
     assert!(body.contains("primary") && body.contains("replicas"), "{body}");
 
@@ -475,7 +724,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
             .into_iter()
             .find(|s| s.name == "postgres")
             .unwrap();
-        assert_eq!(svc.image, v2.reference());
+        assert_eq!(svc.image, format!("sha256:{}", images::image_id(&v2.reference())));
         vm.pod.remove_service("postgres");
         vm.pod.run_service(&svc);
         // The new container's Patroni (the old one is gone) runs as a replica.

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::cluster::{self, DockerHost, psql, wait_until};
+use common::cluster::{self, DockerHost, wait_until};
 use common::images;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -111,18 +111,8 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
     );
     let t_roundtrip = t0.elapsed();
 
+    // The secrets from `pgha-image secrets`, below (the group asked of the image through dockerd).
     let secrets = dir.join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    for (f, v) in [
-        ("password", "h6-docker-password"),
-        ("jwt_secret", "h6-docker-jwt-secret-at-least-32-characters"),
-        (
-            "pgsodium_root_key",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        ),
-    ] {
-        std::fs::write(secrets.join(f), v).unwrap();
-    }
     let spec = dir.join("cluster.toml");
     std::fs::write(
         &spec,
@@ -137,6 +127,18 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
         ),
     )
     .unwrap();
+    pgha_image(
+        &[
+            "secrets",
+            "--engine",
+            "docker",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--out",
+            secrets.to_str().unwrap(),
+        ],
+        Some(&dh),
+    );
     let out = dir.join("deploy");
     // The image's manifest read through dockerd.
     pgha_image(
@@ -152,7 +154,15 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
         Some(&dh),
     );
     let member = out.join("pg1");
-    let password = cluster::read_env_file(&member.join(".env"))["PGPASSWORD_SUPERUSER"].clone();
+    let password = cluster::read_env_file(&secrets.join("patroni.env"))["PGPASSWORD_SUPERUSER"].clone();
+    // Every connection with TLS, checking the member's certificate against the cluster CA.
+    let tls = format!(
+        "sslmode=verify-full sslrootcert={}",
+        secrets.join("ca.crt").display()
+    );
+    let psql = |host: &str, port: u16, user: &str, password: &str, sql: &str| {
+        cluster::psql_ssl(host, port, user, password, &tls, sql)
+    };
 
     // The README's start order.
     compose(&host, &member, &["config", "-q"]);

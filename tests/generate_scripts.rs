@@ -455,3 +455,42 @@ fn launch_wrapper_refuses_a_configuration_that_is_not_a_mapping() {
         assert!(!out.contains("args:"), "Spilo's launch.sh must not run: {out}");
     }
 }
+
+#[test]
+fn launch_wrapper_turns_the_rest_api_login_into_patronis_authentication() {
+    let login = [
+        ("PGHA_RESTAPI_USERNAME", "patroni"),
+        ("PGHA_RESTAPI_PASSWORD", "r3st-pw"),
+    ];
+    // From the env file alone; the deployment's other restapi keys stay.
+    let compose = "restapi:\n  connect_address: 192.0.2.11:8008\n";
+    let mut env = login.to_vec();
+    env.push(("SPILO_CONFIGURATION", compose));
+    let (code, out, err) = launch("sh", &[], &env);
+    assert_eq!(code, Some(0), "{err}");
+    let c = launched_config(&out);
+    assert_eq!(
+        c["restapi"]["authentication"],
+        serde_json::json!({"username": "patroni", "password": "r3st-pw"})
+    );
+    assert_eq!(c["restapi"]["connect_address"], "192.0.2.11:8008");
+    // Without SPILO_CONFIGURATION at all.
+    let (code, out, err) = launch("sh", &[], &login);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        launched_config(&out)["restapi"]["authentication"]["username"],
+        "patroni"
+    );
+    // A login the deployment's configuration sets itself wins.
+    let own = "restapi:\n  authentication: {username: ops, password: own-pw}\n";
+    let mut env = login.to_vec();
+    env.push(("SPILO_CONFIGURATION", own));
+    let (_, out, _) = launch("sh", &[], &env);
+    assert_eq!(
+        launched_config(&out)["restapi"]["authentication"]["username"],
+        "ops"
+    );
+    // Neither: no authentication (nothing invented).
+    let (_, out, _) = launch("sh", &[], &[]);
+    assert!(launched_config(&out)["restapi"].get("authentication").is_none());
+}

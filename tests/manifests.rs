@@ -55,7 +55,15 @@ impl Dir {
     fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }
+    /// Render offline (`--image-manifest`): every image pinned in the spec
+    /// first (offline, nothing can resolve a tag), as [`pin_images`] does.
     fn render(&self, extra: &[&str]) -> Output {
+        let spec = self.path("cluster.toml");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        std::fs::write(&spec, pin_images(&text)).unwrap();
+        self.render_as_is(extra)
+    }
+    fn render_as_is(&self, extra: &[&str]) -> Output {
         pgha_image(
             &[
                 "manifests",
@@ -87,6 +95,32 @@ impl Dir {
     fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path("out").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }
+}
+
+/// Fixed image ids for offline rendering (the snapshots show them).
+const PG_ID: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const TOOLS_DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+/// The spec with its image given by id and the side services' images by
+/// digest (an `[images]` table appended: no line moves), unless it pins them.
+fn pin_images(spec: &str) -> String {
+    let mut out: String = spec
+        .lines()
+        .map(|l| {
+            if l.starts_with("image = \"") && !l.contains("sha256:") {
+                format!("image = \"localhost/supabase-patroni@{PG_ID}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    if !spec.contains("[images]") {
+        out.push_str(&format!(
+            "[images]\netcd = \"localhost/etcd@{TOOLS_DIGEST}\"\nconsul = \"localhost/consul@{TOOLS_DIGEST}\"\n\
+             haproxy = \"localhost/haproxy@{TOOLS_DIGEST}\"\nexporter = \"localhost/exporter@{TOOLS_DIGEST}\"\n"
+        ));
+    }
+    out
 }
 
 fn pgha_image(args: &[&str]) -> Output {
@@ -135,41 +169,67 @@ fn renders_the_issue_spec_snapshots() {
     insta::assert_snapshot!("readme", d.read("README.md"));
     insta::assert_snapshot!("operator_postgresql", d.read("kubernetes/postgresql.yaml"));
     insta::assert_snapshot!("operator_secret", d.read("kubernetes/secret.yaml"));
-    // .env: the passwords are random, the same on every member, the file private.
-    let env1 = d.read("pg1/.env");
-    let passwords = |e: &str| {
-        e.lines()
-            .filter(|l| l.starts_with("PGPASSWORD_"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    for m in ["pg2", "pg3"] {
-        assert_eq!(passwords(&d.read(&format!("{m}/.env"))), passwords(&env1));
+    insta::assert_snapshot!("pg1_env", d.read("pg1/.env"));
+    // No secret in any rendered file: they name the files of `pgha-image secrets`.
+    for f in [
+        "pg1/compose.yaml",
+        "pg1/.env",
+        "pg1/haproxy.cfg",
+        "kubernetes/secret.yaml",
+    ] {
+        let text = d.read(f);
+        assert!(!text.contains("PGPASSWORD_SUPERUSER="), "{f}");
+        assert!(!text.contains("PGHA_STATS_PASSWORD="), "{f}");
     }
-    let redacted: String = env1
-        .lines()
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) if k.starts_with("PGPASSWORD_") => {
-                assert!(v.len() == 48 && v.chars().all(|c| c.is_ascii_hexdigit()), "{l}");
-                format!("{k}=<random>\n")
-            }
-            _ => format!("{l}\n"),
-        })
-        .collect();
-    insta::assert_snapshot!("pg1_env", redacted);
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(d.path("out/pg1/.env"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-    // No password on stdout.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let pw = env1
-        .lines()
-        .find_map(|l| l.strip_prefix("PGPASSWORD_SUPERUSER="))
-        .unwrap();
-    assert!(!stdout.contains(pw));
+    let c = yaml(&d.read("pg1/compose.yaml"));
+    assert_eq!(
+        s(&c["services"]["postgres"]["env_file"][0]),
+        "/etc/pgha/secrets/patroni.env"
+    );
+    assert_eq!(
+        s(&c["services"]["haproxy"]["env_file"][0]),
+        "/etc/pgha/secrets/haproxy.env"
+    );
+}
+
+#[test]
+fn tls_by_default_and_allow_nossl_only_when_the_spec_asks() {
+    let d = Dir::new(SPEC, FIXTURE_MANIFEST);
+    ok(&d.render(&[]));
+    for name in ["pg1", "pg2", "pg3"] {
+        let (env, spilo) = postgres_env(&d.read(&format!("{name}/compose.yaml")));
+        assert!(env.get("ALLOW_NOSSL").is_none(), "{name}");
+        assert_eq!(
+            s(&env["SSL_CERTIFICATE_FILE"]),
+            format!("/run/secrets/supabase/tls/{name}.crt")
+        );
+        assert_eq!(
+            s(&env["SSL_PRIVATE_KEY_FILE"]),
+            format!("/run/secrets/supabase/tls/{name}.key")
+        );
+        assert_eq!(s(&env["SSL_CA_FILE"]), "/run/secrets/supabase/ca.crt");
+        let repl = &spilo["postgresql"]["authentication"]["replication"];
+        assert_eq!(s(&repl["sslmode"]), "verify-full");
+        assert_eq!(s(&repl["sslrootcert"]), "/run/secrets/supabase/ca.crt");
+        // Patroni's passwords are not in the rendered configuration.
+        assert!(repl.get("password").is_none());
+    }
+    let cfg = d.read("pg1/haproxy.cfg");
+    assert!(
+        cfg.contains("stats auth \"${PGHA_STATS_USER}:${PGHA_STATS_PASSWORD}\""),
+        "{cfg}"
+    );
+
+    let d = Dir::new(
+        &SPEC.replace(
+            "haproxy = \"members\"",
+            "haproxy = \"members\"\nallow_nossl = true",
+        ),
+        FIXTURE_MANIFEST,
+    );
+    ok(&d.render(&[]));
+    let (env, _) = postgres_env(&d.read("pg2/compose.yaml"));
+    assert_eq!(s(&env["ALLOW_NOSSL"]), "true");
 }
 
 #[test]
@@ -286,7 +346,10 @@ fn haproxy_accepts_every_rendered_configuration() {
                     "{cfg}: {addr}"
                 );
             }
+            // As compose's env_file gives them.
             let out = Command::new(&haproxy)
+                .env("PGHA_STATS_USER", "haproxy")
+                .env("PGHA_STATS_PASSWORD", "s3cret")
                 .arg("-c")
                 .arg("-f")
                 .arg(d.path("out").join(cfg))
@@ -443,7 +506,7 @@ fn bad_specs_name_the_field_and_the_line() {
 }
 
 #[test]
-fn a_foreign_directory_is_refused_and_an_earlier_output_replaced_keeping_passwords() {
+fn a_foreign_directory_is_refused_and_an_earlier_output_replaced() {
     let d = Dir::new(SPEC, FIXTURE_MANIFEST);
     std::fs::create_dir(d.path("out")).unwrap();
     std::fs::write(d.path("out/notes.txt"), "mine").unwrap();
@@ -474,22 +537,21 @@ fn a_foreign_directory_is_refused_and_an_earlier_output_replaced_keeping_passwor
 
     ok(&d.render(&["--force"]));
     assert!(!d.path("out/notes.txt").exists());
-    let env1 = d.read("pg1/.env");
-    // Re-render with a new image: the directory is ours, replaced, passwords kept.
-    std::fs::write(d.path("cluster.toml"), SPEC.replace("v1.0", "v1.1")).unwrap();
+    // Re-render with a new image: the directory is ours, replaced.
+    let v11 = PG_ID.replace('1', "3");
+    std::fs::write(
+        d.path("cluster.toml"),
+        SPEC.replace("supabase-patroni:v1.0", &format!("supabase-patroni@{v11}")),
+    )
+    .unwrap();
     let out = d.render(&["--json"]);
     ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["kept_passwords"], true);
-    let env2 = d.read("pg1/.env");
-    assert!(env2.contains("PGHA_IMAGE=supabase-patroni:v1.1"));
-    let pw = |e: &str| {
-        e.lines()
-            .filter(|l| l.starts_with("PGPASSWORD_"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(pw(&env1), pw(&env2));
+    assert_eq!(report["image"], format!("supabase-patroni@{v11}"));
+    assert!(
+        d.read("pg1/.env")
+            .contains(&format!("PGHA_IMAGE=supabase-patroni@{v11}"))
+    );
     // No temporary or old directories left next to it.
     let leftovers: Vec<_> = std::fs::read_dir(d.tmp.path())
         .unwrap()
@@ -558,13 +620,113 @@ fn the_image_manifest_is_read_from_the_image_through_the_engine() {
         &SPEC.replace("supabase-patroni:v1.0", &image.reference),
         "not used",
     );
+    // The side services' images: the same local image (etcd, HAProxy), by tag.
+    let images = format!("[images]\netcd = \"{0}\"\nhaproxy = \"{0}\"\n", image.reference);
+    std::fs::write(
+        d.path("cluster.toml"),
+        format!(
+            "{}{images}",
+            SPEC.replace("supabase-patroni:v1.0", &image.reference)
+        ),
+    )
+    .unwrap();
     let out = d.render_from_image();
     ok(&out);
-    let (_, spilo) = postgres_env(&d.read("pg1/compose.yaml"));
+    let compose = d.read("pg1/compose.yaml");
+    let (_, spilo) = postgres_env(&compose);
     assert_eq!(
         s(&spilo["postgresql"]["parameters"]["pgsodium.getkey_script"]),
         "/usr/local/lib/pgha/pgsodium_getkey"
     );
+    // Every image by the id the engine holds, none by its tag.
+    let id = common::images::run(common::images::podman_cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &image.reference,
+    ]));
+    let id = format!("sha256:{}", id.trim().trim_start_matches("sha256:"));
+    let c = yaml(&compose);
+    for svc in ["etcd", "haproxy"] {
+        assert_eq!(s(&c["services"][svc]["image"]), id, "{svc}");
+    }
+    assert_eq!(
+        s(&c["services"]["postgres"]["image"]),
+        "${PGHA_IMAGE:?set PGHA_IMAGE in .env}"
+    );
+    let env = d.read("pg1/.env");
+    assert!(env.lines().any(|l| l == format!("PGHA_IMAGE={id}")), "{env}");
+    for f in ["pg1/compose.yaml", "pg1/.env"] {
+        let text = d.read(f);
+        let uses: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && l.contains(&image.reference))
+            .collect();
+        assert!(uses.is_empty(), "{f} uses the tag: {uses:?}");
+    }
+
+    // An image of the deployment that is not in the store: exit 4, its field named.
+    let absent = format!("localhost/pgha-test/h16-absent-haproxy:{}", std::process::id());
+    std::fs::write(
+        d.path("cluster.toml"),
+        format!(
+            "{}[images]\netcd = \"{}\"\nhaproxy = \"{absent}\"\n",
+            SPEC.replace("supabase-patroni:v1.0", &image.reference),
+            image.reference
+        ),
+    )
+    .unwrap();
+    let out = d.render_from_image();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("images.haproxy") && stderr.contains(&absent) && stderr.contains("pgha-image load"),
+        "{stderr}"
+    );
+}
+
+/// Offline there is no engine to resolve a tag: a tag is refused, naming its field.
+#[test]
+fn offline_rendering_refuses_a_tag_naming_its_field() {
+    let d = Dir::new(SPEC, FIXTURE_MANIFEST);
+    let out = d.render_as_is(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("image: supabase-patroni:v1.0 is a tag") && stderr.contains("sha256:"),
+        "{stderr}"
+    );
+    assert!(!d.path("out").exists());
+    // The PostgreSQL image pinned, etcd's still a (public registry's) tag.
+    std::fs::write(
+        d.path("cluster.toml"),
+        SPEC.replace("supabase-patroni:v1.0", PG_ID),
+    )
+    .unwrap();
+    let out = d.render_as_is(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("images.etcd: quay.io/coreos/etcd:v3.5.17 is a tag"),
+        "{stderr}"
+    );
+    // Pinned throughout: rendered, and the compose files name no tag.
+    ok(&d.render(&[]));
+    for m in ["pg1", "pg2", "pg3"] {
+        let c = yaml(&d.read(&format!("{m}/compose.yaml")));
+        for (name, svc) in c["services"].as_mapping().unwrap() {
+            let image = s(&svc["image"]);
+            assert!(
+                image.contains("@sha256:") || image.starts_with("${PGHA_IMAGE"),
+                "{m}: {name:?}: {image}"
+            );
+        }
+        assert!(
+            d.read(&format!("{m}/.env"))
+                .contains(&format!("PGHA_IMAGE={PG_ID}\n"))
+        );
+    }
 }
 
 /// The README's "From build to a running cluster" spec renders as it says.

@@ -126,7 +126,7 @@ static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 #[ignore = "slow tier: needs root, Podman, sshd and network namespaces"]
 fn ship_to_three_vms() {
     T0.get_or_init(Instant::now);
-    let (common, v1, v2, v3a, v3, v4);
+    let (common, v1, v2, v3a, v3, v4, side, pg5, pg6);
     {
         let _lock = engine_lock();
         let base = debian_base();
@@ -136,6 +136,11 @@ fn ship_to_three_vms() {
         v3a = build("ext-r1", &v2.reference, 4096);
         v3 = build("ext-r2", &v3a.reference, 4096);
         v4 = build("ext-c", &v2.reference, 1024);
+        // A deployment's images (`ship --spec`): PostgreSQL's, and one side
+        // image (etcd and HAProxy) on the same base; pg6 upgrades pg5.
+        side = build("ext-side", &common.reference, 512);
+        pg5 = build("ext-pg5", &v2.reference, 1024);
+        pg6 = build("ext-pg6", &v2.reference, 1024);
     }
     eprintln!("images built: {:?}", T0.get_or_init(Instant::now).elapsed());
     let mut vms = Vms::start(&[VmEngine::Podman, VmEngine::Podman, VmEngine::Docker]);
@@ -196,6 +201,8 @@ fn ship_to_three_vms() {
     assert_eq!(s.code, 0, "{}", s.stderr);
     assert_eq!(host(&s, &vms, 0)["already_there"], true);
     assert_eq!(host(&s, &vms, 0)["bytes_sent"], 0);
+
+    ship_a_deployment(&vms, cache.path(), &pg5, &pg6, &side, full_bytes);
 
     // Interrupted: the ssh carrying the second new layer is killed half-way.
     let pids = tmp.path().join("pids");
@@ -323,7 +330,163 @@ fn ship_to_three_vms() {
     drop(vms);
     eprintln!("vms down: {:?}", t.elapsed());
     let _lock = engine_lock();
-    drop((v4, v3, v3a, v2, v1, common));
+    drop((pg6, pg5, side, v4, v3, v3a, v2, v1, common));
+}
+
+/// `ship --spec`: every image of the deployment to every member (the VMs'
+/// addresses, no user in the spec: ssh's own), only the layers each lacks,
+/// also across the images; then the upgrade: only the new image's changed layer.
+fn ship_a_deployment(
+    vms: &Vms,
+    cache: &Path,
+    pg5: &TestImage,
+    pg6: &TestImage,
+    side: &TestImage,
+    full_bytes: u64,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("cluster.toml");
+    let spec_text = |image: &str| {
+        let mut s = format!(
+            "scope = \"ship\"\nimage = \"{image}\"\n[images]\netcd = \"{0}\"\nhaproxy = \"{0}\"\n",
+            side.reference
+        );
+        for (i, vm) in vms.vms.iter().enumerate() {
+            s.push_str(&format!(
+                "[[member]]\nname = \"m{i}\"\naddress = \"{}\"\n",
+                vm.addr
+            ));
+        }
+        s
+    };
+    let run_spec = |image: &str| -> Value {
+        std::fs::write(&spec, spec_text(image)).unwrap();
+        let t = Instant::now();
+        let out = pgha()
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["ship", "--spec", spec.to_str().unwrap(), "--json"])
+            .args(vms.ssh_args())
+            .timeout(Duration::from_secs(300))
+            .output()
+            .unwrap();
+        eprintln!("ship --spec ({image}): {:.1}s", t.elapsed().as_secs_f64());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {stderr}"))
+    };
+    let per_host = |report: &Value, tag: &str| -> Vec<(String, u64, u64, bool)> {
+        let image = report["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["tag"] == tag)
+            .unwrap_or_else(|| panic!("{tag} not shipped: {report}"));
+        image["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                assert_eq!(h["ok"], true, "{h}");
+                (
+                    h["host"].as_str().unwrap().to_string(),
+                    h["layers_held"].as_u64().unwrap(),
+                    h["layers_sent"].as_u64().unwrap(),
+                    h["already_there"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let addrs: Vec<String> = vms.vms.iter().map(|vm| vm.addr.clone()).collect();
+
+    // First: PostgreSQL's image and the side image (once for etcd and HAProxy).
+    let r = run_spec(&pg5.reference);
+    assert_eq!(r["images"].as_array().unwrap().len(), 2, "{r}");
+    // pg5 = base, ext-a, ext-b2 (there from v2), ext-pg5; side = base, ext-a (there), ext-side.
+    for (image, held) in [(&pg5.reference, 3), (&side.reference, 2)] {
+        let hosts = per_host(&r, image);
+        assert_eq!(hosts.iter().map(|h| h.0.clone()).collect::<Vec<_>>(), addrs);
+        for h in hosts {
+            assert_eq!((h.1, h.2, h.3), (held, 1, false), "{image} on {}", h.0);
+        }
+    }
+    for vm in &vms.vms {
+        for image in [pg5, side] {
+            assert_eq!(
+                vm.image_id(&image.reference),
+                Some(local_id(&image.reference)),
+                "{}: {}",
+                vm.ns,
+                image.reference
+            );
+        }
+    }
+
+    // Without ssh: the same set in one file (`export --spec`), loaded into an
+    // empty image store; every image arrives under its tag with its id.
+    let t = Instant::now();
+    let file = dir.path().join("deployment.tar.zst");
+    let out = pgha()
+        .args([
+            "export",
+            "--spec",
+            spec.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+            "--json",
+        ])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<&str> = exported["manifest"]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [pg5.reference.as_str(), side.reference.as_str()]);
+    let store = Store::new();
+    let out = pgha()
+        .args(["load", file.to_str().unwrap()])
+        .env("CONTAINERS_STORAGE_CONF", store.conf())
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for image in [pg5, side] {
+        assert_eq!(
+            store.id(&image.reference),
+            Some(local_id(&image.reference)),
+            "{}",
+            image.reference
+        );
+    }
+    drop(store);
+    eprintln!("export --spec and load: {:.1}s", t.elapsed().as_secs_f64());
+
+    // The upgrade: the side image is there (nothing sent), pg6 sends its own layer only.
+    let r = run_spec(&pg6.reference);
+    for h in per_host(&r, &side.reference) {
+        assert!(h.3, "{}: the side image must be already there", h.0);
+    }
+    for h in per_host(&r, &pg6.reference) {
+        assert_eq!((h.1, h.2, h.3), (3, 1, false), "{}", h.0);
+    }
+    let sent = r["bytes_sent"].as_u64().unwrap();
+    assert!(
+        sent * 20 < full_bytes * 3,
+        "the upgrade sent {sent} bytes to three hosts; one full image is {full_bytes}"
+    );
+    for vm in &vms.vms {
+        assert_eq!(
+            vm.image_id(&pg6.reference),
+            Some(local_id(&pg6.reference)),
+            "{}",
+            vm.ns
+        );
+    }
 }
 
 fn local_id(reference: &str) -> String {

@@ -171,6 +171,13 @@ pub const ROLES: &[RoleSpec] = &[
         login: true,
         ..role("pgbouncer")
     },
+    // 0012: the PostgreSQL exporter's least-privilege login.
+    RoleSpec {
+        login: true,
+        member_of: &["pg_monitor"],
+        config: &["statement_timeout=10s"],
+        ..role("pgha_monitor")
+    },
 ];
 
 /// The members the contract gives `group`.

@@ -36,6 +36,7 @@ pub const LOGIN_ROLES: &[&str] = &[
     "supabase_replication_admin",
     "supabase_read_only_user",
     "pgbouncer",
+    "pgha_monitor",
 ];
 
 /// A secret value. Deliberately not `Display`; `Debug` hides it.

@@ -259,8 +259,21 @@ impl Engine {
     /// private `containers.conf` (the user's settings merged, that one key
     /// changed) and TMPDIR.
     pub fn save_into(&self, reference: &str, scratch: tempfile::TempDir) -> Result<SaveStream, EngineError> {
+        self.save_many_into(&[reference.to_string()], scratch)
+    }
+
+    /// [`Engine::save_into`] of several images into one archive (Podman:
+    /// `--multi-image-archive`; Docker's `save` takes several by itself).
+    pub fn save_many_into(
+        &self,
+        references: &[String],
+        scratch: tempfile::TempDir,
+    ) -> Result<SaveStream, EngineError> {
         // Fail early and clearly on a missing image.
-        self.inspect(reference, "{{.Id}}")?;
+        for reference in references {
+            self.inspect(reference, "{{.Id}}")?;
+        }
+        let reference = references.join(" ");
         let mut cmd = self.command();
         let dir = scratch.path();
         cmd.env("TMPDIR", dir);
@@ -274,8 +287,11 @@ impl Engine {
         cmd.arg("save");
         if self.kind == EngineKind::Podman {
             cmd.args(["--format", "docker-archive"]);
+            if references.len() > 1 {
+                cmd.arg("--multi-image-archive");
+            }
         }
-        cmd.arg(reference);
+        cmd.args(references);
         let what = format!("{} save {reference}", self.kind);
         let mut child = cmd
             .stdin(Stdio::null())

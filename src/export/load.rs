@@ -115,18 +115,34 @@ pub fn load(engine: &Engine, file: &Path, progress: &Progress) -> Result<LoadOut
     if let Some(e) = reader.error {
         return Err(corrupt(format!("its {kind} data ends early or is damaged: {e}")));
     }
-    let reference = loaded?;
+    let loaded = loaded?;
     task.finish("loaded");
-    let image_id = engine.image_id(&reference)?;
-    if let Some(m) = &verified.manifest
-        && m.image_id != image_id
-    {
-        return Err(ExportError::LoadedIdMismatch {
-            reference,
-            expected: m.image_id.clone(),
-            actual: image_id,
-        });
+    // A file of several images (`export --spec`) is checked image by image,
+    // each under its tag; the outcome names the first.
+    let several: Vec<(String, Option<String>)> = match &verified.manifest {
+        Some(m) if !m.images.is_empty() => m
+            .images
+            .iter()
+            .map(|i| (i.tag.clone(), Some(i.image_id.clone())))
+            .collect(),
+        Some(m) => vec![(loaded, Some(m.image_id.clone()))],
+        None => vec![(loaded, None)],
+    };
+    let mut first = None;
+    for (reference, expected) in several {
+        let image_id = engine.image_id(&reference)?;
+        if let Some(expected) = expected
+            && expected != image_id
+        {
+            return Err(ExportError::LoadedIdMismatch {
+                reference,
+                expected,
+                actual: image_id,
+            });
+        }
+        first.get_or_insert((reference, image_id));
     }
+    let (reference, image_id) = first.expect("at least one image");
     Ok(LoadOutcome {
         reference,
         image_id,

@@ -43,9 +43,20 @@ pub struct ExportManifest {
     /// The build context digest (`io.pgha.context-digest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_digest: Option<String>,
+    /// Every image in the file when it holds several (`export --spec`: a
+    /// deployment's images, `tag` the first); `load` checks each one's id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ExportedImage>,
     /// The pgha-image version that exported it.
     pub exported_by: String,
     pub engine: String,
+}
+
+/// One image of a file holding several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedImage {
+    pub tag: String,
+    pub image_id: String,
 }
 
 /// What was written: the file's sha256 and size, and the size of the tar in it.
@@ -80,6 +91,7 @@ impl ExportManifest {
             extensions: None,
             image_tool_version: None,
             context_digest: None,
+            images: Vec::new(),
             exported_by: crate::TOOL_VERSION.to_string(),
             engine: engine.kind().to_string(),
         };

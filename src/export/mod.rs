@@ -31,8 +31,8 @@ mod write;
 pub use error::ExportError;
 pub use load::{LoadOutcome, detect_compression, load};
 pub use manifest::{
-    ExportManifest, LABEL_BASE_IMAGE, LABEL_CONTEXT_DIGEST, LABEL_EXTENSIONS, LABEL_TOOL_VERSION,
-    MANIFEST_VERSION, default_file_name, sidecar_paths,
+    ExportManifest, ExportedImage, LABEL_BASE_IMAGE, LABEL_CONTEXT_DIGEST, LABEL_EXTENSIONS,
+    LABEL_TOOL_VERSION, MANIFEST_VERSION, default_file_name, sidecar_paths,
 };
 pub use signal::stop_on_signals;
 pub use verify::{Verified, verify};

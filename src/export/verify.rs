@@ -153,6 +153,7 @@ mod tests {
             extensions: None,
             image_tool_version: None,
             context_digest: None,
+            images: Vec::new(),
             exported_by: "t".into(),
             engine: "podman".into(),
         };

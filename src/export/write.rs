@@ -25,6 +25,9 @@ pub struct ExportRequest {
     pub level: Option<i32>,
     /// Replace an existing tarball, checksum file and manifest.
     pub force: bool,
+    /// Further images saved into the same archive (`export --spec`: the
+    /// rest of a deployment's images); the manifest lists every one.
+    pub also: Vec<String>,
 }
 
 /// What `export` wrote.
@@ -64,6 +67,9 @@ pub fn check_request(req: &ExportRequest) -> Result<(), ExportError> {
 
 fn target(req: &ExportRequest) -> Result<Target, ExportError> {
     EngineError::check_reference(&req.tag)?;
+    for tag in &req.also {
+        EngineError::check_reference(tag)?;
+    }
     let file = match &req.output {
         Some(p) => p.clone(),
         None => PathBuf::from(default_file_name(&req.tag, req.compression)?),
@@ -99,7 +105,7 @@ pub(crate) fn put_in_place(
     Ok(())
 }
 
-/// Save `req.tag` from the engine into a compressed, checksummed tarball.
+/// Save `req.tag` (and `req.also`) from the engine into a compressed, checksummed tarball.
 pub fn export(
     engine: &Engine,
     req: &ExportRequest,
@@ -115,7 +121,22 @@ pub fn export(
     // owns it and removes it once the engine has stopped.
     let scratch = target.scratch_dir()?;
     let task = progress.bytes(&format!("export {}", target.name), None);
-    let mut save = engine.save_into(&req.tag, scratch)?;
+    let mut all = vec![req.tag.clone()];
+    all.extend(req.also.iter().cloned());
+    // Each image's id before the save: what `load` checks.
+    let images = if req.also.is_empty() {
+        Vec::new()
+    } else {
+        all.iter()
+            .map(|tag| {
+                Ok(super::ExportedImage {
+                    tag: tag.clone(),
+                    image_id: engine.image_id(tag)?,
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?
+    };
+    let mut save = engine.save_many_into(&all, scratch)?;
     let piped = compress_stream(&mut save, tmp.file(), req.compression, req.level, &task);
     if stopped() {
         return Err(ExportError::Stopped);
@@ -132,7 +153,7 @@ pub fn export(
     }
     task.finish(format!("{size} bytes"));
 
-    let manifest = ExportManifest::new(
+    let mut manifest = ExportManifest::new(
         engine,
         &req.tag,
         image_id,
@@ -145,6 +166,7 @@ pub fn export(
         },
         &labels,
     );
+    manifest.images = images;
     if stopped() {
         return Err(ExportError::Stopped);
     }

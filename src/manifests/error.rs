@@ -17,6 +17,16 @@ pub enum ManifestsError {
         code: ExitCode,
     },
 
+    /// An image of the deployment cannot be pinned (see [`super::pin`]).
+    #[error("{}: {field}: {message}", .path.display())]
+    Image {
+        path: PathBuf,
+        field: String,
+        message: String,
+        hint: String,
+        code: ExitCode,
+    },
+
     #[error("cannot read {}", .path.display())]
     Read {
         path: PathBuf,
@@ -53,7 +63,7 @@ pub enum ManifestsError {
 impl Diagnostic for ManifestsError {
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Spec { hint, .. } => Some(hint.clone()),
+            Self::Spec { hint, .. } | Self::Image { hint, .. } => Some(hint.clone()),
             Self::Read { .. } => Some("check the path given to --spec".into()),
             Self::BadImageManifest { .. } => Some(
                 "give the image's /etc/pgha/build-manifest.json (or the manifest.json of a \
@@ -74,7 +84,7 @@ impl Diagnostic for ManifestsError {
 
     fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Spec { code, .. } => *code,
+            Self::Spec { code, .. } | Self::Image { code, .. } => *code,
             Self::Read { .. } | Self::BadImageManifest { .. } | Self::OutNotOurs { .. } => ExitCode::Usage,
             Self::BadImageFile { .. } => ExitCode::Usage,
             Self::Engine(e) => e.exit_code(),

@@ -16,25 +16,29 @@
 //! `postgresql.connect_address` and `restapi.connect_address` there wins
 //! Spilo's merge.
 //!
+//! Every image is named by its digest ([`pin`]): the image ids the local
+//! engine holds, or references the spec gives pinned.
+//!
 //! The output is written to a temporary sibling directory and renamed into
-//! place; a previous output of this command is replaced whole (its
-//! passwords kept, so a re-render does not lock the members out), anything
-//! else is refused unless `force`.
+//! place; a previous output of this command is replaced whole, anything
+//! else is refused unless `force`. The rendered files hold no secret: they
+//! name the files `pgha-image secrets` makes (see [`crate::secrets`]).
 
 mod error;
 pub mod image;
+pub mod operations;
+pub mod pin;
 pub mod render;
 pub mod spec;
 
 pub use error::ManifestsError;
-pub use render::{Passwords, RenderedFile};
+pub use render::RenderedFile;
 pub use spec::Spec;
 
 use crate::contract::BuildManifest;
 use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -65,8 +69,6 @@ pub struct Report {
     pub out: PathBuf,
     pub members: Vec<String>,
     pub files: Vec<String>,
-    /// The passwords of an earlier output were kept.
-    pub kept_passwords: bool,
 }
 
 /// The image's manifest, from the engine or a file; an image without one
@@ -112,17 +114,13 @@ pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<BuildM
 pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
     let spec = spec::load(req.spec)?;
     let manifest = image_manifest(&spec, &req.manifest)?;
-    let ours = check_out(req.out, req.force)?;
-    let kept = if ours { previous_passwords(req.out) } else { None };
-    let kept_passwords = kept.is_some();
-    let passwords = match kept {
-        Some(p) => p,
-        None => Passwords {
-            superuser: random_hex(24)?,
-            standby: random_hex(24)?,
-        },
+    let engine = match req.manifest {
+        ManifestSource::Engine(engine) => Some(engine),
+        ManifestSource::File(_) => None,
     };
-    let files = render::render(&spec, &manifest, &passwords)?;
+    let pinned = pin::pin(&spec, engine)?;
+    check_out(req.out, req.force)?;
+    let files = render::render(&spec, &manifest, &pinned)?;
     let report = Report {
         tool_version: crate::TOOL_VERSION.to_string(),
         scope: spec.scope.clone(),
@@ -130,7 +128,6 @@ pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
         out: req.out.to_path_buf(),
         members: spec.members.iter().map(|m| m.name.clone()).collect(),
         files: files.iter().map(|f| f.path.clone()).collect(),
-        kept_passwords,
     };
     write_out(req.out, &files, &report)?;
     Ok(report)
@@ -161,33 +158,6 @@ pub fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
             })
         }
     }
-}
-
-/// The passwords in an earlier output's `.env` files (the first that has both).
-fn previous_passwords(out: &Path) -> Option<Passwords> {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(out).ok()?.flatten().map(|e| e.path()).collect();
-    dirs.sort();
-    dirs.iter().find_map(|d| {
-        let text = fs::read_to_string(d.join(".env")).ok()?;
-        let get = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .map(str::to_string)
-                .filter(|v| !v.is_empty())
-        };
-        Some(Passwords {
-            superuser: get("PGPASSWORD_SUPERUSER")?,
-            standby: get("PGPASSWORD_STANDBY")?,
-        })
-    })
-}
-
-fn random_hex(bytes: usize) -> Result<String, ManifestsError> {
-    let mut buf = vec![0u8; bytes];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| io("cannot read /dev/urandom".into(), e))?;
-    Ok(hex::encode(buf))
 }
 
 fn io(what: String, source: std::io::Error) -> ManifestsError {

@@ -27,21 +27,27 @@ pub const STANDBY_USER: &str = "standby";
 pub struct RenderedFile {
     pub path: String,
     pub contents: String,
-    /// 0o600 for files holding secrets, 0o644 otherwise.
+    /// 0o644: rendered files hold no secret (those are `pgha-image secrets`' files).
     pub mode: u32,
 }
 
-/// The passwords the members share (written only into the `.env` files).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passwords {
-    pub superuser: String,
-    pub standby: String,
-}
+/// The backup service's script (`manifests/files/`), beside compose.yaml on its VM.
+pub const BACKUP_SCRIPT: &str = "pgha-backup.py";
+const BACKUP_SCRIPT_TEXT: &str = include_str!("../../manifests/files/pgha-backup.py");
+/// The exporter's extra queries (replication lag, the bootstrap's ledger).
+pub const EXPORTER_QUERIES: &str = "exporter-queries.yaml";
+const EXPORTER_QUERIES_TEXT: &str = include_str!("../../manifests/files/exporter-queries.yaml");
+/// WAL-G's S3 credentials, a file in the secrets directory of each VM
+/// (`AWS_ACCESS_KEY_ID=…`, `AWS_SECRET_ACCESS_KEY=…`): the rendered files hold no secret.
+pub const WALG_CREDENTIALS: &str = "walg.env";
 
 #[derive(Serialize)]
 struct ClusterCtx<'a> {
     scope: &'a str,
+    /// The spec's image (as the operator names it; the Kubernetes manifests use it).
     image: &'a str,
+    /// The same image pinned (compose's `PGHA_IMAGE`): its id or `NAME@sha256:…`.
+    image_pinned: &'a str,
     pg_version: u32,
     members: &'a [Member],
     ports: super::spec::Ports,
@@ -53,10 +59,22 @@ struct ClusterCtx<'a> {
     etcd_image: &'a str,
     consul_image: &'a str,
     haproxy_image: &'a str,
+    /// Every image of the deployment: spec field, the spec's reference, pinned.
+    pinned_images: Vec<(&'static str, &'a str, &'a str)>,
+    /// The exporter's image, pinned (`[monitoring]`).
+    exporter_image: Option<&'a str>,
     haproxy_on_members: bool,
     haproxy_host: Option<&'a str>,
     secrets_dir: &'a str,
     secrets_mount: &'static str,
+    /// Host paths of the compose `env_file`s `pgha-image secrets` makes.
+    patroni_env: String,
+    haproxy_env: String,
+    /// The cluster CA, where the members see it.
+    ca_file: String,
+    allow_nossl: bool,
+    stats_user_var: &'static str,
+    stats_password_var: &'static str,
     haproxy_cfg: &'static str,
     superuser: &'static str,
     standby_user: &'static str,
@@ -66,6 +84,12 @@ struct ClusterCtx<'a> {
     preload: String,
     parameters: BTreeMap<String, String>,
     k8s: &'a super::spec::Kubernetes,
+    backup: Option<&'a super::operations::Backup>,
+    monitoring: Option<&'a super::operations::Monitoring>,
+    /// Spilo's WAL-G variables (`[walg]`), name and value.
+    walg_env: Vec<(&'static str, String)>,
+    /// The file of WAL-G's S3 credentials on each VM (compose `env_file`).
+    walg_credentials: String,
 }
 
 #[derive(Serialize)]
@@ -75,8 +99,11 @@ struct MemberCtx<'a> {
     member: &'a Member,
     others: Vec<&'a Member>,
     spilo_configuration: String,
-    superuser_password: &'a str,
-    standby_password: &'a str,
+    /// This member's certificate and key, where it sees them.
+    ssl_cert: String,
+    ssl_key: String,
+    /// This VM runs the backup service.
+    runs_backup: bool,
 }
 
 /// The PostgreSQL major the members run: the spec's, or the newest in the image.
@@ -109,6 +136,15 @@ pub fn spilo_configuration(spec: &Spec, manifest: &BuildManifest, member: &Membe
         "postgresql": {
             "connect_address": format!("{}:{}", member.address, spec.ports.postgres),
             "parameters": manifest.parameters,
+            // Replicas stream over TLS and check the leader's certificate
+            // (it names the address they dial); Patroni adds the user and
+            // password from the environment.
+            "authentication": {
+                "replication": {
+                    "sslmode": "verify-full",
+                    "sslrootcert": crate::secrets::mounted(crate::secrets::CA_CERT),
+                },
+            },
         },
     });
     if !manifest.dcs_parameters.is_empty() {
@@ -138,11 +174,40 @@ pub fn dcs_env(spec: &Spec) -> (&'static str, String) {
     }
 }
 
-/// Render every file of the output.
+/// The environment Spilo's `configure_spilo.py` turns into WAL-G's
+/// configuration (`write_wale_environment`: its `s3_names` and `walg_names`
+/// lists, and the placeholders `BACKUP_SCHEDULE` / `BACKUP_NUM_TO_RETAIN`
+/// of its crontab); names checked against Spilo's code by tests/walg_names.rs.
+/// Empty without `[walg]`. Credentials are not here: see [`WALG_CREDENTIALS`].
+pub fn walg_env(spec: &Spec) -> Vec<(&'static str, String)> {
+    let Some(w) = &spec.walg else {
+        return Vec::new();
+    };
+    let mut env = vec![
+        ("USE_WALG_BACKUP", "true".to_string()),
+        ("USE_WALG_RESTORE", "true".to_string()),
+        ("WALG_S3_PREFIX", w.s3_prefix.clone()),
+    ];
+    if let Some(e) = &w.endpoint {
+        env.push(("AWS_ENDPOINT", e.clone()));
+    }
+    if let Some(r) = &w.region {
+        env.push(("AWS_REGION", r.clone()));
+    }
+    if w.force_path_style {
+        env.push(("AWS_S3_FORCE_PATH_STYLE", "true".to_string()));
+    }
+    env.push(("BACKUP_SCHEDULE", w.schedule.clone()));
+    env.push(("BACKUP_NUM_TO_RETAIN", w.retain.to_string()));
+    env
+}
+
+/// Render every file of the output; the compose files name each image by
+/// its pinned reference.
 pub fn render(
     spec: &Spec,
     manifest: &BuildManifest,
-    passwords: &Passwords,
+    pinned: &super::pin::Pinned,
 ) -> Result<Vec<RenderedFile>, ManifestsError> {
     let env = environment()?;
     let pg_version = pg_version(spec, manifest)?;
@@ -153,6 +218,7 @@ pub fn render(
     let cluster = ClusterCtx {
         scope: &spec.scope,
         image: &spec.image,
+        image_pinned: pinned.of(&spec.image),
         pg_version,
         members: &spec.members,
         ports: spec.ports,
@@ -169,13 +235,25 @@ pub fn render(
             .map(|m| format!("{}=http://{}:2380", m.name, m.address))
             .collect::<Vec<_>>()
             .join(","),
-        etcd_image: &spec.etcd_image,
-        consul_image: &spec.consul_image,
-        haproxy_image: &spec.haproxy_image,
+        etcd_image: pinned.of(&spec.etcd_image),
+        consul_image: pinned.of(&spec.consul_image),
+        haproxy_image: pinned.of(&spec.haproxy_image),
+        exporter_image: spec.monitoring.as_ref().map(|m| pinned.of(&m.exporter_image)),
+        pinned_images: pinned
+            .images
+            .iter()
+            .map(|(i, p)| (i.field, i.reference.as_str(), p.as_str()))
+            .collect(),
         haproxy_on_members: haproxy_host.is_none(),
         haproxy_host,
         secrets_dir: &spec.secrets_dir,
         secrets_mount: SECRETS_MOUNT,
+        patroni_env: format!("{}/{}", spec.secrets_dir, crate::secrets::PATRONI_ENV),
+        haproxy_env: format!("{}/{}", spec.secrets_dir, crate::secrets::HAPROXY_ENV),
+        ca_file: crate::secrets::mounted(crate::secrets::CA_CERT),
+        allow_nossl: spec.allow_nossl,
+        stats_user_var: crate::secrets::STATS_USER_VAR,
+        stats_password_var: crate::secrets::STATS_PASSWORD_VAR,
         haproxy_cfg: HAPROXY_CFG,
         superuser: SUPERUSER,
         standby_user: STANDBY_USER,
@@ -189,6 +267,10 @@ pub fn render(
         preload: manifest.shared_preload_libraries.join(","),
         parameters: manifest.all_parameters(),
         k8s: &spec.kubernetes,
+        backup: spec.backup.as_ref(),
+        monitoring: spec.monitoring.as_ref(),
+        walg_env: walg_env(spec),
+        walg_credentials: format!("{}/{WALG_CREDENTIALS}", spec.secrets_dir),
     };
 
     let mut files = Vec::new();
@@ -204,8 +286,9 @@ pub fn render(
             member,
             others: spec.members.iter().filter(|m| m.name != member.name).collect(),
             spilo_configuration: yaml,
-            superuser_password: &passwords.superuser,
-            standby_password: &passwords.standby,
+            ssl_cert: crate::secrets::mounted(&crate::secrets::member_cert(&member.name).0),
+            ssl_key: crate::secrets::mounted(&crate::secrets::member_cert(&member.name).1),
+            runs_backup: spec.backup.as_ref().is_some_and(|b| b.member == member.name),
         };
         let dir = &member.name;
         files.push(file(
@@ -215,7 +298,7 @@ pub fn render(
             format!("{dir}/compose.yaml"),
             0o644,
         )?);
-        files.push(file(&env, "env.j2", &ctx, format!("{dir}/.env"), 0o600)?);
+        files.push(file(&env, "env.j2", &ctx, format!("{dir}/.env"), 0o644)?);
         files.push(file(
             &env,
             "member-README.md.j2",
@@ -232,7 +315,28 @@ pub fn render(
                 0o644,
             )?);
         }
+        if spec.monitoring.is_some() {
+            files.push(RenderedFile {
+                path: format!("{dir}/{EXPORTER_QUERIES}"),
+                contents: EXPORTER_QUERIES_TEXT.to_string(),
+                mode: 0o644,
+            });
+        }
+        if ctx.runs_backup {
+            files.push(RenderedFile {
+                path: format!("{dir}/{BACKUP_SCRIPT}"),
+                contents: BACKUP_SCRIPT_TEXT.to_string(),
+                mode: 0o755,
+            });
+        }
     }
+    files.push(file(
+        &env,
+        "prometheus.yml.j2",
+        &cluster,
+        "prometheus.yml".into(),
+        0o644,
+    )?);
     if cluster.haproxy_host.is_some() {
         files.push(file(
             &env,

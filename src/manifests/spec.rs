@@ -7,6 +7,7 @@
 //! image = "supabase-patroni:v1.0"
 //! dcs = "etcd"          # etcd on the members | "consul" | { etcd = ["host:2379", …] } | { consul = "host:8500" }
 //! haproxy = "members"   # on every member | "ADDRESS" of its own host
+//! allow_nossl = false   # true: clients may connect without TLS (Spilo's ALLOW_NOSSL)
 //! [[member]]
 //! name = "pg1"
 //! address = "192.0.2.11"
@@ -131,12 +132,21 @@ pub struct Spec {
     pub dcs: Dcs,
     pub haproxy: HaproxyPlacement,
     pub secrets_dir: String,
+    /// Accept client connections without TLS (Spilo's `ALLOW_NOSSL`);
+    /// replication stays on TLS.
+    pub allow_nossl: bool,
     pub ports: Ports,
     pub etcd_image: String,
     pub consul_image: String,
     pub haproxy_image: String,
     pub members: Vec<Member>,
     pub kubernetes: Kubernetes,
+    /// `[backup]`: the pg_dump service (see [`super::operations`]).
+    pub backup: Option<super::operations::Backup>,
+    /// `[monitoring]`: the PostgreSQL exporter per member.
+    pub monitoring: Option<super::operations::Monitoring>,
+    /// `[walg]`: Spilo's continuous archiving.
+    pub walg: Option<super::operations::Walg>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +158,8 @@ struct RawSpec {
     dcs: Option<Spanned<RawDcs>>,
     haproxy: Option<Spanned<String>>,
     secrets_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_nossl: bool,
     data_dir: Option<Spanned<String>>,
     #[serde(default)]
     ports: RawPorts,
@@ -157,6 +169,9 @@ struct RawSpec {
     kubernetes: RawKubernetes,
     #[serde(default)]
     member: Vec<RawMember>,
+    backup: Option<super::operations::RawBackup>,
+    monitoring: Option<super::operations::RawMonitoring>,
+    walg: Option<super::operations::RawWalg>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +205,7 @@ struct RawImages {
     etcd: Option<String>,
     consul: Option<String>,
     haproxy: Option<String>,
+    exporter: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -570,6 +586,36 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
         ));
     }
 
+    // Day two: backups, monitoring, WAL-G (each optional).
+    let field_err =
+        |span: &Range<usize>, field: &str, message: String, hint: &str| lines.err(span, field, message, hint);
+    let backup = raw
+        .backup
+        .as_ref()
+        .map(|b| super::operations::backup(b, &members, &field_err))
+        .transpose()?;
+    let monitoring = raw
+        .monitoring
+        .as_ref()
+        .map(|m| super::operations::monitoring(m, raw.images.exporter.clone(), &field_err))
+        .transpose()?;
+    let walg = raw
+        .walg
+        .as_ref()
+        .map(|w| super::operations::walg(w, &field_err))
+        .transpose()?;
+    for (value, field) in super::operations::ports_of(backup.as_ref(), monitoring.as_ref()) {
+        if let Some((_, other)) = taken.iter().find(|(p, _)| *p == value) {
+            return Err(lines.err(
+                &(text.len()..text.len()),
+                field,
+                format!("port {value} is also {other} on the same host"),
+                "give every service on a host its own port",
+            ));
+        }
+        taken.push((value, field.to_string()));
+    }
+
     Ok(Spec {
         path: path.to_path_buf(),
         scope,
@@ -584,6 +630,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
         dcs,
         haproxy,
         secrets_dir,
+        allow_nossl: raw.allow_nossl,
         ports,
         etcd_image: raw.images.etcd.unwrap_or_else(|| DEFAULT_ETCD_IMAGE.into()),
         consul_image: raw.images.consul.unwrap_or_else(|| DEFAULT_CONSUL_IMAGE.into()),
@@ -599,6 +646,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
             users: raw.kubernetes.users,
             databases: raw.kubernetes.databases,
         },
+        backup,
+        monitoring,
+        walg,
     })
 }
 

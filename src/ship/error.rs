@@ -59,6 +59,10 @@ pub enum ShipError {
 
     #[error("{new} shares no layer with {old}: a delta would hold the whole image")]
     NothingShared { old: String, new: String },
+
+    /// `ship --spec` can only send images it can tag on the hosts.
+    #[error("{field} = {reference:?} is pinned without a name: ship needs the name to tag it on the hosts")]
+    Unnamed { field: String, reference: String },
 }
 
 fn summary(failed: &[(String, String, ExitCode)]) -> String {
@@ -87,6 +91,9 @@ impl Diagnostic for ShipError {
                  or bring a full export of the new image instead of the delta"
             )),
             ShipError::NothingShared { .. } => Some("export the full image (without --since)".into()),
+            ShipError::Unnamed { .. } => Some(
+                "name the image in the spec by its tag (manifests pins it to its id), or ship it by tag".into(),
+            ),
             _ => None,
         }
     }
@@ -101,7 +108,7 @@ impl Diagnostic for ShipError {
             ShipError::BadTarget { .. } | ShipError::NoTarget | ShipError::NothingShared { .. } => {
                 ExitCode::Usage
             }
-            ShipError::BadDelta { .. } => ExitCode::Usage,
+            ShipError::BadDelta { .. } | ShipError::Unnamed { .. } => ExitCode::Usage,
             ShipError::DeltaBaseMissing { .. } => ExitCode::Prerequisite,
             ShipError::LoadedIdMismatch { .. } => ExitCode::Verification,
             // One kind of failure on every failed host: its code; mixed: 1.

@@ -18,6 +18,12 @@
 //!    temporary tag, check the loaded id, and only then set the real tag.
 //!
 //! Hosts run in parallel; one failing does not stop the others.
+//!
+//! `ship --spec cluster.toml` ([`ship_deployment`]) ships every image of a
+//! deployment ([`crate::manifests::pin::deployment_images`]: the PostgreSQL
+//! image, etcd or Consul, HAProxy, the exporter) one after the other, each
+//! to the hosts that run it; each host's inventory is taken afresh for each
+//! image, so layers one image brought are not sent again for the next.
 
 pub mod delta;
 mod error;
@@ -282,6 +288,100 @@ fn deliver(
     Ok(())
 }
 
+/// Where each image of a deployment goes: the members run every image;
+/// HAProxy's own host (`haproxy = "ADDRESS"`) only HAProxy's. `to`, when
+/// given, replaces the spec's hosts: every image to each of them.
+pub fn deployment_plan(
+    spec: &crate::manifests::Spec,
+    to: &[Target],
+) -> Result<Vec<(crate::manifests::pin::DeploymentImage, Vec<Target>)>, ShipError> {
+    use crate::manifests::spec::HaproxyPlacement;
+    let host = |h: &str| Target {
+        user: None,
+        host: h.to_string(),
+        port: None,
+    };
+    let members: Vec<Target> = spec.members.iter().map(|m| host(&m.address)).collect();
+    let mut plan = Vec::new();
+    for image in crate::manifests::pin::deployment_images(spec) {
+        if image.reference.starts_with("sha256:") {
+            return Err(ShipError::Unnamed {
+                field: image.field.to_string(),
+                reference: image.reference,
+            });
+        }
+        let targets = if !to.is_empty() {
+            to.to_vec()
+        } else {
+            let mut t = members.clone();
+            if let HaproxyPlacement::Host(h) = &spec.haproxy
+                && image.reference == spec.haproxy_image
+            {
+                t.push(host(h));
+            }
+            t
+        };
+        plan.push((image, targets));
+    }
+    Ok(plan)
+}
+
+/// What `ship --spec` did: one report per image, in the order shipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentReport {
+    pub images: Vec<ShipReport>,
+    /// Compressed bytes written to ssh for every image and host.
+    pub bytes_sent: u64,
+    pub seconds: f64,
+}
+
+impl DeploymentReport {
+    /// An error naming every failed host of every image, or Ok.
+    pub fn check(&self) -> Result<(), ShipError> {
+        let mut total = 0;
+        let mut failed = Vec::new();
+        for r in &self.images {
+            total += r.hosts.len();
+            if let Err(ShipError::HostsFailed { failed: f, .. }) = r.check() {
+                failed.extend(
+                    f.into_iter()
+                        .map(|(h, why, code)| (format!("{h} ({})", r.tag), why, code)),
+                );
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(ShipError::HostsFailed { total, failed })
+        }
+    }
+}
+
+/// Ship every image of the deployment in `plan` (see [`deployment_plan`]),
+/// one image after the other; `base` gives everything but the tag and the targets.
+pub fn ship_deployment(
+    engine: &Engine,
+    plan: &[(crate::manifests::pin::DeploymentImage, Vec<Target>)],
+    base: &ShipRequest,
+    progress: &Progress,
+) -> Result<DeploymentReport, ShipError> {
+    let start = Instant::now();
+    let mut images = Vec::new();
+    for (image, targets) in plan {
+        let req = ShipRequest {
+            tag: image.reference.clone(),
+            targets: targets.clone(),
+            ..base.clone()
+        };
+        images.push(ship(engine, &req, progress)?);
+    }
+    Ok(DeploymentReport {
+        bytes_sent: images.iter().map(|r| r.bytes_sent).sum(),
+        seconds: start.elapsed().as_secs_f64(),
+        images,
+    })
+}
+
 /// The docker-archive `manifest.json` naming `tmptag`, and the config.
 fn meta_tar(image: &SourceImage, cache: &LayerCache, tmptag: &str) -> Result<Vec<u8>, ShipError> {
     let config = cache.config(image)?;
@@ -348,6 +448,41 @@ fn run_parallel<T: Sync, R: Send>(items: &[T], n: usize, f: impl Fn(&T) -> R + S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deployment_goes_to_its_members_and_haproxy_only_to_its_host() {
+        let text = "scope = \"s\"\nimage = \"pg:1\"\nhaproxy = \"192.0.2.9\"\n\
+                    [images]\netcd = \"etcd:1\"\nhaproxy = \"hap:1\"\n\
+                    [[member]]\nname = \"a\"\naddress = \"192.0.2.1\"\n";
+        let spec = crate::manifests::spec::parse(std::path::Path::new("c.toml"), text).unwrap();
+        let plan = deployment_plan(&spec, &[]).unwrap();
+        let hosts: Vec<(&str, Vec<String>)> = plan
+            .iter()
+            .map(|(i, t)| (i.reference.as_str(), t.iter().map(|t| t.to_string()).collect()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("pg:1", vec!["192.0.2.1".to_string()]),
+                ("etcd:1", vec!["192.0.2.1".to_string()]),
+                ("hap:1", vec!["192.0.2.1".to_string(), "192.0.2.9".to_string()]),
+            ]
+        );
+        // --to replaces the spec's hosts.
+        let to = Target::parse_list(&["root@vm1".to_string()]).unwrap();
+        assert!(deployment_plan(&spec, &to).unwrap().iter().all(|(_, t)| *t == to));
+        // An image pinned by id alone has no name to tag on the hosts.
+        let hex = "a".repeat(64);
+        let spec = crate::manifests::spec::parse(
+            std::path::Path::new("c.toml"),
+            &text.replace("pg:1", &format!("sha256:{hex}")),
+        )
+        .unwrap();
+        assert!(matches!(
+            deployment_plan(&spec, &[]),
+            Err(ShipError::Unnamed { field, .. }) if field == "image"
+        ));
+    }
 
     #[test]
     fn parallel_keeps_order() {

@@ -130,12 +130,13 @@ impl Pod {
         format!("{}-{service}", self.name)
     }
 
-    /// Start a compose service in this pod (see [`ComposeService::podman_run_args`]).
+    /// Start a compose service in this pod (see [`ComposeService::podman_run_args`]),
+    /// with `--pull=never`: a VM without a registry has only the images put there.
     pub fn run_service(&self, svc: &ComposeService) {
         let name = self.container(&svc.name);
         let _ = podman_cmd().args(["rm", "-f", &name]).output();
         run(podman_cmd()
-            .args(["run", "-d", "--pod", &self.name, "--name", &name])
+            .args(["run", "-d", "--pull=never", "--pod", &self.name, "--name", &name])
             .args(svc.podman_run_args()));
     }
 
@@ -207,6 +208,7 @@ pub struct ComposeService {
 const KNOWN_KEYS: &[&str] = &[
     "image",
     "command",
+    "env_file",
     "environment",
     "volumes",
     "network_mode",
@@ -338,7 +340,21 @@ pub fn compose_services(dir: &Path) -> Vec<ComposeService> {
                 .collect(),
             Some(other) => panic!("{name}: command {other:?}"),
         };
-        let environment = match svc.get("environment") {
+        // env_file first: `environment` wins, as in compose. A missing file
+        // fails, as compose refuses to start.
+        let mut environment: Vec<(String, String)> = match svc.get("env_file") {
+            None => Vec::new(),
+            Some(Yaml::Sequence(items)) => items
+                .iter()
+                .flat_map(|i| {
+                    let path = dir.join(str_of(i));
+                    assert!(path.is_file(), "{name}: env_file {} is missing", path.display());
+                    read_env_file(&path)
+                })
+                .collect(),
+            Some(other) => panic!("{name}: env_file {other:?}"),
+        };
+        let from_environment: Vec<(String, String)> = match svc.get("environment") {
             None => Vec::new(),
             Some(Yaml::Mapping(m)) => m
                 .iter()
@@ -354,6 +370,8 @@ pub fn compose_services(dir: &Path) -> Vec<ComposeService> {
                 .collect(),
             Some(other) => panic!("{name}: environment {other:?}"),
         };
+        environment.retain(|(k, _)| !from_environment.iter().any(|(e, _)| e == k));
+        environment.extend(from_environment);
         let volumes = svc
             .get("volumes")
             .and_then(Yaml::as_sequence)
@@ -410,6 +428,47 @@ pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
     write!(
         s,
         "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.take(4 << 20).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// An HTTP/1.0 request with an optional basic-auth login and JSON body:
+/// (status, body), or None when nothing answers.
+pub fn http_request(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    login: Option<(&str, &str)>,
+    body: &str,
+) -> Option<(u16, String)> {
+    use base64::Engine as _;
+    let ip: IpAddr = host.parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    let auth = login
+        .map(|(u, p)| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        })
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut buf = Vec::new();
@@ -490,10 +549,23 @@ pub fn psql_program() -> PathBuf {
 /// environment, never on the command line); Ok(stdout, unaligned, tuples
 /// only) or Err(stderr).
 pub fn psql(host: &str, port: u16, user: &str, password: &str, sql: &str) -> Result<String, String> {
+    psql_ssl(host, port, user, password, "sslmode=disable", sql)
+}
+
+/// [`psql`] with the TLS part of the connection string given (e.g.
+/// `sslmode=verify-full sslrootcert=/path/ca.crt`).
+pub fn psql_ssl(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    ssl: &str,
+    sql: &str,
+) -> Result<String, String> {
     let out = Command::new(psql_program())
         .args(["-X", "-At", "-v", "ON_ERROR_STOP=1"])
         .arg(format!(
-            "host={host} port={port} user={user} dbname=postgres sslmode=disable"
+            "host={host} port={port} user={user} dbname=postgres {ssl}"
         ))
         .args(["-c", sql])
         .env("PGPASSWORD", password)
@@ -512,7 +584,6 @@ pub fn psql(host: &str, port: u16, user: &str, password: &str, sql: &str) -> Res
 /// HAProxy, standing in for the official etcd and HAProxy images (which
 /// cannot be pulled here) in rendered compose files. Built once per machine.
 pub fn tools_image() -> String {
-    use pgha_image::hash::Hasher;
     let containerfile = format!(
         "FROM {}\n\
          RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -520,9 +591,16 @@ pub fn tools_image() -> String {
          LABEL io.pgha.test-image=cluster-tools\n",
         super::images::debian_base()
     );
+    local_image("cluster-tools", &containerfile)
+}
+
+/// `localhost/pgha-test/NAME:<digest of the Containerfile, 12 hex>`, built
+/// from `containerfile` when absent (under the image-building lock).
+fn local_image(name: &str, containerfile: &str) -> String {
+    use pgha_image::hash::Hasher;
     let mut h = Hasher::new();
     h.update(containerfile.as_bytes());
-    let reference = format!("localhost/pgha-test/cluster-tools:{}", &h.finish().to_hex()[..12]);
+    let reference = format!("localhost/pgha-test/{name}:{}", &h.finish().to_hex()[..12]);
     if super::images::image_exists(&reference) {
         return reference;
     }
@@ -645,4 +723,20 @@ impl Drop for DockerHost {
         }
         // The namespace (a field) goes after the daemon.
     }
+}
+
+/// `localhost/pgha-test/postgres-exporter:<digest>`: Debian's
+/// prometheus-postgres-exporter, with the binary also under the name of the
+/// official image's (`postgres_exporter`), standing in for that image in
+/// rendered compose files. Built once per machine.
+pub fn exporter_image() -> String {
+    let containerfile = format!(
+        "FROM {}\n\
+         RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+         prometheus-postgres-exporter && rm -rf /var/lib/apt/lists/* \
+         && ln -s /usr/bin/prometheus-postgres-exporter /usr/local/bin/postgres_exporter\n\
+         LABEL io.pgha.test-image=postgres-exporter\n",
+        super::images::debian_base()
+    );
+    local_image("postgres-exporter", &containerfile)
 }

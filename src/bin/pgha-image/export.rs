@@ -17,12 +17,19 @@ use std::path::PathBuf;
     The tarball is the engine's `save` output, compressed. `pgha-image load` reads every compression. \
     Without pgha-image: `podman load` reads zstd and plain tar (Podman 4.3, as in Debian 12, fails on gzip: \
     podman#15944); a Docker Engine daemon reads gzip, and zstd only when recent (older ones, e.g. 20.10, \
-    reject it). Use --compress gzip for an old Docker daemon, --compress none when unsure. See docs/export.md."
+    reject it). Use --compress gzip for an old Docker daemon, --compress none when unsure.\n\n\
+    --spec cluster.toml -o FILE: every image of the deployment in one file (the manifest lists each \
+    with its id; `load` loads them all and checks every id). See docs/export.md."
 )]
 pub struct ExportArgs {
     /// The image to export, e.g. supabase-patroni:v1.0
-    #[arg(value_name = "IMAGE", required_unless_present = "tag")]
+    #[arg(value_name = "IMAGE", required_unless_present_any = ["tag", "spec"])]
     pub image: Option<String>,
+
+    /// Export every image of this cluster spec's deployment (the spec's image, etcd or Consul,
+    /// HAProxy, the exporter) into one file, for `load` on a VM without ssh from here
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "tag", "since"], requires = "output")]
+    pub spec: Option<PathBuf>,
 
     /// The image, as earlier versions took it (`--tag IMAGE`)
     #[arg(
@@ -88,7 +95,20 @@ pub struct LoadArgs {
 }
 
 pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::Error> {
-    let tag = args.image.or(args.tag).expect("clap requires IMAGE or --tag");
+    let (tag, also) = match &args.spec {
+        Some(path) => {
+            let spec = pgha_image::manifests::spec::load(path)?;
+            let mut images = pgha_image::manifests::pin::deployment_images(&spec)
+                .into_iter()
+                .map(|i| i.reference);
+            let first = images.next().expect("the spec's image comes first");
+            (first, images.collect())
+        }
+        None => (
+            args.image.or(args.tag).expect("clap requires IMAGE or --tag"),
+            Vec::new(),
+        ),
+    };
     if let Some(since) = args.since {
         return crate::ship::run_export_since(
             crate::ship::SinceArgs {
@@ -108,6 +128,7 @@ pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::E
         compression: args.compress,
         level: args.level,
         force: args.force,
+        also,
     };
     export::check_request(&req)?;
     let engine = Engine::detect(args.engine)?;
@@ -130,6 +151,9 @@ pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::E
             out.checksum_file.display(),
             out.manifest_file.display()
         );
+        for i in m.images.iter().skip(1) {
+            println!("  also {} ({})", i.tag, i.image_id);
+        }
     }
     Ok(())
 }

@@ -8,7 +8,9 @@ mod export;
 mod extensions;
 mod fetch;
 mod manifests;
+mod secrets;
 mod ship;
+mod status;
 mod verify;
 
 use clap::{Args, Parser, Subcommand};
@@ -126,7 +128,9 @@ impl Command {
             Command::Ship(a) => ("ship", None, Some(&a.cache.cache_dir)),
             Command::Load(_) => ("load", None, None),
             Command::Manifests(_) => ("manifests", None, None),
+            Command::Secrets(_) => ("secrets", None, None),
             Command::Verify(_) => ("verify", None, None),
+            Command::Status(_) => ("status", None, None),
         }
     }
 }
@@ -175,8 +179,12 @@ enum Command {
     Ship(ship::ShipArgs),
     /// Render per-VM deployments (compose, HAProxy, etcd/Consul) and postgres-operator manifests from a cluster spec
     Manifests(manifests::ManifestsArgs),
+    /// Make the cluster's secret files: passwords, JWT secret and API keys, pgsodium key, CA and member certificates
+    Secrets(secrets::SecretsArgs),
     /// Run the image as a deployment would and check what it claims (CI: --junit FILE)
     Verify(verify::VerifyArgs),
+    /// Show a running cluster from its spec: roles, lag, routing, image, ledger, backup age (exit 3: degraded)
+    Status(status::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -196,7 +204,9 @@ fn main() -> std::process::ExitCode {
         Command::Load(args) => export::run_load(args, &global),
         Command::Ship(args) => ship::run(args, &global),
         Command::Manifests(args) => manifests::run(args, &global),
+        Command::Secrets(args) => secrets::run(args, &global),
         Command::Verify(args) => verify::run_verify(args, &global),
+        Command::Status(args) => status::run(args, &global),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

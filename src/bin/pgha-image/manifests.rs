@@ -10,14 +10,17 @@ use std::path::PathBuf;
 #[command(
     after_help = "The spec (TOML): scope, image, dcs (\"etcd\" on the members, \"consul\" on the members, \
     { etcd = [\"host:2379\", ...] } or { consul = \"host:8500\" } for an existing one), haproxy (\"members\" \
-    or the address of its own host), pg_version, data_dir [/var/lib/pgha], secrets_dir [/etc/pgha/secrets], \
+    or the address of its own host), allow_nossl [false], pg_version, data_dir [/var/lib/pgha], secrets_dir [/etc/pgha/secrets], \
     [ports] rw [5000] ro [5001] any [5002] stats [7000] postgres [5432] restapi [8008], [images] etcd consul \
-    haproxy, [kubernetes] name team namespace volume_size requests limits users databases, and one \
+    haproxy exporter, [kubernetes] name team namespace volume_size requests limits users databases, and one \
     [[member]] (name, address, optional data_dir) per VM.\n\n\
     Writes DIR/<member>/ (compose.yaml, .env, haproxy.cfg, README.md) for each member and DIR/kubernetes/ \
     (postgres-operator cluster and secret). The server settings come from the image's \
     /etc/pgha/build-manifest.json, read through the engine (the image must be loaded), or from \
-    --image-manifest FILE. DIR is replaced whole when it is an earlier output (its passwords kept); \
+    --image-manifest FILE. The compose files name every image by its id, resolved through the engine \
+    (each image must be there: `pgha-image load`), never by a tag; offline (--image-manifest) every image \
+    must be given pinned in the spec (NAME@sha256:... or sha256:<id>). `pgha-image ship --spec` puts \
+    them on the VMs. DIR is replaced whole when it is an earlier output; \
     any other non-empty DIR is refused unless --force. See docs/deploy.md."
 )]
 pub struct ManifestsArgs {
@@ -76,9 +79,6 @@ pub fn run(args: ManifestsArgs, global: &Global) -> Result<(), pgha_image::Error
         );
         for f in &report.files {
             println!("  {f}");
-        }
-        if report.kept_passwords {
-            println!("kept the passwords of the earlier output");
         }
     }
     Ok(())

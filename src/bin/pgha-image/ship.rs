@@ -15,16 +15,29 @@ use pgha_image::ship::{self, ShipRequest, Ssh, Target};
     need not be installed there. Only the layers a host lacks are sent; they are checked against \
     their digests on arrival, the image is loaded under a temporary tag, its id checked, and only \
     then tagged IMAGE. Re-running after an interruption sends only what is still missing.\n\n\
+    With --spec cluster.toml instead of IMAGE: every image the deployment runs (the spec's image, \
+    etcd or Consul, HAProxy, the exporter), one after the other, to every member's address (HAProxy's \
+    own host gets HAProxy's image only), or to the hosts of --to; a host is sent only the layers it \
+    lacks, also those another of these images brought already. Give the ssh user with \
+    --ssh-option User=NAME or in ~/.ssh/config.\n\n\
     Exit codes: 0 every host has the image; otherwise the code of the hosts' failures (1 connection \
     or engine, 3 verification, 4 missing program on the host), 1 when they differ. See docs/ship.md."
 )]
 pub struct ShipArgs {
     /// The image to ship, e.g. supabase-patroni:v1.1
-    #[arg(value_name = "IMAGE")]
-    pub tag: String,
+    #[arg(
+        value_name = "IMAGE",
+        required_unless_present = "spec",
+        conflicts_with = "spec"
+    )]
+    pub tag: Option<String>,
 
-    /// Target hosts: [USER@]HOST[:PORT], comma-separated or repeated
-    #[arg(long, value_name = "HOSTS", required = true)]
+    /// Ship every image of this cluster spec's deployment (see `pgha-image manifests`)
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<std::path::PathBuf>,
+
+    /// Target hosts: [USER@]HOST[:PORT], comma-separated or repeated [default with --spec: the spec's hosts]
+    #[arg(long, value_name = "HOSTS", required_unless_present = "spec")]
     pub to: Vec<String>,
 
     /// Hosts worked on at once [default: all of them, at most 8]
@@ -52,12 +65,26 @@ pub struct ShipArgs {
 }
 
 pub fn run(args: ShipArgs, global: &Global) -> Result<(), pgha_image::Error> {
-    let targets = Target::parse_list(&args.to)?;
+    let targets = if args.to.is_empty() {
+        Vec::new()
+    } else {
+        Target::parse_list(&args.to)?
+    };
+    let plan = match &args.spec {
+        Some(path) => {
+            let spec = pgha_image::manifests::spec::load(path)?;
+            Some(ship::deployment_plan(&spec, &targets)?)
+        }
+        None => None,
+    };
     let engine = Engine::detect(args.engine)?;
     let progress = global.progress();
+    let most = plan.as_ref().map_or(targets.len(), |p| {
+        p.iter().map(|(_, t)| t.len()).max().unwrap_or(1)
+    });
     let req = ShipRequest {
-        tag: args.tag,
-        parallel: args.parallel.map_or(targets.len().min(8), usize::from),
+        tag: args.tag.clone().unwrap_or_default(),
+        parallel: args.parallel.map_or(most.min(8), usize::from),
         targets,
         ssh: Ssh {
             options: args.ssh_option,
@@ -66,30 +93,52 @@ pub fn run(args: ShipArgs, global: &Global) -> Result<(), pgha_image::Error> {
         remote_engine: args.remote_engine,
         cache_dir: cache_dir(global),
     };
+    if let Some(plan) = plan {
+        let report = ship::ship_deployment(&engine, &plan, &req, &progress)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).expect("serializes"));
+        } else if !global.quiet {
+            for r in &report.images {
+                print_report(r);
+            }
+            println!(
+                "{} image(s), {} sent in all, {:.1}s",
+                report.images.len(),
+                human_bytes(report.bytes_sent),
+                report.seconds
+            );
+        }
+        report.check()?;
+        return Ok(());
+    }
     let report = ship::ship(&engine, &req, &progress)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("serializes"));
     } else if !global.quiet {
-        println!("{} ({}), {} layers:", report.tag, report.image_id, report.layers);
-        for h in &report.hosts {
-            match &h.error {
-                None if h.already_there => println!("  {}: ok, already there (tagged)", h.host),
-                None => println!(
-                    "  {}: ok ({}), {} layer(s) sent ({}), {} held, {} from an earlier run, {:.1}s",
-                    h.host,
-                    h.engine.as_deref().unwrap_or("?"),
-                    h.layers_sent,
-                    human_bytes(h.bytes_sent),
-                    h.layers_held,
-                    h.layers_staged,
-                    h.seconds
-                ),
-                Some(e) => println!("  {}: FAILED: {e}", h.host),
-            }
-        }
+        print_report(&report);
     }
     report.check()?;
     Ok(())
+}
+
+fn print_report(report: &ship::ShipReport) {
+    println!("{} ({}), {} layers:", report.tag, report.image_id, report.layers);
+    for h in &report.hosts {
+        match &h.error {
+            None if h.already_there => println!("  {}: ok, already there (tagged)", h.host),
+            None => println!(
+                "  {}: ok ({}), {} layer(s) sent ({}), {} held, {} from an earlier run, {:.1}s",
+                h.host,
+                h.engine.as_deref().unwrap_or("?"),
+                h.layers_sent,
+                human_bytes(h.bytes_sent),
+                h.layers_held,
+                h.layers_staged,
+                h.seconds
+            ),
+            Some(e) => println!("  {}: FAILED: {e}", h.host),
+        }
+    }
 }
 
 fn cache_dir(global: &Global) -> std::path::PathBuf {

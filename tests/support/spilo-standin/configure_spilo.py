@@ -11,7 +11,9 @@ postgres-appliance/scripts/configure_spilo.py and launch.sh (tags 3.2-p2 to
    (adds bootstrap.users.<PGUSER_ADMIN [admin]>), HUMAN_ROLE [zalandos],
    PGPORT [5432], APIPORT [8008], PGDATA, ALLOW_NOSSL (pg_hba: without it,
    non-TLS connections are rejected), SSL_CERTIFICATE_FILE /
-   SSL_PRIVATE_KEY_FILE [/run/certs/server.{crt,key}, self-signed when absent].
+   SSL_PRIVATE_KEY_FILE [/run/certs/server.{crt,key}, self-signed when
+   absent; an existing key is used as it is, never rewritten], SSL_CA_FILE
+   (-> ssl_ca_file, when set).
 2. The member address: the first address of getaddrinfo(gethostname()); under
    Kubernetes only (KUBERNETES_SERVICE_HOST set) POD_IP replaces it.
    RESTAPI_CONNECT_ADDRESS replaces it for the REST API only. The member name
@@ -125,6 +127,7 @@ def generate():
     name = socket.gethostname()
     ssl_cert = env("SSL_CERTIFICATE_FILE", os.path.join(RW_DIR, "certs", "server.crt"))
     ssl_key = env("SSL_PRIVATE_KEY_FILE", os.path.join(RW_DIR, "certs", "server.key"))
+    ssl_ca = env("SSL_CA_FILE")
     nossl = bool(env("ALLOW_NOSSL"))
 
     hba = [
@@ -224,6 +227,8 @@ def generate():
             "basebackup_fast_xlog": {"command": "/scripts/basebackup.sh", "retries": 2},
         },
     }
+    if ssl_ca:
+        config["postgresql"]["parameters"]["ssl_ca_file"] = ssl_ca
     if "PGPASSWORD_ADMIN" in os.environ:
         config["bootstrap"]["users"] = {
             env("PGUSER_ADMIN", "admin"): {
