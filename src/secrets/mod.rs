@@ -284,9 +284,8 @@ fn image_postgres_gid(engine: &Engine, image: &str) -> Result<u32, SecretsError>
         image: image.to_string(),
         detail,
     };
-    let out = engine
-        .command()
-        .args([
+    let text = engine
+        .run_ok(&[
             "run",
             "--rm",
             "--network",
@@ -297,12 +296,7 @@ fn image_postgres_gid(engine: &Engine, image: &str) -> Result<u32, SecretsError>
             "-g",
             "postgres",
         ])
-        .output()
         .map_err(|e| err(e.to_string()))?;
-    if !out.status.success() {
-        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
     text.trim()
         .parse()
         .map_err(|_| err(format!("`id -g postgres` printed {:?}", text.trim())))
