@@ -417,14 +417,14 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
                     RW,
                     "postgres",
                     &password,
-                    "SELECT host(inet_server_addr()) || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    "SELECT host(inet_server_addr()) || ' ' || ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
                 )
                 .ok()
                 .filter(|a| a.starts_with(&format!("{leader_addr} ")))
             },
             || format!("{:?}", psql(via, RW, "postgres", &password, "SELECT 1")),
         );
-        assert_eq!(got, format!("{leader_addr} t"));
+        assert_eq!(got, format!("{leader_addr} true"));
         let plain = cluster::psql(via, RW, "postgres", &password, "SELECT 1");
         let err = plain.expect_err("a connection without TLS must be refused");
         assert!(err.contains("no encryption"), "{err}");

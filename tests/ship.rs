@@ -202,8 +202,6 @@ fn ship_to_three_vms() {
     assert_eq!(host(&s, &vms, 0)["already_there"], true);
     assert_eq!(host(&s, &vms, 0)["bytes_sent"], 0);
 
-    ship_a_deployment(&vms, cache.path(), &pg5, &pg6, &side, full_bytes);
-
     // Interrupted: the ssh carrying the second new layer is killed half-way.
     let pids = tmp.path().join("pids");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgha-image"))
@@ -304,6 +302,8 @@ fn ship_to_three_vms() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(staged, 0, "nothing may stay staged after a refused layer");
+
+    ship_a_deployment(&vms, cache.path(), &pg5, &pg6, &side, full_bytes);
 
     // One host unreachable: the other two get the image, the failure is named.
     vms.vms[1].stop_sshd();
