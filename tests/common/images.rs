@@ -252,6 +252,47 @@ pub fn spilo_standin_of(major: u32) -> String {
     reference
 }
 
+/// `localhost/pgha-test/pg-server:<major>-<stand-in digest>`: the Spilo
+/// stand-in of `major` plus what the host's PostgreSQL 15 has for the
+/// bootstrap tests (scripts/install-test-prereqs.sh: pgtap; pg_cron is in
+/// the stand-in), for [`super::pg::PgCluster::start_major`]. Built under the
+/// image lock when absent (~20 s).
+pub fn pg_server_image(major: u32) -> String {
+    let standin = spilo_standin_of(major);
+    let suffix = standin.rsplit(':').next().unwrap_or_default().to_string();
+    let reference = format!("localhost/pgha-test/pg-server:{suffix}");
+    if image_exists(&reference) {
+        return reference;
+    }
+    let _lock = ImageLock::acquire();
+    if !image_exists(&reference) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Containerfile"),
+            format!(
+                "FROM {standin}\n\
+                 RUN apt-get update \\\n \
+                 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-{major}-pgtap \\\n \
+                 && rm -rf /var/lib/apt/lists/*\n\
+                 LABEL io.pgha.test-image=pg-server-{major}\n"
+            ),
+        )
+        .unwrap();
+        let out = podman_cmd()
+            .args(["build", "--layers", "-t", &reference])
+            .arg(dir.path())
+            .output()
+            .expect("run podman build");
+        assert!(
+            out.status.success(),
+            "building {reference} failed (apt inside podman build needs the Debian mirror):\n{}\n{}",
+            tail(&out.stdout, 30),
+            tail(&out.stderr, 30)
+        );
+    }
+    reference
+}
+
 fn tail(bytes: &[u8], n: usize) -> String {
     let s = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = s.lines().collect();
