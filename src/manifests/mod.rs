@@ -27,10 +27,10 @@ pub mod render;
 pub mod spec;
 
 pub use error::ManifestsError;
-pub use image::ImageManifest;
 pub use render::{Passwords, RenderedFile};
 pub use spec::Spec;
 
+use crate::contract::BuildManifest;
 use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -71,7 +71,7 @@ pub struct Report {
 
 /// The image's manifest, from the engine or a file; an image without one
 /// is an error at the spec's `image` line.
-pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<ImageManifest, ManifestsError> {
+pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<BuildManifest, ManifestsError> {
     let engine = match source {
         ManifestSource::File(path) => return image::from_file(path),
         ManifestSource::Engine(engine) => engine,
@@ -85,7 +85,7 @@ pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<ImageM
         code,
     };
     match image::from_image(engine, &spec.image)? {
-        image::FromImage::Found(m) => Ok(m),
+        image::FromImage::Found(m) => Ok(*m),
         image::FromImage::NoManifest => Err(spec_err(
             format!(
                 "the image {} has no {}: it was not built by `pgha-image build`",
@@ -136,8 +136,10 @@ pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
     Ok(report)
 }
 
-/// `Ok(true)`: a previous output of ours; `Ok(false)`: absent or empty.
-fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
+/// Check `--out` before any work (the binary calls it before it looks for
+/// an engine; [`run`] again before writing). `Ok(true)`: a previous output
+/// of ours; `Ok(false)`: absent or empty.
+pub fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
     match fs::read_dir(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(ManifestsError::OutNotOurs {
