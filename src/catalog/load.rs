@@ -207,23 +207,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
             "build.kind = \"pgrx\" needs build.pgrx, the cargo-pgrx version".into(),
         ));
     }
-    if b.kind == BuildKind::Pgrx && b.pgrx_sha256.is_none() {
-        return Err(at(
-            raw.build.span(),
-            "build.kind = \"pgrx\" needs build.pgrx_sha256, the checksum of the cargo-pgrx crate \
-             (the `cksum` of its version in the crates.io index)"
-                .into(),
-        ));
-    }
-    let pgrx_sha256: Option<Sha256Digest> = match &b.pgrx_sha256 {
-        Some(s) => Some(s.parse().map_err(|_| {
-            at(
-                raw.build.span(),
-                format!("build.pgrx_sha256 = {s:?} is not 64 hex characters"),
-            )
-        })?),
-        None => None,
-    };
     // These words end up in the generated Dockerfile and server settings:
     // keep them to the characters their kind of word has, and no field may
     // hold a control character (a newline would start a new instruction).
@@ -254,6 +237,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
             }
         }
     }
+    if b.kind == BuildKind::Pgrx && b.pgrx_sha256.is_none() {
+        return Err(at(
+            raw.build.span(),
+            "build.kind = \"pgrx\" needs build.pgrx_sha256, the checksum of the cargo-pgrx crate \
+             (the `cksum` of its version in the crates.io index)"
+                .into(),
+        ));
+    }
+    let pgrx_sha256: Option<Sha256Digest> = match &b.pgrx_sha256 {
+        Some(s) => Some(s.parse().map_err(|_| {
+            at(
+                raw.build.span(),
+                format!("build.pgrx_sha256 = {s:?} is not 64 hex characters"),
+            )
+        })?),
+        None => None,
+    };
     let top_err = |what: &str, v: &str, rule: &str| at(raw.name.span(), format!("{what} = {v:?}: {rule}"));
     if let Some(l) = &raw.preload_library
         && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))

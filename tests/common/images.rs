@@ -519,3 +519,62 @@ pub fn full_set_image(_engine: &ImageLock) -> String {
     assert_eq!(label.trim(), format!("sha256:{digest}"), "one context, one image");
     reference
 }
+
+/// The Rust stand-in's repository; tagged `<rustc version>-<digest12>`.
+pub const RUST_STANDIN_REPO: &str = "localhost/pgha-test/rust";
+
+/// A stand-in for the official Rust image, made from the host's rustup
+/// toolchain (`stable`) with the official image's layout
+/// (tests/support/rust-standin/build.sh), as the Spilo stand-in stands in for
+/// Spilo. Returned pinned by digest (`localhost/pgha-test/rust@sha256:…`), as
+/// `--rust-image` wants it. Built once per toolchain and script: the tag
+/// carries the digest of `rustc -vV` and of the script (~1 min cold).
+pub fn rust_standin() -> String {
+    podman();
+    let rustup = require_program(
+        "rustup",
+        "rustup (https://rustup.rs), with the stable toolchain",
+        &[],
+    );
+    let rustc = run(Command::new(&rustup).args(["which", "--toolchain", "stable", "rustc"]));
+    let vv = run(Command::new(rustc.trim()).arg("-vV"));
+    let version = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .expect("rustc -vV names its release")
+        .trim()
+        .to_string();
+    let script = support_dir().join("rust-standin/build.sh");
+    let digest = {
+        use pgha_image::hash::Hasher;
+        let mut h = Hasher::new();
+        h.update(vv.as_bytes());
+        h.update(&std::fs::read(&script).unwrap());
+        h.finish().to_hex()
+    };
+    let reference = format!("{RUST_STANDIN_REPO}:{version}-{}", &digest[..12]);
+    if !image_exists(&reference) {
+        let _lock = ImageLock::acquire();
+        if !image_exists(&reference) {
+            let out = Command::new("sh")
+                .arg(&script)
+                .arg(&reference)
+                .arg("stable")
+                .output()
+                .expect("run rust-standin/build.sh");
+            assert!(
+                out.status.success(),
+                "building {reference} failed (it needs podman and the host's rustup toolchain):\n{}\n{}",
+                tail(&out.stdout, 30),
+                tail(&out.stderr, 30)
+            );
+        }
+    }
+    let pinned = run(podman_cmd().args(["image", "inspect", "--format", "{{.Digest}}", &reference]));
+    let pinned = pinned.trim();
+    assert!(
+        pinned.starts_with("sha256:"),
+        "{reference} has no digest: {pinned:?}"
+    );
+    format!("{RUST_STANDIN_REPO}@{pinned}")
+}
