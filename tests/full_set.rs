@@ -20,9 +20,7 @@ mod common;
 
 use common::images::{self, Container};
 use pgha_image::catalog::{SMOKE_PSQL_ARGS, Smoke};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const ROOT_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -53,22 +51,7 @@ fn mount(secrets: &tempfile::TempDir) -> String {
 
 /// psql as the superuser over the socket, the script on stdin; (ok, output).
 fn psql(c: &Container, args: &[&str], script: &str) -> (bool, String) {
-    let mut child = images::podman_cmd()
-        .args(["exec", "-i", &c.name, "runuser", "-u", "postgres", "--"])
-        .args(["psql", "-h", "/run/postgresql", "-d", "postgres"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-    if !o.status.success() {
-        s.push_str(&String::from_utf8_lossy(&o.stderr));
-    }
-    (o.status.success(), s)
+    c.psql(args, script)
 }
 
 /// Run SQL (psql -XAtq, stop on error) and return its output, or panic.

@@ -30,7 +30,6 @@ mod common;
 use common::images::{self, Container, podman_cmd, run};
 use common::prereq::require_program;
 use pgha_image::catalog::{SMOKE_PSQL_ARGS, Smoke};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -130,14 +129,6 @@ fn selection(standin: &str, rust: &str, bootstrap: &Path, mirror: &Path) -> Vec<
         "default",
         "--base-image",
         standin,
-        "--pg",
-        "15",
-        "--base-glibc",
-        "2.36",
-        "--base-lib",
-        "libcurl=7.88",
-        "--base-preload",
-        "pg_stat_statements,pg_cron",
         "--rust-image",
         rust,
         "--bootstrap-bin",
@@ -146,6 +137,7 @@ fn selection(standin: &str, rust: &str, bootstrap: &Path, mirror: &Path) -> Vec<
         mirror.to_str().unwrap(),
     ]
     .iter()
+    .chain(images::STANDIN_ARGS)
     .map(|s| s.to_string())
     .collect()
 }
@@ -183,24 +175,8 @@ fn secrets(dir: &Path) -> PathBuf {
     s
 }
 
-/// psql as the superuser over the socket, the script on stdin; (ok, output).
 fn psql(c: &Container, args: &[&str], script: &str) -> (bool, String) {
-    let mut child = podman_cmd()
-        .args(["exec", "-i", &c.name, "runuser", "-u", "postgres", "--"])
-        .args(["psql", "-h", "/run/postgresql", "-d", "postgres"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-    if !o.status.success() {
-        s.push_str(&String::from_utf8_lossy(&o.stderr));
-    }
-    (o.status.success(), s)
+    c.psql(args, script)
 }
 
 fn sql(c: &Container, script: &str) -> String {

@@ -356,6 +356,32 @@ impl Container {
         c
     }
 
+    /// psql as the superuser over the socket, the script on stdin; (ok,
+    /// stdout, with stderr when it failed).
+    pub fn psql(&self, args: &[&str], script: &str) -> (bool, String) {
+        let mut child = podman_cmd()
+            .args(["exec", "-i", &self.name, "runuser", "-u", "postgres", "--"])
+            .args(["psql", "-h", "/run/postgresql", "-d", "postgres"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("podman exec psql");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(script.as_bytes())
+            .expect("write the script to psql");
+        let o = child.wait_with_output().expect("psql's output");
+        let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !o.status.success() {
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+        (o.status.success(), s)
+    }
+
     /// `podman exec`; returns (success, stdout+stderr).
     pub fn exec(&self, args: &[&str]) -> (bool, String) {
         let out = podman_cmd()
@@ -408,6 +434,20 @@ impl Drop for Container {
 /// from its pinned source (bookworm's is 1.4).
 pub const FULL_SET: &str = "vector,pgjwt,http,pg_hashids,pgsodium,pg_net,pg_cron,supabase_vault,pgtap";
 
+/// The `generate`/`build` arguments that describe the bookworm stand-in:
+/// PostgreSQL 15, glibc 2.36, libcurl 7.88 (so pg_net 0.19.5, not the Ubuntu
+/// 22.04 fallback), Spilo's preload list reduced to what it has.
+pub const STANDIN_ARGS: &[&str] = &[
+    "--pg",
+    "15",
+    "--base-glibc",
+    "2.36",
+    "--base-lib",
+    "libcurl=7.88",
+    "--base-preload",
+    "pg_stat_statements,pg_cron",
+];
+
 /// The `pgha-image generate`/`build` arguments of the full-set image, after
 /// the subcommand (the caller adds `--out`, `--tag`).
 fn full_set_args(standin: &str, bootstrap: &Path, cache: &Path) -> Vec<std::ffi::OsString> {
@@ -416,23 +456,13 @@ fn full_set_args(standin: &str, bootstrap: &Path, cache: &Path) -> Vec<std::ffi:
         "plain",
         "--base-image",
         standin,
-        "--pg",
-        "15",
-        // What the bookworm stand-in has: glibc 2.36, libcurl 7.88 (so pg_net
-        // 0.19.5, not the Ubuntu 22.04 fallback), Spilo's preload list
-        // reduced to what it has.
-        "--base-glibc",
-        "2.36",
-        "--base-lib",
-        "libcurl=7.88",
-        "--base-preload",
-        "pg_stat_statements,pg_cron",
         "--extensions",
         FULL_SET,
         "--from-source",
         "pg_cron",
     ]
     .iter()
+    .chain(STANDIN_ARGS)
     .map(Into::into)
     .collect();
     a.push("--bootstrap-bin".into());
