@@ -136,8 +136,10 @@ pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
     Ok(report)
 }
 
-/// `Ok(true)`: a previous output of ours; `Ok(false)`: absent or empty.
-fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
+/// Check `--out` before any work (the binary calls it before it looks for
+/// an engine; [`run`] again before writing). `Ok(true)`: a previous output
+/// of ours; `Ok(false)`: absent or empty.
+pub fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
     match fs::read_dir(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(ManifestsError::OutNotOurs {

@@ -6,7 +6,7 @@ use clap::Args;
 use pgha_image::engine::EngineChoice;
 use pgha_image::verify::{self, Request, VerifyError};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args)]
@@ -20,7 +20,7 @@ pub struct VerifyArgs {
     pub image: String,
 
     /// Container engine: auto (a Docker that answers, else Podman), docker, podman
-    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Auto, env = "PGHA_ENGINE")]
     pub engine: EngineChoice,
 
     /// 1: one member with the image's local etcd; 3: three members and an etcd on a
@@ -50,6 +50,9 @@ pub struct VerifyArgs {
 }
 
 pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    if let Some(path) = &args.junit {
+        verify::check_output(path)?;
+    }
     let req = Request {
         image: args.image.clone(),
         engine: args.engine,
@@ -61,7 +64,12 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
     // Progress (a line per check) goes to stderr; the result to stdout.
     let report = verify::run(req, global.progress())?;
     if let Some(path) = &args.junit {
-        write_atomic(path, report.junit().as_bytes())?;
+        pgha_image::fsutil::write_atomic(path, report.junit().as_bytes()).map_err(|source| {
+            VerifyError::Io {
+                what: format!("writing the JUnit report {}", path.display()),
+                source,
+            }
+        })?;
     }
     if args.json {
         println!("{}", report.to_json());
@@ -86,22 +94,5 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
         }
         .into());
     }
-    Ok(())
-}
-
-/// Write next to the target and rename: a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), pgha_image::Error> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |source| VerifyError::Io {
-        what: format!("writing the JUnit report {}", path.display()),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
 }
