@@ -271,9 +271,19 @@ fn pg_graphql_builds_air_gapped_from_a_mirror_and_works_on_15() {
         .collect();
     assert!(warm.contains(&"ext-pg_graphql-deps".to_string()), "{warm:?}");
     let t = Instant::now();
+    // With the build argument and labels the tool's build passes, so that
+    // the layers are the ones that build finds in the cache.
+    let mut engine_args: Vec<String> = Vec::new();
+    for (flag, key) in [("--build-arg", "build_args"), ("--label", "labels")] {
+        for (k, v) in manifest[key].as_object().unwrap() {
+            engine_args.push(flag.to_string());
+            engine_args.push(format!("{k}={}", v.as_str().unwrap()));
+        }
+    }
     for target in &warm {
         run(podman_cmd()
             .args(["build", "--layers", "-q", "--target", target])
+            .args(&engine_args)
             .arg(&context));
     }
     eprintln!("apt stages ({}) ready after {:?}", warm.join(" "), t.elapsed());
