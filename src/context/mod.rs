@@ -42,6 +42,9 @@ pub struct SourceFile {
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
     pub sources: &'a [SourceFile],
+    /// The verified crates of the pgrx extensions and their cargo-pgrx
+    /// (vendored as `crates/<set>/`).
+    pub crates: &'a [crate::fetch::CrateSet],
     /// The `pgha-bootstrap` executable to ship.
     pub bootstrap_bin: &'a Path,
     /// Timestamp for every tar entry (SOURCE_DATE_EPOCH); None: 0.
@@ -59,6 +62,15 @@ pub enum ContextError {
         major: u32,
         image: String,
         available: String,
+    },
+    #[error("--rust-image {reference:?} cannot be used: {reason}")]
+    BadRustImage { reference: String, reason: String },
+    #[error("the crates of {set} were not given to the context (looked for {name} {version})")]
+    MissingCrate {
+        /// The crate set, e.g. `pg_graphql-1.5.11` or `cargo-pgrx-0.12.9`.
+        set: String,
+        name: String,
+        version: String,
     },
     #[error("--from-source {name}: {reason}")]
     FromSource { name: String, reason: String },
@@ -140,6 +152,16 @@ impl Diagnostic for ContextError {
             ContextError::MajorNotInBase { .. } => {
                 Some("choose --pg among the base's majors, or a base image that has that major".into())
             }
+            ContextError::BadRustImage { .. } => Some(
+                "give --rust-image as NAME[:TAG]@sha256:DIGEST, an image with the official Rust image's layout \
+                 (/usr/local/rustup, /usr/local/cargo), e.g. docker.io/library/rust:1.85.0-bookworm@sha256:… \
+                 (`docker buildx imagetools inspect rust:1.85.0-bookworm` or `podman image inspect` prints the digest)"
+                    .into(),
+            ),
+            ContextError::MissingCrate { .. } => Some(
+                "fetch again with the same selection (`pgha-image fetch`): it fetches every pgrx extension's crates"
+                    .into(),
+            ),
             ContextError::FromSource { .. } => Some(
                 "--from-source takes selected extensions that the base provides and the catalog can build \
                  (`pgha-image extensions show NAME`)"
@@ -195,6 +217,7 @@ impl Diagnostic for ContextError {
             ContextError::SourceMismatch { .. } => ExitCode::Verification,
             ContextError::UnsafeSource { source, .. } => source.exit_code(),
             ContextError::MissingSource { .. }
+            | ContextError::MissingCrate { .. }
             | ContextError::BootstrapMissing { .. }
             | ContextError::BootstrapUnreadable { .. }
             | ContextError::GlibcTooNew { .. } => ExitCode::Prerequisite,

@@ -3,11 +3,9 @@
 //! socket, the bootstrap's status, and every catalog smoke the image's build
 //! manifest carries.
 
-use super::images::{self, Container};
+use super::images::Container;
 use pgha_image::catalog::{SMOKE_PSQL_ARGS, Smoke};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 
 pub const ROOT_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
@@ -37,22 +35,7 @@ pub fn mount(secrets: &tempfile::TempDir) -> String {
 
 /// psql as the superuser over the socket, the script on stdin; (ok, output).
 pub fn psql(c: &Container, args: &[&str], script: &str) -> (bool, String) {
-    let mut child = images::podman_cmd()
-        .args(["exec", "-i", &c.name, "runuser", "-u", "postgres", "--"])
-        .args(["psql", "-h", "/run/postgresql", "-d", "postgres"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-    if !o.status.success() {
-        s.push_str(&String::from_utf8_lossy(&o.stderr));
-    }
-    (o.status.success(), s)
+    c.psql(args, script)
 }
 
 /// Run SQL (psql -XAtq, stop on error) and return its output, or panic.

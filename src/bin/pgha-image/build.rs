@@ -50,6 +50,11 @@ pub struct SelectionArgs {
     #[arg(long)]
     pub embed_spilo_configuration: bool,
 
+    /// The Rust image Rust (pgrx) extensions are built with, pinned by digest
+    /// (NAME[:TAG]@sha256:DIGEST, the official image's layout: /usr/local/rustup, /usr/local/cargo)
+    #[arg(long, value_name = "REF", default_value = context::plan::DEFAULT_RUST_IMAGE, env = "PGHA_RUST_IMAGE")]
+    pub rust_image: String,
+
     /// The pgha-bootstrap executable to ship [default: the one next to pgha-image]
     #[arg(long, value_name = "PATH")]
     pub bootstrap_bin: Option<PathBuf>,
@@ -68,6 +73,7 @@ impl SelectionArgs {
             extensions: self.extensions.clone(),
             from_source: self.from_source.clone(),
             embed_spilo_configuration: self.embed_spilo_configuration,
+            rust_image: Some(self.rust_image.clone()),
         }
     }
 }
