@@ -16,14 +16,18 @@
 # tests/pgrx_offline.rs does; the shipped catalog keeps upstream's); the
 # crates from crates.io. Needs: root, podman, jq, bc, and the stand-ins made
 # by the tests (`cargo test --test pgrx_offline -- --include-ignored`).
-# Usage: benches/pgrx.sh [RUNS] [--cold]
+# Usage: benches/pgrx.sh [RUNS] [--cold]   (env MAJOR: 15, the default, on the
+# bookworm stand-in, or 17 on the trixie one)
+# Takes the tests' engine lock (/tmp/pgha-test-engine.lock) while it builds.
 set -euo pipefail
 
 runs=${1:-3}
 cold=${2:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 sources=${PGHA_TEST_SOURCES:-$root/../shared/sources}
-base=$(podman images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=localhost/pgha-test/spilo-standin:15-*' | head -1)
+major=${MAJOR:-15}
+case $major in 15) facts=(2.36 7.88) ;; 17) facts=(2.41 8.14) ;; *) echo "MAJOR must be 15 or 17" >&2; exit 2 ;; esac
+base=$(podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=localhost/pgha-test/spilo-standin:$major-*" | head -1)
 rust_tag=$(podman images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=localhost/pgha-test/rust:*-*' | head -1)
 tag=localhost/pgha-bench/pgrx:$$
 
@@ -36,8 +40,19 @@ rust="localhost/pgha-test/rust@$(podman image inspect --format '{{.Digest}}' "$r
 (cd "$root" && cargo build -q --bins)
 bin=$root/target/debug/pgha-image
 work=$(mktemp -d)
-cleanup() { podman image rm -f "$tag" >/dev/null 2>&1 || true; rm -rf "$work"; }
+lock=/tmp/pgha-test-engine.lock
+cleanup() {
+    podman image rm -f "$tag" >/dev/null 2>&1 || true
+    rm -rf "$work"
+    if [ "$(cat "$lock" 2>/dev/null)" = "$$" ]; then rm -f "$lock"; fi
+}
 trap cleanup EXIT
+# The tests' engine lock: a file made with O_EXCL holding our pid.
+until (set -o noclobber; echo "$$" > "$lock") 2>/dev/null; do
+    holder=$(cat "$lock" 2>/dev/null || true)
+    if [ -n "$holder" ] && [ ! -d "/proc/$holder" ]; then rm -f "$lock"; continue; fi
+    sleep 1
+done
 
 # The test catalog (pg_graphql pinned to the partial archive) and the source mirror.
 mkdir -p "$work/catalog" "$work/mirror"
@@ -48,7 +63,7 @@ ln -s "$sources"/*.tar.gz "$work/mirror/"
 ln -s "$sources/partial/pg_graphql-1.5.11.tar.gz" "$work/mirror/"
 
 ours=("$bin" --progress quiet --catalog "$work/catalog" --cache-dir "$work/cache" build --engine podman
-      --tag "$tag" -e default --base-image "$base" --pg 15 --base-glibc 2.36 --base-lib libcurl=7.88
+      --tag "$tag" -e default --base-image "$base" --pg "$major" --base-glibc "${facts[0]}" --base-lib "libcurl=${facts[1]}"
       --base-preload pg_stat_statements,pg_cron --rust-image "$rust" --mirror "$work/mirror"
       --crates-mirror https://static.crates.io --out "$work/out"
       --bootstrap-bin "$root/target/debug/pgha-bootstrap")
@@ -83,7 +98,7 @@ for _ in $(seq "$runs"); do
     t_ours=$(min "$t_ours" "$(timed "${ours[@]}")")
 done
 ratio=$(echo "scale=2; $t_ours / $t_engine" | bc | sed "s/^\./0./")
-printf '| no-change rebuild, default set with pg_graphql | best of %s | ratio |\n|---|---|---|\n' "$runs"
+printf '| no-change rebuild, default set with pg_graphql, PostgreSQL %s | best of %s | ratio |\n|---|---|---|\n' "$major" "$runs"
 printf '| `podman build --layers` of the same context, same args (baseline) | %.3f s | 1.00x |\n' "$t_engine"
 printf '| `pgha-image build` (sources and crates from the cache, generate, podman build) | %.3f s | %sx |\n' \
     "$t_ours" "$ratio"

@@ -120,7 +120,8 @@ fn archive(e: &Extension, version: &pgha_image::catalog::Version) -> Result<(), 
     }
     if dir.join("partial").join(&file).is_file() {
         return Err(format!(
-            "only an incomplete copy of {file} is here (partial/: not the pinned digest)"
+            "only an incomplete copy of {file} is here (partial/: not the pinned digest); \
+             tests/pgrx_offline.rs builds that copy air-gapped under a test catalog pinning its digest"
         ));
     }
     Err(format!("its source archive ({file}) is not available here"))
@@ -191,6 +192,25 @@ fn plan(catalog: &Catalog, major: u32, libs: &BTreeSet<String>) -> Plan {
     Plan { rounds, cells }
 }
 
+/// `name@version` or `name`: the name.
+fn spec_name(spec: &str) -> &str {
+    spec.split('@').next().unwrap_or(spec)
+}
+
+/// The extension `pgha-image build` names as failed ("the build of extension `X` failed").
+fn failed_extension(stderr: &str) -> Option<&str> {
+    let rest = stderr.split("the build of extension `").nth(1)?;
+    rest.split('`').next()
+}
+
+/// The compiler's first error in the build's log tail, without its file and
+/// line (the same on every run), for the matrix cell.
+fn first_error(tail: &str) -> String {
+    tail.lines()
+        .find_map(|l| l.find(" error: ").map(|i| l[i + 1..].trim().to_string()))
+        .unwrap_or_else(|| "see the build log".to_string())
+}
+
 /// Build each image of the plan, run every smoke in a member, and check that
 /// exactly the planned cells were proved.
 fn run_matrix(major: u32) {
@@ -199,29 +219,65 @@ fn run_matrix(major: u32) {
     let libs = standin_libraries(major);
     let plan = plan(&catalog, major, &libs);
     let secrets = member::secrets();
+    let mut cells = plan.cells;
     let mut proved: BTreeSet<(String, String)> = BTreeSet::new();
-    for (i, (extensions, from_source)) in plan.rounds.iter().enumerate() {
-        let extensions = extensions.join(",");
-        let from_source = from_source.join(",");
-        let spec = ImageSpec {
-            repo: "catalog-matrix",
-            major,
-            extensions: &extensions,
-            from_source: &from_source,
-        };
-        let c = {
+    for (i, (specs, from_source)) in plan.rounds.iter().enumerate() {
+        let mut specs = specs.clone();
+        // A build that fails names its extension: that cell records the
+        // failure and the round is built again without it.
+        let c = loop {
+            if specs.is_empty() {
+                break None;
+            }
+            let extensions = specs.join(",");
+            let from_source: Vec<&str> = from_source
+                .iter()
+                .map(String::as_str)
+                .filter(|n| specs.iter().any(|s| spec_name(s) == *n))
+                .collect();
+            let from_source = from_source.join(",");
+            let spec = ImageSpec {
+                repo: "catalog-matrix",
+                major,
+                extensions: &extensions,
+                from_source: &from_source,
+            };
             let engine = images::engine_lock();
-            let image = images::built_image(&engine, &spec);
-            eprintln!(
-                "PostgreSQL {major}, image {i}: {image} ({extensions}) after {:?}",
-                start.elapsed()
-            );
-            Container::run(
-                &format!("matrix-{major}-{i}"),
-                &image,
-                &["-v", &member::mount(&secrets)],
-            )
+            match images::try_built_image(&engine, &spec) {
+                Ok(image) => {
+                    eprintln!(
+                        "PostgreSQL {major}, image {i}: {image} ({extensions}) after {:?}",
+                        start.elapsed()
+                    );
+                    break Some(Container::run(
+                        &format!("matrix-{major}-{i}"),
+                        &image,
+                        &["-v", &member::mount(&secrets)],
+                    ));
+                }
+                Err(tail) => {
+                    let failed = failed_extension(&tail).unwrap_or_else(|| {
+                        panic!("pgha-image build of {spec:?} failed, naming no extension:\n{tail}")
+                    });
+                    let pos = specs
+                        .iter()
+                        .position(|s| spec_name(s) == failed)
+                        .unwrap_or_else(|| panic!("{failed} failed but is not in {specs:?}:\n{tail}"));
+                    let removed = specs.remove(pos);
+                    let version = removed.split_once('@').map(|(_, v)| v).unwrap_or_else(|| {
+                        panic!("{failed} is taken from the stand-in, yet its build failed:\n{tail}")
+                    });
+                    eprintln!("PostgreSQL {major}: {removed} does not build:\n{tail}");
+                    let cell = cells
+                        .iter_mut()
+                        .find(|c| c.name == failed && c.version == version)
+                        .expect("a planned cell");
+                    cell.tested = false;
+                    cell.why = format!("its build fails here: {}", first_error(&tail));
+                }
+            }
         };
+        let Some(c) = c else { continue };
         c.wait_for("the member's leader", Duration::from_secs(240), |c| {
             c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/primary"]).0
         });
@@ -238,8 +294,7 @@ fn run_matrix(major: u32) {
             proved.insert((run.name, version));
         }
     }
-    let planned: BTreeSet<(String, String)> = plan
-        .cells
+    let planned: BTreeSet<(String, String)> = cells
         .iter()
         .filter(|c| c.tested)
         .map(|c| (c.name.clone(), c.version.clone()))
@@ -251,7 +306,7 @@ fn run_matrix(major: u32) {
     let results = Results {
         major,
         standin: standin_text(major),
-        cells: plan.cells,
+        cells,
     };
     let path = results_path(major);
     let text = serde_json::to_string_pretty(&results).unwrap() + "\n";

@@ -609,7 +609,14 @@ pub fn full_set_image_of(engine: &ImageLock, major: u32) -> String {
 /// (and test process) of the same tree shares one image, and a change to the
 /// catalog, templates or bootstrap makes a new one (~90 s cold on 2 cores).
 /// The caller holds the engine lock for as long as it uses the image.
-pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
+pub fn built_image(engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
+    try_built_image(engine, spec)
+        .unwrap_or_else(|tail| panic!("pgha-image build of {spec:?} failed:\n{tail}"))
+}
+
+/// [`built_image`], but a failed `pgha-image build` is returned (the tail of
+/// its stderr) rather than a panic.
+pub fn try_built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> Result<String, String> {
     let standin = spilo_standin_of(spec.major);
     let pgha_image = PathBuf::from(env!("CARGO_BIN_EXE_pgha-image"));
     let work = tempfile::Builder::new()
@@ -649,7 +656,7 @@ pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
         .to_string();
     let reference = format!("localhost/pgha-test/{}:{}", spec.repo, &digest[..12]);
     if image_exists(&reference) {
-        return reference;
+        return Ok(reference);
     }
     let start = Instant::now();
     let o = Command::new(&pgha_image)
@@ -661,11 +668,9 @@ pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .expect("run pgha-image build");
-    assert!(
-        o.status.success(),
-        "pgha-image build of {spec:?} failed:\n{}",
-        tail(&o.stderr, 60)
-    );
+    if !o.status.success() {
+        return Err(tail(&o.stderr, 60));
+    }
     eprintln!("built {reference} in {:?}", start.elapsed());
     let label = run(podman_cmd().args([
         "image",
@@ -675,7 +680,7 @@ pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
         &reference,
     ]));
     assert_eq!(label.trim(), format!("sha256:{digest}"), "one context, one image");
-    reference
+    Ok(reference)
 }
 
 /// The Rust stand-in's repository; tagged `<rustc version>-<digest12>`.
