@@ -60,6 +60,9 @@ pub struct BuildSettings {
     pub base_glibc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_libs: Option<BTreeMap<String, String>>,
+    /// The Rust image of pgrx stages, pinned by digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rust_image: Option<String>,
     /// The timestamp of the context's entries (SOURCE_DATE_EPOCH wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<u64>,
@@ -98,6 +101,7 @@ impl BuildSettings {
             engine: self.engine.or(lower.engine),
             base_preload: self.base_preload.or(lower.base_preload),
             base_glibc: self.base_glibc.or(lower.base_glibc),
+            rust_image: self.rust_image.or(lower.rust_image),
             base_libs: match (self.base_libs, lower.base_libs) {
                 (Some(mine), Some(mut below)) => {
                     below.extend(mine);

@@ -271,6 +271,25 @@ fn generate_checked(
     } else {
         fetch::fetch_blocking(&wanted, &req.fetch, progress)?
     };
+    // The crates of the Rust (pgrx) extensions: their Cargo.lock and cargo-pgrx's.
+    let builds = plan.pgrx_extensions().filter_map(|e| {
+        let f = fetched
+            .iter()
+            .find(|f| f.name == e.name && f.version == e.version)?;
+        let c = e.cargo_pgrx.as_ref()?;
+        Some(fetch::crates::PgrxBuild {
+            name: &e.name,
+            version: &e.version,
+            archive: &f.path,
+            cargo_pgrx: (&c.version, c.sha256),
+        })
+    });
+    let requests = fetch::crates::requests(builds);
+    let crates = if requests.is_empty() {
+        Vec::new()
+    } else {
+        fetch::fetch_crates_blocking(&requests, &req.fetch, progress)?
+    };
     let files: Vec<SourceFile> = fetched
         .into_iter()
         .map(|f| SourceFile {
@@ -285,6 +304,7 @@ fn generate_checked(
         &plan,
         &Inputs {
             sources: &files,
+            crates: &crates,
             bootstrap_bin: &req.bootstrap_bin,
             source_date_epoch: req.source_date_epoch,
         },

@@ -1,5 +1,7 @@
 //! A fresh apply establishes the whole contract (checked from the catalogs
-//! and by behaviour), `check` agrees, and a second run changes nothing.
+//! and by behaviour), `check` agrees, and a second run changes nothing —
+//! on PostgreSQL 15 (the host's) and 17 (in a container of its Spilo
+//! stand-in: PostgreSQL 16 changed what CREATEROLE may do).
 
 mod bootstrap_support;
 mod common;
@@ -14,7 +16,17 @@ fn q(pg: &PgCluster, sql: &str) -> String {
 #[test]
 #[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn fresh_apply_establishes_the_contract_and_a_second_run_changes_nothing() {
-    let pg = PgCluster::start();
+    fresh_apply_then_nothing(15);
+}
+
+#[test]
+#[ignore = "slow tier: needs root, Podman and the PostgreSQL 17 stand-in"]
+fn fresh_apply_establishes_the_contract_and_a_second_run_changes_nothing_17() {
+    fresh_apply_then_nothing(17);
+}
+
+fn fresh_apply_then_nothing(major: u32) {
+    let pg = PgCluster::start_major(major);
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), &pg, &tmp.path().join("no-secrets"), CREATE, REQUIRED);
     let cfg = cfg.to_str().unwrap();
@@ -485,7 +497,17 @@ fn fresh_apply_establishes_the_contract_and_a_second_run_changes_nothing() {
 #[test]
 #[ignore = "slow tier: needs PostgreSQL (root, to run it as postgres)"]
 fn plan_on_a_fresh_database_lists_everything_and_writes_nothing() {
-    let pg = PgCluster::start();
+    plan_writes_nothing(15);
+}
+
+#[test]
+#[ignore = "slow tier: needs root, Podman and the PostgreSQL 17 stand-in"]
+fn plan_on_a_fresh_database_lists_everything_and_writes_nothing_17() {
+    plan_writes_nothing(17);
+}
+
+fn plan_writes_nothing(major: u32) {
+    let pg = PgCluster::start_major(major);
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), &pg, &tmp.path().join("none"), CREATE, REQUIRED);
     let p = run(

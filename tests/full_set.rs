@@ -20,74 +20,8 @@
 mod common;
 
 use common::images::{self, Container};
-use pgha_image::catalog::{SMOKE_PSQL_ARGS, Smoke};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
+use common::member::{self, bootstrap_status, log_tail, mount, psql, secrets, sql};
 use std::time::{Duration, Instant};
-
-const ROOT_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
-
-/// The secrets a deployment mounts at /run/secrets/supabase (readable by
-/// the container's postgres user).
-fn secrets() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pgha-full-set-secrets")
-        .tempdir()
-        .unwrap();
-    for (name, value) in [
-        ("password", "full-set-pw"),
-        ("jwt_secret", "super-secret-jwt-token-with-at-least-32-characters"),
-        ("pgsodium_root_key", ROOT_KEY),
-    ] {
-        let p = dir.path().join(name);
-        std::fs::write(&p, format!("{value}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-fn mount(secrets: &tempfile::TempDir) -> String {
-    format!("{}:/run/secrets/supabase:ro", secrets.path().display())
-}
-
-/// psql as the superuser over the socket, the script on stdin; (ok, output).
-fn psql(c: &Container, args: &[&str], script: &str) -> (bool, String) {
-    let mut child = images::podman_cmd()
-        .args(["exec", "-i", &c.name, "runuser", "-u", "postgres", "--"])
-        .args(["psql", "-h", "/run/postgresql", "-d", "postgres"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-    if !o.status.success() {
-        s.push_str(&String::from_utf8_lossy(&o.stderr));
-    }
-    (o.status.success(), s)
-}
-
-/// Run SQL (psql -XAtq, stop on error) and return its output, or panic.
-fn sql(c: &Container, script: &str) -> String {
-    let (ok, out) = psql(c, &["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"], script);
-    assert!(
-        ok,
-        "SQL failed:\n{script}\n---\n{out}\n--- container log:\n{}",
-        log_tail(c)
-    );
-    out.trim().to_string()
-}
-
-fn log_tail(c: &Container) -> String {
-    let log = c.logs();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
 
 /// A container of the full-set image (built first when absent). The engine
 /// lock is held only while the image is built and the container created (a
@@ -109,20 +43,6 @@ fn plain_member(major: u32, name: &str, secrets: &tempfile::TempDir) -> Containe
         c.exec(&["curl", "-fsS", "http://127.0.0.1:8008/primary"]).0
     });
     c
-}
-
-fn bootstrap_status(c: &Container) -> serde_json::Value {
-    let (ok, out) = c.exec(&[
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        "/usr/local/bin/pgha-bootstrap",
-        "status",
-        "--json",
-    ]);
-    assert!(ok, "pgha-bootstrap status failed:\n{out}");
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("status --json ({e}):\n{out}"))
 }
 
 #[test]
@@ -196,24 +116,7 @@ fn plain_run_smokes_and_keys(major: u32) {
     );
 
     // Every smoke of the image, as the build manifest carries it.
-    let (ok, manifest) = a.exec(&["cat", "/etc/pgha/build-manifest.json"]);
-    assert!(ok, "{manifest}");
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    let mut ran = Vec::new();
-    for e in manifest["extensions"].as_array().unwrap() {
-        let name = e["name"].as_str().unwrap();
-        let smoke: Smoke = serde_json::from_value(e["smoke"].clone())
-            .unwrap_or_else(|err| panic!("{name}: no smoke in the manifest ({err}): {e}"));
-        // Twice: a smoke leaves nothing behind.
-        for round in 1..=2 {
-            let (ok, out) = psql(&a, SMOKE_PSQL_ARGS, &smoke.script(name));
-            assert!(ok, "smoke of {name} (round {round}) failed:\n{out}");
-            if let Err(diff) = smoke.check(&out) {
-                panic!("smoke of {name} (round {round}): {diff}");
-            }
-        }
-        ran.push(name.to_string());
-    }
+    let mut ran: Vec<String> = member::run_smokes(&a).into_iter().map(|r| r.name).collect();
     ran.sort();
     let mut want: Vec<_> = images::FULL_SET.split(',').map(str::to_string).collect();
     want.sort();

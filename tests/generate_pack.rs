@@ -112,6 +112,7 @@ fn generate(f: &Fixture, out: &Path, epoch: Option<u64>) -> Result<context::Gene
         &plan(&f.catalog),
         &Inputs {
             sources: std::slice::from_ref(&f.source),
+            crates: &[],
             bootstrap_bin: Path::new(BOOTSTRAP),
             source_date_epoch: epoch,
         },
@@ -246,6 +247,7 @@ fn a_tampered_source_is_refused_and_the_previous_output_kept() {
         &plan(&f.catalog),
         &Inputs {
             sources: &[wrong],
+            crates: &[],
             bootstrap_bin: Path::new(BOOTSTRAP),
             source_date_epoch: None,
         },
@@ -260,6 +262,7 @@ fn a_tampered_source_is_refused_and_the_previous_output_kept() {
         &plan(&f.catalog),
         &Inputs {
             sources: &[],
+            crates: &[],
             bootstrap_bin: Path::new(BOOTSTRAP),
             source_date_epoch: None,
         },

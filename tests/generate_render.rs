@@ -94,6 +94,7 @@ fn default_spilo_base_with_the_supabase_set() {
         paths,
         [
             "Dockerfile",
+            "cargo/config.toml",
             "config/bootstrap.toml",
             "config/spilo-defaults.json",
             "hook/check-base-extension.sh",
@@ -399,8 +400,28 @@ fn pgrx_features_and_prebuilt_packages_render() {
     .unwrap();
     let files = render::render(&p).unwrap();
     let df = file(&files, "Dockerfile");
+    // cargo-pgrx built offline and locked from its vendored crates, the
+    // toolchain from the pinned Rust image; no script piped into a shell.
     assert!(
-        df.contains("cargo install cargo-pgrx --version =0.16.1 --locked"),
+        df.contains("FROM pgha-toolchain AS pgha-cargo-pgrx-0-16-1-deps"),
+        "{df}"
+    );
+    assert!(
+        df.contains(
+            "cargo install --offline --locked --root /pgha/cargo-pgrx --path /pgha/vendor/cargo-pgrx-0.16.1"
+        ),
+        "{df}"
+    );
+    assert!(
+        df.contains(&format!(
+            "FROM {} AS pgha-rust",
+            pgha_image::context::plan::DEFAULT_RUST_IMAGE
+        )),
+        "{df}"
+    );
+    assert!(df.contains("COPY crates/wrappers-0.5.7/ /pgha/crates/"), "{df}");
+    assert!(
+        !df.contains("curl -") && !df.contains("| sh") && !df.contains("rustup.rs"),
         "{df}"
     );
     assert!(df.contains("--features \"pg$v all_fdws\""), "{df}");

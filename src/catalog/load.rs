@@ -64,6 +64,8 @@ struct RawBuild {
     #[serde(default)]
     pgrx: Option<String>,
     #[serde(default)]
+    pgrx_sha256: Option<String>,
+    #[serde(default)]
     features: Vec<String>,
 }
 
@@ -235,6 +237,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
             }
         }
     }
+    if b.kind == BuildKind::Pgrx && b.pgrx_sha256.is_none() {
+        return Err(at(
+            raw.build.span(),
+            "build.kind = \"pgrx\" needs build.pgrx_sha256, the checksum of the cargo-pgrx crate \
+             (the `cksum` of its version in the crates.io index)"
+                .into(),
+        ));
+    }
+    let pgrx_sha256: Option<Sha256Digest> = match &b.pgrx_sha256 {
+        Some(s) => Some(s.parse().map_err(|_| {
+            at(
+                raw.build.span(),
+                format!("build.pgrx_sha256 = {s:?} is not 64 hex characters"),
+            )
+        })?),
+        None => None,
+    };
     let top_err = |what: &str, v: &str, rule: &str| at(raw.name.span(), format!("{what} = {v:?}: {rule}"));
     if let Some(l) = &raw.preload_library
         && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
@@ -278,6 +297,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Extension, CatalogError> {
         runtime_packages: b.runtime_packages.clone(),
         make_flags: b.make_flags.clone(),
         pgrx: b.pgrx.clone(),
+        pgrx_sha256,
         features: b.features.clone(),
     };
     let base = raw.base.map(|r| BaseProvided {

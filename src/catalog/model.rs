@@ -216,6 +216,9 @@ pub struct Build {
     pub make_flags: Vec<String>,
     /// The cargo-pgrx version (pgrx kind).
     pub pgrx: Option<String>,
+    /// The checksum of the cargo-pgrx crate (pgrx kind): the sha256 of its
+    /// published `.crate`, which carries the Cargo.lock it is built with.
+    pub pgrx_sha256: Option<Sha256Digest>,
     /// The cargo features to build with (pgrx kind).
     pub features: Vec<String>,
 }

@@ -44,6 +44,9 @@ pub struct SourceFile {
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
     pub sources: &'a [SourceFile],
+    /// The verified crates of the pgrx extensions and their cargo-pgrx
+    /// (vendored as `crates/<set>/`).
+    pub crates: &'a [crate::fetch::CrateSet],
     /// The `pgha-bootstrap` executable to ship.
     pub bootstrap_bin: &'a Path,
     /// Timestamp for every tar entry (SOURCE_DATE_EPOCH); None: 0.
@@ -68,6 +71,15 @@ pub enum ContextError {
         if *probed { "cannot be read from it (no Spilo configuration script with its table)" } else { "is unknown" }
     )]
     PreloadUnknown { image: String, probed: bool },
+    #[error("--rust-image {reference:?} cannot be used: {reason}")]
+    BadRustImage { reference: String, reason: String },
+    #[error("the crates of {set} were not given to the context (looked for {name} {version})")]
+    MissingCrate {
+        /// The crate set, e.g. `pg_graphql-1.5.11` or `cargo-pgrx-0.12.9`.
+        set: String,
+        name: String,
+        version: String,
+    },
     #[error("--from-source {name}: {reason}")]
     FromSource { name: String, reason: String },
     #[error("server setting {setting} is wanted {wanted}")]
@@ -154,6 +166,16 @@ impl Diagnostic for ContextError {
                  says it), or `base_preload = [...]` in pgha.toml"
                     .into(),
             ),
+            ContextError::BadRustImage { .. } => Some(
+                "give --rust-image as NAME[:TAG]@sha256:DIGEST, an image with the official Rust image's layout \
+                 (/usr/local/rustup, /usr/local/cargo), e.g. docker.io/library/rust:1.85.0-bookworm@sha256:… \
+                 (`docker buildx imagetools inspect rust:1.85.0-bookworm` or `podman image inspect` prints the digest)"
+                    .into(),
+            ),
+            ContextError::MissingCrate { .. } => Some(
+                "fetch again with the same selection (`pgha-image fetch`): it fetches every pgrx extension's crates"
+                    .into(),
+            ),
             ContextError::FromSource { .. } => Some(
                 "--from-source takes selected extensions that the base provides and the catalog can build \
                  (`pgha-image extensions show NAME`)"
@@ -209,6 +231,7 @@ impl Diagnostic for ContextError {
             ContextError::SourceMismatch { .. } => ExitCode::Verification,
             ContextError::UnsafeSource { source, .. } => source.exit_code(),
             ContextError::MissingSource { .. }
+            | ContextError::MissingCrate { .. }
             | ContextError::BootstrapMissing { .. }
             | ContextError::BootstrapUnreadable { .. }
             | ContextError::GlibcTooNew { .. } => ExitCode::Prerequisite,

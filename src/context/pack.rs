@@ -86,6 +86,12 @@ enum Content<'a> {
         ext: &'a PlannedExtension,
     },
     Copy(&'a Path),
+    /// A crate from the cache, which must have its Cargo.lock checksum.
+    Crate {
+        from: &'a Path,
+        expected: Sha256Digest,
+        set: &'a str,
+    },
 }
 
 struct Planned<'a> {
@@ -150,6 +156,51 @@ pub fn pack(
             },
         });
     }
+    // The vendored crates: crates/<set>/<name>-<version>.crate, each copied
+    // from the cache and re-hashed against its Cargo.lock checksum, and a
+    // SHA256SUMS per set that the stage checks and vendors from.
+    let mut sums: Vec<(String, String)> = Vec::new();
+    let sets = plan
+        .cargo_pgrx
+        .iter()
+        .map(|c| c.crates_dir.as_str())
+        .chain(plan.pgrx_extensions().filter_map(|e| e.crates_dir.as_deref()));
+    for set in sets {
+        let given =
+            inputs
+                .crates
+                .iter()
+                .find(|s| s.set == set)
+                .ok_or_else(|| ContextError::MissingCrate {
+                    set: set.to_string(),
+                    name: "its Cargo.lock".into(),
+                    version: "-".into(),
+                })?;
+        let mut text = String::new();
+        let mut crates: Vec<_> = given.crates.iter().collect();
+        crates.sort_by_key(|c| format!("{}-{}.crate", c.name, c.version));
+        for c in crates {
+            let file = format!("{}-{}.crate", c.name, c.version);
+            text.push_str(&format!("{}  {file}\n", c.sha256));
+            planned.push(Planned {
+                path: format!("crates/{set}/{file}"),
+                mode: 0o644,
+                content: Content::Crate {
+                    from: &c.path,
+                    expected: c.sha256,
+                    set,
+                },
+            });
+        }
+        sums.push((format!("crates/{set}/SHA256SUMS"), text));
+    }
+    for (path, text) in &sums {
+        planned.push(Planned {
+            path: path.clone(),
+            mode: 0o644,
+            content: Content::Bytes(text.as_bytes()),
+        });
+    }
     planned.push(Planned {
         path: "bin/pgha-bootstrap".into(),
         mode: 0o755,
@@ -184,6 +235,18 @@ pub fn pack(
                 (Sha256Digest::of(b), b.len() as u64)
             }
             Content::Copy(from) => copy_hashing(from, &dest)?,
+            Content::Crate { from, expected, set } => {
+                let (actual, size) = copy_hashing(from, &dest)?;
+                if actual != *expected {
+                    return Err(ContextError::SourceMismatch {
+                        source_of: format!("a crate of {set}"),
+                        path: from.to_path_buf(),
+                        expected: expected.to_hex(),
+                        actual: actual.to_hex(),
+                    });
+                }
+                (actual, size)
+            }
             Content::Verified { from, expected, ext } => {
                 let (actual, size) = copy_hashing(from, &dest)?;
                 if actual != *expected {
@@ -253,6 +316,12 @@ pub fn pack(
         dcs_parameters: plan.dcs_parameters.clone(),
         spilo_configuration: plan.spilo_configuration_value(),
         runtime_packages: plan.runtime_packages.clone(),
+        rust_image: plan.rust_image.clone(),
+        cargo_pgrx: plan
+            .cargo_pgrx
+            .iter()
+            .map(|c| serde_json::json!({ "version": c.version, "sha256": c.sha256 }))
+            .collect(),
         bootstrap_bin: serde_json::json!({
             "sha256": bin_file.map(|f| f.sha256.to_hex()),
             "size": bin_file.map(|f| f.size),

@@ -13,8 +13,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub use crate::contract::layout::{BOOTSTRAP_CONFIG, PGSODIUM_KEY_FILE, SECRETS_DIR, SPILO_DEFAULTS};
-/// The Rust toolchain pgrx stages install (rustup, minimal profile).
-pub const RUST_TOOLCHAIN: &str = "1.85.0";
+/// The Rust toolchain pgrx stages copy in: the official Rust image
+/// (`/usr/local/rustup`, `/usr/local/cargo`), pinned by the digest of its
+/// multi-platform index as public build files record it (the linux/amd64
+/// manifest is `sha256:16a7f242…b40d03`). `--rust-image REF` overrides it.
+pub const DEFAULT_RUST_IMAGE: &str = "docker.io/library/rust:1.85.0-bookworm@sha256:0ff31c9ffa641a62e48d543fb00b4960955ea375f40776f40f585b89e654cc5e";
 
 /// The bootstrap's defaults are the contract's: the extensions it creates, and
 /// those that must exist (PostgreSQL contrib, in every installation).
@@ -63,6 +66,20 @@ pub struct PlanRequest {
     /// Set `ENV SPILO_CONFIGURATION` in the image (for plain `docker run`;
     /// deployments that set their own replace it).
     pub embed_spilo_configuration: bool,
+    /// The Rust image pgrx stages take the toolchain from, pinned by digest;
+    /// None: [`DEFAULT_RUST_IMAGE`].
+    pub rust_image: Option<String>,
+}
+
+/// The cargo-pgrx a pgrx extension is built with: its crate, pinned by checksum.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlannedCargoPgrx {
+    pub version: String,
+    pub sha256: Sha256Digest,
+    /// The stage that builds it (shared by extensions of the same version).
+    pub stage: String,
+    /// Its vendored crates in the context: `crates/<dir>/`.
+    pub crates_dir: String,
 }
 
 /// A selected extension's pinned upstream source.
@@ -92,6 +109,10 @@ pub struct PlannedExtension {
     pub runtime_packages: Vec<String>,
     pub make_flags: Vec<String>,
     pub pgrx: Option<String>,
+    /// pgrx kind: the cargo-pgrx it is built with.
+    pub cargo_pgrx: Option<PlannedCargoPgrx>,
+    /// pgrx kind: its vendored crates in the context, `crates/<dir>/`.
+    pub crates_dir: Option<String>,
     pub features: Vec<String>,
     /// The library name it is preloaded as, when it is.
     pub preload: Option<String>,
@@ -145,7 +166,10 @@ pub struct BuildPlan {
     pub runtime_packages: Vec<String>,
     pub bootstrap: BootstrapPlan,
     pub getkey: Option<GetKeyPlan>,
-    pub rust_toolchain: String,
+    /// The Rust image (pinned by digest) when a pgrx extension is built.
+    pub rust_image: Option<String>,
+    /// The cargo-pgrx builds the pgrx extensions need, one per version.
+    pub cargo_pgrx: Vec<PlannedCargoPgrx>,
     /// Whether the image sets `ENV SPILO_CONFIGURATION` ([`Self::spilo_configuration`]).
     pub embed_spilo_configuration: bool,
     /// Things the user should know (version fallbacks, assumptions).
@@ -373,6 +397,16 @@ impl BuildPlan {
                     v.source.url
                 ));
             }
+            let pgrx_build = built && recipe == BuildKind::Pgrx;
+            let cargo_pgrx = match (&e.build.pgrx, e.build.pgrx_sha256) {
+                (Some(version), Some(sha256)) if pgrx_build => Some(PlannedCargoPgrx {
+                    version: version.clone(),
+                    sha256,
+                    stage: format!("pgha-cargo-pgrx-{}", version.replace(['.', '+'], "-")),
+                    crates_dir: format!("cargo-pgrx-{version}"),
+                }),
+                _ => None,
+            };
             extensions.push(PlannedExtension {
                 name: e.name.clone(),
                 version: v.version.clone(),
@@ -397,6 +431,8 @@ impl BuildPlan {
                 },
                 make_flags: e.build.make_flags.clone(),
                 pgrx: e.build.pgrx.clone(),
+                cargo_pgrx,
+                crates_dir: pgrx_build.then(|| format!("{}-{}", e.name, v.version)),
                 features: e.build.features.clone(),
                 preload: preloaded.then(|| library.clone()),
                 library,
@@ -409,6 +445,18 @@ impl BuildPlan {
                 smoke: e.smoke.clone(),
             });
         }
+
+        let mut cargo_pgrx: Vec<PlannedCargoPgrx> =
+            extensions.iter().filter_map(|e| e.cargo_pgrx.clone()).collect();
+        cargo_pgrx.sort_by(|a, b| a.version.cmp(&b.version));
+        cargo_pgrx.dedup();
+        let rust_image = if cargo_pgrx.is_empty() {
+            None
+        } else {
+            let r = req.rust_image.as_deref().unwrap_or(DEFAULT_RUST_IMAGE);
+            check_rust_image(r)?;
+            Some(r.to_string())
+        };
 
         let mut runtime_packages: Vec<String> = extensions
             .iter()
@@ -470,13 +518,19 @@ impl BuildPlan {
                 left_out: left_out.clone(),
             },
             getkey,
-            rust_toolchain: RUST_TOOLCHAIN.to_string(),
+            rust_image,
+            cargo_pgrx,
             embed_spilo_configuration: req.embed_spilo_configuration,
             left_out,
             inputs,
             notes,
             warnings,
         })
+    }
+
+    /// The pgrx extensions: those whose crates the fetch step vendors.
+    pub fn pgrx_extensions(&self) -> impl Iterator<Item = &PlannedExtension> {
+        self.extensions.iter().filter(|e| e.cargo_pgrx.is_some())
     }
 
     /// The sources the plan needs (every extension that is built), for the fetch step.
@@ -541,4 +595,27 @@ fn left_out(
             },
         })
         .collect()
+}
+
+/// The Rust image must be pinned by digest (`NAME[:TAG]@sha256:<64 hex>`):
+/// the toolchain is build input like any source.
+fn check_rust_image(reference: &str) -> Result<(), ContextError> {
+    let bad = |reason: &str| ContextError::BadRustImage {
+        reference: reference.to_string(),
+        reason: reason.to_string(),
+    };
+    let Some((name, digest)) = reference.split_once("@sha256:") else {
+        return Err(bad("it is not pinned by digest"));
+    };
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("the digest is not 64 hex characters"));
+    }
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b))
+    {
+        return Err(bad("the name holds characters an image name cannot have"));
+    }
+    Ok(())
 }

@@ -126,6 +126,9 @@ pub fn labels(plan: &BuildPlan) -> BTreeMap<String, String> {
             .join(","),
     );
     l.insert("io.pgha.shared-preload-libraries".into(), plan.preload.join(","));
+    if let Some(r) = &plan.rust_image {
+        l.insert("io.pgha.rust-image".into(), r.clone());
+    }
     let mut all = serde_json::Map::new();
     for e in &plan.extensions {
         let (value, json) = match &e.source {
@@ -324,6 +327,10 @@ pub fn render(plan: &BuildPlan) -> Result<Vec<RenderedFile>, ContextError> {
             contents: t.into_bytes(),
             mode: 0o755,
         });
+    }
+    if plan.rust_image.is_some() {
+        // Cargo's source replacement: crates.io is the vendored directory.
+        files.push(static_file("cargo-config.toml", "cargo/config.toml", 0o644)?);
     }
     if !ctx.base_provided.is_empty() {
         files.push(static_file(

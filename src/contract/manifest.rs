@@ -79,6 +79,12 @@ pub struct BuildManifest {
     pub spilo_configuration: serde_json::Value,
     #[serde(default)]
     pub runtime_packages: Vec<String>,
+    /// The Rust image (pinned by digest) the pgrx extensions were built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rust_image: Option<String>,
+    /// The cargo-pgrx crates they were built with (version, checksum).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cargo_pgrx: Vec<serde_json::Value>,
     #[serde(default)]
     pub bootstrap_bin: serde_json::Value,
     #[serde(default)]

@@ -89,7 +89,7 @@ fn build_failed_message(
 ) -> String {
     let mut m = format!("building {tag} failed ({status})");
     match stage.as_deref() {
-        Some(s) => match s.strip_prefix("ext-") {
+        Some(s) => match stage_extension(s) {
             Some(ext) => m.push_str(&format!(" in stage `{s}`: the build of extension `{ext}` failed")),
             None => m.push_str(&format!(" in stage `{s}`")),
         },
@@ -103,6 +103,14 @@ fn build_failed_message(
     }
     m.push_str(&format!("  full log: {}", log_path.display()));
     m
+}
+
+/// The extension an `ext-<name>` stage builds (`ext-<name>-deps`: its
+/// system packages, a stage of its own for Rust extensions).
+fn stage_extension(stage: &str) -> Option<&str> {
+    stage
+        .strip_prefix("ext-")
+        .map(|e| e.strip_suffix("-deps").unwrap_or(e))
 }
 
 impl EngineError {
@@ -125,7 +133,7 @@ impl EngineError {
     /// The extension whose stage failed, for a build failure in an `ext-<name>` stage.
     pub fn failed_extension(&self) -> Option<&str> {
         match self {
-            EngineError::BuildFailed { stage: Some(s), .. } => s.strip_prefix("ext-"),
+            EngineError::BuildFailed { stage: Some(s), .. } => stage_extension(s),
             _ => None,
         }
     }
@@ -178,7 +186,7 @@ impl Diagnostic for EngineError {
                     .into(),
             ),
             EngineError::BuildFailed { stage, log_path, .. } => {
-                Some(match stage.as_deref().and_then(|s| s.strip_prefix("ext-")) {
+                Some(match stage.as_deref().and_then(stage_extension) {
                     Some(ext) => format!(
                         "read {} for the whole build of `{ext}`; build without it (--extensions) to go on meanwhile",
                         log_path.display()

@@ -125,6 +125,16 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{what}: its Cargo.lock {reason}")]
+    BadLock { what: String, reason: String },
+    #[error("{what}: its Cargo.lock takes {name} {version} {source_kind} ({origin}), which no checksum pins")]
+    UnpinnedCrate {
+        what: String,
+        name: String,
+        version: String,
+        source_kind: &'static str,
+        origin: String,
+    },
     #[error("cannot start the download runtime")]
     Runtime(#[source] std::io::Error),
     #[error("{} sources failed:\n{}", .0.len(), .0.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"))]
@@ -198,6 +208,14 @@ impl Diagnostic for FetchError {
             FetchError::CacheDir { .. } => "give --cache-dir (or PGHA_CACHE_DIR) a directory this user can \
                 write, or leave it out for the default cache"
                 .into(),
+            FetchError::BadLock { .. } => "the build vendors exactly the crates of the extension's own Cargo.lock \
+                (and cargo-pgrx's): pin a release whose archive carries a Cargo.lock with a checksum for every \
+                crates.io crate (lock file version 3 or 4)"
+                .into(),
+            FetchError::UnpinnedCrate { .. } => "the build is offline and verifies every crate against the sha256 \
+                its Cargo.lock records; a git or other-registry dependency has none. Pin a release that takes its \
+                crates from crates.io only (or build this extension elsewhere and pin the result as a prebuilt package)"
+                .into(),
             FetchError::Runtime(_) => "the system refused threads or file descriptors: check the process \
                 limits (ulimit -n, -u)"
                 .into(),
@@ -218,6 +236,7 @@ impl Diagnostic for FetchError {
         match self {
             FetchError::DigestMismatch { .. } => ExitCode::Verification,
             FetchError::Offline { .. } => ExitCode::Prerequisite,
+            FetchError::BadLock { .. } | FetchError::UnpinnedCrate { .. } => ExitCode::Usage,
             FetchError::InsecureUrl { .. }
             | FetchError::BadMirror { .. }
             | FetchError::MirrorNotFile { .. }

@@ -1,5 +1,6 @@
 //! Mirrors: a base URL or a local directory holding
-//! `<extension>-<version><suffix>` files, and writing such a directory.
+//! `<extension>-<version><suffix>` files (and the crates of pgrx extensions
+//! as `crates/<name>/<name>-<version>.crate`), and writing such a directory.
 
 use super::cache::{BUF, copy_hashing};
 use super::{FetchError, Fetched};
@@ -154,6 +155,10 @@ pub fn write_mirror(fetched: &[Fetched], dir: &Path) -> Result<MirrorSummary, Fe
                 written: false,
             });
             continue;
+        }
+        if let Some(parent) = dest.parent() {
+            // crates/<name>/ for crates.
+            std::fs::create_dir_all(parent).map_err(FetchError::io("cannot create", parent))?;
         }
         let src =
             std::fs::File::open(&f.path).map_err(FetchError::io("cannot open cached source", &f.path))?;

@@ -15,11 +15,13 @@
 //! `pgha-image mirror` work without a second fetch.
 
 mod cache;
+pub mod crates;
 mod error;
 mod http;
 pub mod mirror;
 
 use cache::Cache;
+pub use crates::{CrateSet, CrateSetFrom, CrateSetRequest, LockedCrate};
 pub use error::FetchError;
 pub use mirror::{Mirror, MirrorFile, MirrorSummary, check_mirror_dir, write_mirror};
 
@@ -38,8 +40,12 @@ pub struct FetchOptions {
     pub cache_dir: PathBuf,
     /// Use only the cache; a missing source is an error.
     pub offline: bool,
-    /// Fetch `<mirror>/<extension>-<version><suffix>` instead of upstream.
+    /// Fetch `<mirror>/<extension>-<version><suffix>` instead of upstream
+    /// (and crates from `<mirror>/crates/…`, unless `crates_mirror`).
     pub mirror: Option<Mirror>,
+    /// Where crates come from (`<base>/crates/<name>/<name>-<version>.crate`);
+    /// None: `mirror`, or crates.io when there is no mirror.
+    pub crates_mirror: Option<Mirror>,
     /// Allow plain `http://` upstream (and non-loopback mirror) URLs.
     pub allow_http: bool,
     /// Downloads at the same time.
@@ -64,6 +70,7 @@ impl Default for FetchOptions {
             cache_dir: default_cache_dir(),
             offline: false,
             mirror: None,
+            crates_mirror: None,
             allow_http: false,
             concurrency: 4,
             retries: 3,
@@ -125,11 +132,21 @@ pub(crate) struct Job {
     pub version: String,
     pub source: Source,
     pub file_name: String,
+    /// A crate of a pgrx build: no bar of its own (there are hundreds), and
+    /// taken from `crates_mirror` when set.
+    pub crate_file: bool,
 }
 
 impl Job {
     fn label(&self) -> String {
         format!("{} {}", self.name, self.version)
+    }
+
+    fn mirror<'o>(&self, opts: &'o FetchOptions) -> Option<&'o Mirror> {
+        match (self.crate_file, &opts.crates_mirror) {
+            (true, Some(m)) => Some(m),
+            _ => opts.mirror.as_ref(),
+        }
     }
 }
 
@@ -156,8 +173,96 @@ pub async fn fetch(
             version: s.version.version.clone(),
             source: s.version.source.clone(),
             file_name: file_name(&s.extension.name, &s.version.version, &s.version.source),
+            crate_file: false,
         })
         .collect();
+    fetch_jobs(jobs, "total", "sources", opts, progress).await
+}
+
+/// Fetch the crates of each requested set (see [`crates`]): first the
+/// crates that carry a Cargo.lock (cargo-pgrx), then every crate each lock
+/// names, each once however many sets share it.
+pub async fn fetch_crates(
+    requests: &[CrateSetRequest],
+    opts: &FetchOptions,
+    progress: &Progress,
+) -> Result<Vec<CrateSet>, FetchError> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let roots: Vec<Job> = requests
+        .iter()
+        .filter_map(|r| match &r.from {
+            CrateSetFrom::Crate(c) => Some(c.job()),
+            CrateSetFrom::Archive(_) => None,
+        })
+        .collect();
+    let roots = if roots.is_empty() {
+        Vec::new()
+    } else {
+        fetch_jobs(roots, "cargo-pgrx", "crates", opts, progress).await?
+    };
+    let mut wanted: Vec<(String, Vec<LockedCrate>)> = Vec::new();
+    for r in requests {
+        let mut locked = match &r.from {
+            CrateSetFrom::Archive(path) => {
+                let (path, what) = (path.clone(), r.set.clone());
+                let text = blocking(move || crates::lock_in_archive(&path, &what)).await?;
+                crates::parse_lock(&text, &r.set)?
+            }
+            CrateSetFrom::Crate(c) => {
+                let root = roots
+                    .iter()
+                    .find(|f| f.sha256 == c.sha256)
+                    .expect("every root crate was fetched");
+                let (path, what) = (root.path.clone(), r.set.clone());
+                let text = blocking(move || crates::lock_in_archive(&path, &what)).await?;
+                let mut l = crates::parse_lock(&text, &r.set)?;
+                l.push(c.clone());
+                l
+            }
+        };
+        locked.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        locked.dedup();
+        wanted.push((r.set.clone(), locked));
+    }
+    let mut all: Vec<&LockedCrate> = wanted.iter().flat_map(|(_, l)| l.iter()).collect();
+    all.sort_by_key(|c| c.sha256.to_hex());
+    all.dedup_by_key(|c| c.sha256);
+    let jobs: Vec<Job> = all.iter().map(|c| c.job()).collect();
+    let fetched = fetch_jobs(jobs, "crates", "crates", opts, progress).await?;
+    Ok(wanted
+        .into_iter()
+        .map(|(set, locked)| CrateSet {
+            set,
+            crates: locked
+                .iter()
+                .map(|c| {
+                    let f = fetched
+                        .iter()
+                        .find(|f| f.sha256 == c.sha256)
+                        .expect("every crate was fetched");
+                    Fetched {
+                        name: c.name.clone(),
+                        version: c.version.clone(),
+                        file_name: c.mirror_path(),
+                        ..f.clone()
+                    }
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// Fetch `jobs` concurrently into the cache; `label` names the total bar,
+/// `what` the finished count ("sources", "crates").
+async fn fetch_jobs(
+    jobs: Vec<Job>,
+    label: &str,
+    what: &str,
+    opts: &FetchOptions,
+    progress: &Progress,
+) -> Result<Vec<Fetched>, FetchError> {
     let cache = Cache::new(&opts.cache_dir);
     cache.prepare(!opts.offline)?;
     // What a killed fetch left behind (a concurrent fetch's files are locked).
@@ -167,7 +272,7 @@ pub async fn fetch(
         cache,
         client: http::client(opts)?,
         progress: progress.clone(),
-        total: progress.count("total", jobs.len() as u64),
+        total: progress.count(label, jobs.len() as u64),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
     let handles: Vec<_> = jobs
@@ -200,7 +305,7 @@ pub async fn fetch(
                 .map(|f| f.size)
                 .sum();
             shared.total.finish(format!(
-                "{} sources verified ({} downloaded)",
+                "{} {what} verified ({} downloaded)",
                 done.len(),
                 human_bytes(downloaded)
             ));
@@ -231,6 +336,19 @@ pub fn fetch_blocking(
     rt.block_on(fetch(selected, opts, progress))
 }
 
+/// [`fetch_crates`] on a runtime of its own; see [`fetch_blocking`].
+pub fn fetch_crates_blocking(
+    requests: &[CrateSetRequest],
+    opts: &FetchOptions,
+    progress: &Progress,
+) -> Result<Vec<CrateSet>, FetchError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(FetchError::Runtime)?;
+    rt.block_on(fetch_crates(requests, opts, progress))
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
@@ -240,7 +358,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 async fn fetch_one(job: &Job, shared: &Shared) -> Result<Fetched, FetchError> {
     let opts = &shared.opts;
-    let task = shared.progress.bytes(&job.label(), None);
+    let task = if job.crate_file {
+        Progress::quiet().bytes(&job.label(), None)
+    } else {
+        shared.progress.bytes(&job.label(), None)
+    };
     let expected = job.source.sha256;
     let fetched = |path: PathBuf, size: u64, origin: Origin, from: String| Fetched {
         name: job.name.clone(),
@@ -294,7 +416,7 @@ async fn fetch_one(job: &Job, shared: &Shared) -> Result<Fetched, FetchError> {
         });
     }
 
-    let result = match &opts.mirror {
+    let result = match job.mirror(opts) {
         Some(Mirror::Dir(dir)) => copy_from_dir(job, dir, shared, &task).await,
         Some(m @ Mirror::Url(_)) => {
             let url = m.location(&job.file_name);

@@ -252,6 +252,47 @@ pub fn spilo_standin_of(major: u32) -> String {
     reference
 }
 
+/// `localhost/pgha-test/pg-server:<major>-<stand-in digest>`: the Spilo
+/// stand-in of `major` plus what the host's PostgreSQL 15 has for the
+/// bootstrap tests (scripts/install-test-prereqs.sh: pgtap; pg_cron is in
+/// the stand-in), for [`super::pg::PgCluster::start_major`]. Built under the
+/// image lock when absent (~20 s).
+pub fn pg_server_image(major: u32) -> String {
+    let standin = spilo_standin_of(major);
+    let suffix = standin.rsplit(':').next().unwrap_or_default().to_string();
+    let reference = format!("localhost/pgha-test/pg-server:{suffix}");
+    if image_exists(&reference) {
+        return reference;
+    }
+    let _lock = ImageLock::acquire();
+    if !image_exists(&reference) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Containerfile"),
+            format!(
+                "FROM {standin}\n\
+                 RUN apt-get update \\\n \
+                 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-{major}-pgtap \\\n \
+                 && rm -rf /var/lib/apt/lists/*\n\
+                 LABEL io.pgha.test-image=pg-server-{major}\n"
+            ),
+        )
+        .unwrap();
+        let out = podman_cmd()
+            .args(["build", "--layers", "-t", &reference])
+            .arg(dir.path())
+            .output()
+            .expect("run podman build");
+        assert!(
+            out.status.success(),
+            "building {reference} failed (apt inside podman build needs the Debian mirror):\n{}\n{}",
+            tail(&out.stdout, 30),
+            tail(&out.stderr, 30)
+        );
+    }
+    reference
+}
+
 fn tail(bytes: &[u8], n: usize) -> String {
     let s = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = s.lines().collect();
@@ -391,6 +432,32 @@ impl Container {
         c
     }
 
+    /// psql as the superuser over the socket, the script on stdin; (ok,
+    /// stdout, with stderr when it failed).
+    pub fn psql(&self, args: &[&str], script: &str) -> (bool, String) {
+        let mut child = podman_cmd()
+            .args(["exec", "-i", &self.name, "runuser", "-u", "postgres", "--"])
+            .args(["psql", "-h", "/run/postgresql", "-d", "postgres"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("podman exec psql");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(script.as_bytes())
+            .expect("write the script to psql");
+        let o = child.wait_with_output().expect("psql's output");
+        let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !o.status.success() {
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+        (o.status.success(), s)
+    }
+
     /// `podman exec`; returns (success, stdout+stderr).
     pub fn exec(&self, args: &[&str]) -> (bool, String) {
         let out = podman_cmd()
@@ -454,6 +521,24 @@ pub fn standin_facts(major: u32) -> (&'static str, &'static str) {
     }
 }
 
+/// The `generate`/`build` arguments that describe the stand-in of `major`
+/// ([`standin_facts`]), Spilo's preload list reduced to what it has.
+pub fn standin_args(major: u32) -> Vec<String> {
+    let (glibc, libcurl) = standin_facts(major);
+    [
+        "--pg",
+        &major.to_string(),
+        "--base-glibc",
+        glibc,
+        "--base-lib",
+        &format!("libcurl={libcurl}"),
+        "--base-preload",
+        "pg_stat_statements,pg_cron",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// One image of this tool built on a stand-in for the tests: which
 /// extensions, for which major.
 #[derive(Debug, Clone)]
@@ -481,24 +566,15 @@ impl ImageSpec<'_> {
     /// The `pgha-image generate`/`build` arguments, after the subcommand (the
     /// caller adds `--out`, `--tag`).
     fn args(&self, standin: &str, bootstrap: &Path, cache: &Path) -> Vec<std::ffi::OsString> {
-        let (glibc, libcurl) = standin_facts(self.major);
         let mut a: Vec<std::ffi::OsString> = vec![
             "--progress".into(),
             "plain".into(),
             "--base-image".into(),
             standin.into(),
-            "--pg".into(),
-            self.major.to_string().into(),
-            "--base-glibc".into(),
-            glibc.into(),
-            "--base-lib".into(),
-            format!("libcurl={libcurl}").into(),
-            // Spilo's preload list reduced to what the stand-in has.
-            "--base-preload".into(),
-            "pg_stat_statements,pg_cron".into(),
-            "--extensions".into(),
-            self.extensions.into(),
         ];
+        a.extend(standin_args(self.major).into_iter().map(Into::into));
+        a.push("--extensions".into());
+        a.push(self.extensions.into());
         if !self.from_source.is_empty() {
             a.push("--from-source".into());
             a.push(self.from_source.into());
@@ -533,7 +609,14 @@ pub fn full_set_image_of(engine: &ImageLock, major: u32) -> String {
 /// (and test process) of the same tree shares one image, and a change to the
 /// catalog, templates or bootstrap makes a new one (~90 s cold on 2 cores).
 /// The caller holds the engine lock for as long as it uses the image.
-pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
+pub fn built_image(engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
+    try_built_image(engine, spec)
+        .unwrap_or_else(|tail| panic!("pgha-image build of {spec:?} failed:\n{tail}"))
+}
+
+/// [`built_image`], but a failed `pgha-image build` is returned (the tail of
+/// its stderr) rather than a panic.
+pub fn try_built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> Result<String, String> {
     let standin = spilo_standin_of(spec.major);
     let pgha_image = PathBuf::from(env!("CARGO_BIN_EXE_pgha-image"));
     let work = tempfile::Builder::new()
@@ -574,7 +657,7 @@ pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
         .to_string();
     let reference = format!("localhost/pgha-test/{}:{}", spec.repo, &digest[..12]);
     if image_exists(&reference) {
-        return reference;
+        return Ok(reference);
     }
     let start = Instant::now();
     let o = Command::new(&pgha_image)
@@ -586,11 +669,9 @@ pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .expect("run pgha-image build");
-    assert!(
-        o.status.success(),
-        "pgha-image build of {spec:?} failed:\n{}",
-        tail(&o.stderr, 60)
-    );
+    if !o.status.success() {
+        return Err(tail(&o.stderr, 60));
+    }
     eprintln!("built {reference} in {:?}", start.elapsed());
     let label = run(podman_cmd().args([
         "image",
@@ -600,5 +681,64 @@ pub fn built_image(_engine: &ImageLock, spec: &ImageSpec<'_>) -> String {
         &reference,
     ]));
     assert_eq!(label.trim(), format!("sha256:{digest}"), "one context, one image");
-    reference
+    Ok(reference)
+}
+
+/// The Rust stand-in's repository; tagged `<rustc version>-<digest12>`.
+pub const RUST_STANDIN_REPO: &str = "localhost/pgha-test/rust";
+
+/// A stand-in for the official Rust image, made from the host's rustup
+/// toolchain (`stable`) with the official image's layout
+/// (tests/support/rust-standin/build.sh), as the Spilo stand-in stands in for
+/// Spilo. Returned pinned by digest (`localhost/pgha-test/rust@sha256:…`), as
+/// `--rust-image` wants it. Built once per toolchain and script: the tag
+/// carries the digest of `rustc -vV` and of the script (~1 min cold).
+pub fn rust_standin() -> String {
+    podman();
+    let rustup = require_program(
+        "rustup",
+        "rustup (https://rustup.rs), with the stable toolchain",
+        &[],
+    );
+    let rustc = run(Command::new(&rustup).args(["which", "--toolchain", "stable", "rustc"]));
+    let vv = run(Command::new(rustc.trim()).arg("-vV"));
+    let version = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .expect("rustc -vV names its release")
+        .trim()
+        .to_string();
+    let script = support_dir().join("rust-standin/build.sh");
+    let digest = {
+        use pgha_image::hash::Hasher;
+        let mut h = Hasher::new();
+        h.update(vv.as_bytes());
+        h.update(&std::fs::read(&script).unwrap());
+        h.finish().to_hex()
+    };
+    let reference = format!("{RUST_STANDIN_REPO}:{version}-{}", &digest[..12]);
+    if !image_exists(&reference) {
+        let _lock = ImageLock::acquire();
+        if !image_exists(&reference) {
+            let out = Command::new("sh")
+                .arg(&script)
+                .arg(&reference)
+                .arg("stable")
+                .output()
+                .expect("run rust-standin/build.sh");
+            assert!(
+                out.status.success(),
+                "building {reference} failed (it needs podman and the host's rustup toolchain):\n{}\n{}",
+                tail(&out.stdout, 30),
+                tail(&out.stderr, 30)
+            );
+        }
+    }
+    let pinned = run(podman_cmd().args(["image", "inspect", "--format", "{{.Digest}}", &reference]));
+    let pinned = pinned.trim();
+    assert!(
+        pinned.starts_with("sha256:"),
+        "{reference} has no digest: {pinned:?}"
+    );
+    format!("{RUST_STANDIN_REPO}@{pinned}")
 }

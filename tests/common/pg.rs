@@ -1,8 +1,12 @@
-//! Throwaway PostgreSQL 15 clusters for tests: initdb/pg_ctl from
+//! Throwaway PostgreSQL clusters for tests: initdb/pg_ctl from
 //! /usr/lib/postgresql/15/bin run as the `postgres` user, in a temporary
 //! directory owned by it, on a free port, with the Unix socket in that
 //! directory. Dropping a [`PgCluster`] stops the server and removes
-//! everything, also when the test panicked.
+//! everything, also when the test panicked. PostgreSQL 17, which the host
+//! lacks, runs the same way inside a container of the PostgreSQL 17 Spilo
+//! stand-in ([`PgCluster::start_major`]): the host's network, the data
+//! directory and socket in the same host directory, so the psql/DSN API is
+//! the same.
 
 use super::prereq::{free_port, require_program, require_root};
 use std::path::{Path, PathBuf};
@@ -76,6 +80,8 @@ pub struct PgCluster {
     pub log_file: PathBuf,
     bin: PathBuf,
     running: bool,
+    /// The container the server runs in (PostgreSQL 17), if any.
+    container: Option<String>,
     // Last: removed after the server stopped.
     dir: PgDir,
 }
@@ -126,9 +132,85 @@ impl PgCluster {
             data,
             bin,
             running: false,
+            container: None,
             dir,
         };
         c.pg_start();
+        c
+    }
+
+    /// A fresh, running cluster of PostgreSQL `major`, set up as
+    /// [`start`](Self::start)'s: 15 from the host's packages, 17 in a
+    /// container of the PostgreSQL 17 Spilo stand-in with what the host's 15
+    /// has besides (pgtap; [`super::images::pg_server_image`]), its server
+    /// Debian's postgresql-17, run as a `postgres` user with the host's uid, on the
+    /// host's network (127.0.0.1 and the socket in the shared directory).
+    pub fn start_major(major: u32) -> Self {
+        if major == 15 {
+            return Self::start();
+        }
+        let bin = pg_bin();
+        let image = super::images::pg_server_image(major);
+        let dir = PgDir::new("pgha-pg-");
+        let data = dir.path.join("data");
+        let port = free_port();
+        let conf = format!(
+            "{BASE_CONF}port = {port}\nunix_socket_directories = '{}'\n",
+            dir.path.display()
+        );
+        let (uid, gid) = {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(&dir.path).unwrap();
+            (m.uid(), m.gid())
+        };
+        let d = dir.path.display();
+        let script = format!(
+            "set -e; usermod -o -u {uid} postgres; groupmod -o -g {gid} postgres; \
+             runuser -u postgres -- initdb -D {d}/data -U postgres --auth-local=trust \
+                 --auth-host=scram-sha-256 -E UTF8 --locale=C --no-sync >{d}/initdb.log 2>&1; \
+             printf '%s' \"$PGHA_CONF\" >> {d}/data/postgresql.conf; \
+             exec runuser -u postgres -- /usr/lib/postgresql/{major}/bin/postgres -D {d}/data >>{d}/server.log 2>&1"
+        );
+        let name = format!("pgha-test-pg{major}-{}-{port}", std::process::id());
+        {
+            let _engine = super::images::engine_lock();
+            super::images::run(
+                super::images::podman_cmd()
+                    .args(["run", "-d", "--name", &name, "--network", "host", "-e"])
+                    .arg(format!("PGHA_CONF={conf}"))
+                    .arg("-v")
+                    .arg(format!("{d}:{d}"))
+                    .args([&image, "sh", "-c", &script]),
+            );
+        }
+        let c = Self {
+            port,
+            socket_dir: dir.path.clone(),
+            log_file: dir.path.join("server.log"),
+            data,
+            bin,
+            running: true,
+            container: Some(name),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match c.try_psql_as(
+                "postgres",
+                "postgres",
+                "SELECT current_setting('server_version_num')::int / 10000",
+            ) {
+                Ok(v) if v == major.to_string() => break,
+                Ok(v) => panic!("the server in the container is PostgreSQL {v}, not {major}"),
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "PostgreSQL {major} in a container did not start within 90 s: {e}\n{}\n{}",
+                    std::fs::read_to_string(c.dir.path.join("initdb.log")).unwrap_or_default(),
+                    c.log()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         c
     }
 
@@ -151,6 +233,10 @@ impl PgCluster {
 
     /// A streaming replica of this cluster, made with pg_basebackup -R.
     pub fn replica(&self) -> PgCluster {
+        assert!(
+            self.container.is_none(),
+            "replica() runs the host's PostgreSQL 15 only"
+        );
         let dir = PgDir::new("pgha-pg-replica-");
         let data = dir.path.join("data");
         let primary_dsn = format!(
@@ -186,6 +272,7 @@ impl PgCluster {
             data,
             bin: self.bin.clone(),
             running: false,
+            container: None,
             dir,
         };
         c.pg_start();
@@ -251,6 +338,15 @@ impl PgCluster {
     }
 
     pub fn stop(&mut self) {
+        if let Some(name) = &self.container {
+            if self.running {
+                let _ = Command::new("podman")
+                    .args(["rm", "-f", "-t", "0", name])
+                    .output();
+                self.running = false;
+            }
+            return;
+        }
         if self.running {
             let _ = Command::new("runuser")
                 .args(["-u", "postgres", "--"])

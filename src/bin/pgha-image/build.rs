@@ -67,6 +67,12 @@ pub struct SelectionArgs {
     #[arg(long)]
     pub embed_spilo_configuration: bool,
 
+    /// The Rust image Rust (pgrx) extensions are built with, pinned by digest
+    /// (NAME[:TAG]@sha256:DIGEST, the official image's layout: /usr/local/rustup, /usr/local/cargo)
+    /// [default: pgha.toml's `rust_image`, else the pinned official image]
+    #[arg(long, value_name = "REF", env = "PGHA_RUST_IMAGE")]
+    pub rust_image: Option<String>,
+
     /// The pgha-bootstrap executable to ship [default: the one next to pgha-image]
     #[arg(long, value_name = "PATH")]
     pub bootstrap_bin: Option<PathBuf>,
@@ -94,6 +100,7 @@ impl SelectionArgs {
             base_preload: self.base_preload.clone(),
             base_glibc: self.base_glibc.clone(),
             base_libs: (!self.base_lib.is_empty()).then(|| self.base_lib.iter().cloned().collect()),
+            rust_image: self.rust_image.clone(),
             ..Default::default()
         }
     }
@@ -145,6 +152,7 @@ impl SelectionArgs {
             extensions: s.extensions.clone(),
             from_source: s.from_source.clone().unwrap_or_default(),
             embed_spilo_configuration: self.embed_spilo_configuration,
+            rust_image: s.rust_image.clone(),
         };
         let mut sources = sources.clone();
         sources.mirror = s.mirror.clone();

@@ -5,7 +5,7 @@ use crate::Global;
 use clap::Args;
 use pgha_image::catalog::SelectRequest;
 use pgha_image::error::UsageError;
-use pgha_image::fetch::{self, FetchOptions, Fetched, Mirror};
+use pgha_image::fetch::{self, CrateSet, FetchOptions, Fetched, Mirror};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +42,16 @@ pub struct FetchFlags {
     /// A URL may carry credentials (https://user:password@host/path); they are never shown.
     #[arg(long, value_name = "URL|DIR", env = "PGHA_MIRROR", hide_env_values = true)]
     pub mirror: Option<String>,
+
+    /// Where the crates of Rust (pgrx) extensions come from instead: <URL|DIR>/crates/NAME/NAME-VERSION.crate
+    /// [default: --mirror when given, else crates.io; https://static.crates.io is crates.io itself]
+    #[arg(
+        long,
+        value_name = "URL|DIR",
+        env = "PGHA_CRATES_MIRROR",
+        hide_env_values = true
+    )]
+    pub crates_mirror: Option<String>,
 
     /// Allow plain http:// URLs (upstream, or a mirror not on 127.0.0.1/localhost)
     #[arg(long)]
@@ -88,7 +98,9 @@ impl FetchFlags {
             }
         }
         let mirror = self.mirror.as_deref().map(Mirror::parse).transpose()?;
+        let crates_mirror = self.crates_mirror.as_deref().map(Mirror::parse).transpose()?;
         Ok(FetchOptions {
+            crates_mirror,
             cache_dir: global.cache_dir.clone().unwrap_or_else(fetch::default_cache_dir),
             offline: self.offline,
             mirror,
@@ -134,8 +146,12 @@ impl SourceArgs {
         }
     }
 
-    /// Select from the catalog and fetch into the cache.
-    pub fn fetch(&self, global: &Global) -> Result<(FetchOptions, Vec<Fetched>), pgha_image::Error> {
+    /// Select from the catalog and fetch into the cache: the sources, then
+    /// the crates of the Rust (pgrx) extensions among them.
+    pub fn fetch(
+        &self,
+        global: &Global,
+    ) -> Result<(FetchOptions, Vec<Fetched>, Vec<CrateSet>), pgha_image::Error> {
         if let Some(list) = &self.extensions
             && list.iter().all(|n| n.trim().is_empty())
         {
@@ -155,7 +171,9 @@ impl SourceArgs {
             }
         }
         let fetched = fetch::fetch_blocking(&selected, &opts, &progress)?;
-        Ok((opts, fetched))
+        let requests = fetch::crates::requests(fetch::crates::selected_builds(&selected, &fetched));
+        let crates = fetch::fetch_crates_blocking(&requests, &opts, &progress)?;
+        Ok((opts, fetched, crates))
     }
 }
 
@@ -171,7 +189,8 @@ pub struct FetchArgs {
 
 #[derive(Args)]
 pub struct MirrorArgs {
-    /// The directory to write <extension>-<version><suffix> files and SHA256SUMS into
+    /// The directory to write <extension>-<version><suffix> files (and the crates of Rust
+    /// extensions, crates/NAME/NAME-VERSION.crate) and SHA256SUMS into
     pub dir: PathBuf,
 
     #[command(flatten)]
@@ -183,16 +202,18 @@ pub struct MirrorArgs {
 }
 
 pub fn run_fetch(args: FetchArgs, global: &Global) -> Result<(), pgha_image::Error> {
-    let (opts, fetched) = args.source.fetch(global)?;
+    let (opts, fetched, crates) = args.source.fetch(global)?;
     if args.json {
         let downloaded: u64 = fetched
             .iter()
+            .chain(unique_crates(&crates))
             .filter(|f| f.origin != fetch::Origin::Cache)
             .map(|f| f.size)
             .sum();
         let v = serde_json::json!({
             "cache_dir": opts.cache_dir,
             "sources": fetched,
+            "crates": crates,
             "downloaded_bytes": downloaded,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("serializable"));
@@ -206,14 +227,30 @@ pub fn run_fetch(args: FetchArgs, global: &Global) -> Result<(), pgha_image::Err
                 f.path.display()
             );
         }
+        for set in &crates {
+            println!(
+                "{:<28} {} crates verified (from its Cargo.lock)",
+                set.set,
+                set.crates.len()
+            );
+        }
     }
     Ok(())
+}
+
+/// Every crate of the sets once (sets share crates).
+fn unique_crates(sets: &[CrateSet]) -> impl Iterator<Item = &Fetched> {
+    let mut seen = std::collections::BTreeSet::new();
+    sets.iter()
+        .flat_map(|s| s.crates.iter())
+        .filter(move |f| seen.insert(f.file_name.clone()))
 }
 
 pub fn run_mirror(args: MirrorArgs, global: &Global) -> Result<(), pgha_image::Error> {
     // A wrong target fails before anything is downloaded.
     fetch::check_mirror_dir(&args.dir)?;
-    let (_, fetched) = args.source.fetch(global)?;
+    let (_, mut fetched, crates) = args.source.fetch(global)?;
+    fetched.extend(unique_crates(&crates).cloned());
     let summary = fetch::write_mirror(&fetched, &args.dir)?;
     if args.json {
         println!(
