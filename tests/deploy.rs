@@ -23,8 +23,9 @@
 
 mod common;
 
-use common::cluster::{self, ComposeService, Network, Pod, compose_services, psql, wait_until};
+use common::cluster::{self, ComposeService, Network, Pod, compose_services, psql};
 use common::images::{self, TestImage};
+use common::wait::wait_until;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -462,9 +463,9 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     let c = cluster::patroni_cluster(&new_leader, REST).unwrap();
     let old_state = cluster::members(&c)
         .into_iter()
-        .find(|(n, _, _)| *n == leader)
+        .find(|m| m.name == leader)
         .unwrap();
-    assert_eq!(old_state.1, "replica", "{c}");
+    assert_eq!(old_state.role, "replica", "{c}");
 
     // 5. Rolling upgrade: render for the new image, replicas first, then a switchover.
     std::fs::write(&spec, spec_text(&v2.reference())).unwrap();
@@ -525,8 +526,8 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
         Duration::from_secs(1),
         || {
             cluster::patroni_cluster(&target.pod.address, REST)
-                .and_then(|c| cluster::members(&c).into_iter().find(|(_, r, _)| r == "leader"))
-                .filter(|(n, _, _)| *n == target.name)
+                .and_then(|c| cluster::members(&c).into_iter().find(|m| m.role == "leader"))
+                .filter(|m| m.name == target.name)
         },
         || describe(&vms),
     );
