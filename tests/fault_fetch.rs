@@ -476,7 +476,8 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
         "downloaded before checking the cache"
     );
 
-    // A cache this user cannot write (run as nobody; root ignores modes).
+    // A cache this user cannot write: as root, run as nobody (root ignores
+    // modes); as anyone else, the cache's directories made read-only.
     let out = f
         .cmd("catalog", "cache", &["fetch", "--allow-http", "-e", "a"])
         .output()
@@ -484,7 +485,27 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let before = cache_entries(&f.path("cache"));
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = common::prereq::is_root();
+    let mut dirs = vec![f.path("cache")];
+    let mut i = 0;
+    while i < dirs.len() {
+        for e in std::fs::read_dir(&dirs[i]).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    let set_dir_modes = |mode: u32| {
+        for d in &dirs {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    if root {
+        std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        set_dir_modes(0o555);
+    }
     let bin = assert_cmd::cargo::cargo_bin("pgha-image");
     let requests = f.server.total_requests();
     for (args, code, what) in [
@@ -498,9 +519,15 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
         (&["fetch", "--allow-http", "-e", "a"], 0, &[]),
         (&["fetch", "--offline", "-e", "a"], 0, &[]),
     ] {
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&bin)
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&bin);
+            c
+        } else {
+            std::process::Command::new(&bin)
+        };
+        let out = cmd
             .arg("--catalog")
             .arg(f.path("catalog"))
             .arg("--cache-dir")
@@ -521,6 +548,9 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
         requests,
         "a request was made for an unwritable cache"
     );
+    if !root {
+        set_dir_modes(0o755);
+    }
     assert_eq!(cache_entries(&f.path("cache")), before);
     assert_cache_clean(&f.path("cache"));
 }
