@@ -400,16 +400,7 @@ pub async fn apply(
                         .get(name.as_str())
                         .cloned()
                         .unwrap_or_else(|| name.clone());
-                    ledger::record_extension(
-                        &*client,
-                        name,
-                        ExtensionStatus::Pending,
-                        None,
-                        None,
-                        Some(&preload_reason(&library)),
-                    )
-                    .await
-                    .map_err(query_err(format!("recording extension {name}")))?;
+                    ledger::record_pending(&*client, name, &preload_reason(&library)).await?;
                     *a = ExtensionAction::NeedsPreload {
                         name: name.clone(),
                         library,
@@ -447,32 +438,14 @@ pub async fn apply(
                 tx.commit().await.map_err(query_err(what))?;
             }
             ExtensionAction::Pending { name, newly: true } => {
-                ledger::record_extension(
-                    &*client,
-                    name,
-                    ExtensionStatus::Pending,
-                    None,
-                    None,
-                    Some("not installed"),
-                )
-                .await
-                .map_err(query_err(format!("recording extension {name}")))?;
+                ledger::record_pending(&*client, name, "not installed").await?;
             }
             ExtensionAction::NeedsPreload {
                 name,
                 library,
                 newly: true,
             } => {
-                ledger::record_extension(
-                    &*client,
-                    name,
-                    ExtensionStatus::Pending,
-                    None,
-                    None,
-                    Some(&preload_reason(library)),
-                )
-                .await
-                .map_err(query_err(format!("recording extension {name}")))?;
+                ledger::record_pending(&*client, name, &preload_reason(library)).await?;
             }
             _ => {}
         }

@@ -416,6 +416,17 @@ pub async fn record_extension(
         .map(|_| ())
 }
 
+/// Record `name` as pending, with why.
+pub async fn record_pending(
+    client: &impl GenericClient,
+    name: &str,
+    reason: &str,
+) -> Result<(), BootstrapError> {
+    record_extension(client, name, ExtensionStatus::Pending, None, None, Some(reason))
+        .await
+        .map_err(query_err(format!("recording extension {name}")))
+}
+
 pub async fn record_function(
     client: &impl GenericClient,
     signature: &str,
