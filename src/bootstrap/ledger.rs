@@ -13,7 +13,7 @@
 
 use super::error::{BootstrapError, query_err};
 use crate::hash::Sha256Digest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 pub const SCHEMA: &str = "pgha_bootstrap";
@@ -87,7 +87,7 @@ END
 $up$;
 "#;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct AppliedMigration {
     pub version: i32,
     pub name: String,
@@ -99,7 +99,7 @@ pub struct AppliedMigration {
 }
 
 /// An extension's state in the ledger (the column's CHECK constraint).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtensionStatus {
     /// Created by the bootstrap.
@@ -132,7 +132,7 @@ impl std::fmt::Display for ExtensionStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct ExtensionRow {
     pub name: String,
     pub status: ExtensionStatus,
@@ -143,7 +143,7 @@ pub struct ExtensionRow {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct FunctionRow {
     pub signature: String,
     pub sha256: String,
@@ -152,7 +152,7 @@ pub struct FunctionRow {
     pub source: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct EventRow {
     pub at: String,
     pub kind: String,
@@ -160,14 +160,14 @@ pub struct EventRow {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct SecretRow {
     pub name: String,
     pub source: String,
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Ledger {
     /// False when the ledger schema does not exist yet (a fresh database).
     pub exists: bool,

@@ -6,7 +6,7 @@
 use super::extensions::{self, ExtensionAction};
 use super::ledger::{self, Ledger};
 use super::roles;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -209,7 +209,7 @@ impl PlanReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     pub in_recovery: bool,
     pub ledger: Ledger,
@@ -281,13 +281,13 @@ impl StatusReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     pub what: String,
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckReport {
     pub findings: Vec<Finding>,
     /// Optional extensions not installed in the image, or waiting for
