@@ -1,57 +1,11 @@
 //! Checking source archives before the build unpacks them: hostile entries
 //! are refused with an error naming the entry; good archives pass whole.
 
+mod common;
+
+use common::tarball::{RawEntry as E, gz, raw_tar};
 use pgha_image::archive::{self, ArchiveError};
 use std::path::{Path, PathBuf};
-
-/// One raw tar entry; names are written verbatim (the tar crate's builder
-/// refuses `..` and absolute paths, which is exactly what these tests need).
-enum E<'a> {
-    Dir(&'a str),
-    File(&'a str, &'a [u8]),
-    Symlink(&'a str, &'a str),
-    Hardlink(&'a str, &'a str),
-    Fifo(&'a str),
-}
-
-fn raw_tar(entries: &[E]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        let (name, kind, link, data): (&str, tar::EntryType, Option<&str>, &[u8]) = match e {
-            E::Dir(n) => (n, tar::EntryType::Directory, None, b""),
-            E::File(n, d) => (n, tar::EntryType::Regular, None, d),
-            E::Symlink(n, t) => (n, tar::EntryType::Symlink, Some(t), b""),
-            E::Hardlink(n, t) => (n, tar::EntryType::Link, Some(t), b""),
-            E::Fifo(n) => (n, tar::EntryType::Fifo, None, b""),
-        };
-        {
-            let old = h.as_old_mut();
-            old.name[..name.len()].copy_from_slice(name.as_bytes());
-            if let Some(t) = link {
-                old.linkname[..t.len()].copy_from_slice(t.as_bytes());
-            }
-        }
-        h.set_entry_type(kind);
-        h.set_mode(if kind == tar::EntryType::Directory {
-            0o755
-        } else {
-            0o644
-        });
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append(&h, data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
 
 struct Case {
     _tmp: tempfile::TempDir,

@@ -57,6 +57,12 @@ fn awkward_secrets_work_and_never_leak() {
     let cfg = write_config(tmp.path(), &pg, &tmp.path().join("elsewhere"), CREATE, REQUIRED);
     let cfg = cfg.to_str().unwrap();
     let dir = secrets.to_str().unwrap();
+    let check = || {
+        run(
+            &["--config", cfg, "check", "--secrets-dir", dir, "--dsn", &pg.dsn()],
+            &[],
+        )
+    };
 
     let r = run(
         &["--config", cfg, "apply", "--secrets-dir", dir, "--dsn", &pg.dsn()],
@@ -125,10 +131,7 @@ fn awkward_secrets_work_and_never_leak() {
     let rotated = "n€w'pass\\word";
     std::fs::write(secrets.join("authenticator"), rotated).unwrap();
     // check sees the difference (without showing either password).
-    let c = run(
-        &["--config", cfg, "check", "--secrets-dir", dir, "--dsn", &pg.dsn()],
-        &[],
-    );
+    let c = check();
     assert_eq!(c.code, 3, "{}", c.all());
     assert!(
         c.stdout.contains(&format!(
@@ -156,6 +159,33 @@ fn awkward_secrets_work_and_never_leak() {
     assert_eq!(login(&pg, "authenticator", rotated).unwrap(), "authenticator");
     assert!(login(&pg, "authenticator", auth_pw).is_err());
 
+    // The JWT expiry changed behind the bootstrap's back: check and apply
+    // decide alike (one rule: the secret and its expiry), check names it,
+    // apply sets it again.
+    pg.psql("ALTER DATABASE postgres SET app.settings.jwt_exp = '60'");
+    let c = check();
+    assert_eq!(c.code, 3, "{}", c.all());
+    assert!(
+        c.stdout.contains(&format!(
+            "MISSING/DIFFERENT: app.settings.jwt_secret is the one in {dir}/jwt_secret (and app.settings.jwt_exp the configured 3600)"
+        )),
+        "{}",
+        c.stdout
+    );
+    let r4 = run(
+        &["--config", cfg, "apply", "--secrets-dir", dir, "--dsn", &pg.dsn()],
+        &[],
+    )
+    .ok();
+    assert!(
+        r4.stdout.contains("app.settings.jwt_secret / jwt_exp: set"),
+        "{}",
+        r4.stdout
+    );
+    assert_eq!(pg.psql("SELECT current_setting('app.settings.jwt_exp')"), "3600");
+    let c = check();
+    assert_eq!(c.code, 0, "{}", c.all());
+
     // No secret anywhere: captured output, the server log, the ledger.
     let ledger = pg.psql("SELECT * FROM pgha_bootstrap.secrets");
     assert!(
@@ -169,6 +199,7 @@ fn awkward_secrets_work_and_never_leak() {
             ("output", r.all()),
             ("output", r2.all()),
             ("output", r3.all()),
+            ("output", r4.all()),
             ("server log", log.clone()),
             ("ledger", ledger.clone()),
         ] {

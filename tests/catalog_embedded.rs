@@ -313,8 +313,7 @@ fn syntax_errors_and_unknown_fields_name_the_line() {
 }
 
 fn pgha(args: &[&str]) -> std::process::Output {
-    Command::cargo_bin("pgha-image")
-        .unwrap()
+    common::cli::pgha()
         .env_remove("PGHA_CATALOG")
         .args(args)
         .output()

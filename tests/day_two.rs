@@ -17,7 +17,8 @@
 
 mod common;
 
-use common::cluster::{self, ComposeService, Network, Pod, compose_services, wait_until};
+use common::cluster::{self, ComposeService, Network, Pod, compose_services};
+use common::wait::wait_until;
 use common::images;
 use std::io::Write;
 use std::path::Path;

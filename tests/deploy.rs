@@ -35,7 +35,8 @@
 mod common;
 
 use base64::Engine as _;
-use common::cluster::{self, ComposeService, Network, Pod, compose_services, wait_until};
+use common::cluster::{self, ComposeService, Network, Pod, compose_services};
+use common::wait::wait_until;
 use common::images::{self, TestImage};
 use hmac::{Hmac, KeyInit, Mac};
 use std::path::Path;
@@ -379,7 +380,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     assert!(
         cluster::members(&c)
             .iter()
-            .any(|(n, r, _)| *n == leader && r == "leader"),
+            .any(|m| m.name == leader && m.role == "leader"),
         "a refused switchover changed the leader: {c}"
     );
     let (status, text) = cluster::http_request(
@@ -711,9 +712,9 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     let c = cluster::patroni_cluster(&new_leader, REST).unwrap();
     let old_state = cluster::members(&c)
         .into_iter()
-        .find(|(n, _, _)| *n == leader)
+        .find(|m| m.name == leader)
         .unwrap();
-    assert_eq!(old_state.1, "replica", "{c}");
+    assert_eq!(old_state.role, "replica", "{c}");
 
     // 5. Rolling upgrade: render for the new image, replicas first, then a switchover.
     std::fs::write(&spec, spec_text(&v2.reference())).unwrap();
@@ -774,8 +775,8 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
         Duration::from_secs(1),
         || {
             cluster::patroni_cluster(&target.pod.address, REST)
-                .and_then(|c| cluster::members(&c).into_iter().find(|(_, r, _)| r == "leader"))
-                .filter(|(n, _, _)| *n == target.name)
+                .and_then(|c| cluster::members(&c).into_iter().find(|m| m.role == "leader"))
+                .filter(|m| m.name == target.name)
         },
         || describe(&vms),
     );

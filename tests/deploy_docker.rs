@@ -20,8 +20,9 @@
 
 mod common;
 
-use common::cluster::{self, DockerHost, wait_until};
+use common::cluster::{self, DockerHost};
 use common::images;
+use common::wait::wait_until;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@
 mod common;
 
 use common::images;
+use common::wait::{process_running_with, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,27 +30,24 @@ fn entries(dir: &Path) -> Vec<(String, u64)> {
 /// Wait until the export's temporary file holds `min` bytes; panic if the
 /// export ends first or nothing happens within the timeout.
 fn wait_for_partial(dir: &Path, child: &mut std::process::Child, min: u64) {
-    let start = Instant::now();
-    loop {
-        if entries(dir)
-            .iter()
-            .any(|(n, len)| n.ends_with(".partial") && *len >= min)
-        {
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "export ended ({status}) before it could be interrupted: {:?}",
-                entries(dir)
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no partial file: {:?}",
+    wait_until(
+        "a partial file",
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "export ended ({status}) before it could be interrupted: {:?}",
+                    entries(dir)
+                );
+            }
             entries(dir)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+                .iter()
+                .any(|(n, len)| n.ends_with(".partial") && *len >= min)
+                .then_some(())
+        },
+        || format!("{:?}", entries(dir)),
+    )
 }
 
 fn assert_nothing_final(dir: &Path, name: &str) {
@@ -165,7 +163,16 @@ fn killing_the_export_leaves_no_final_file() {
     wait_for_partial(dir.path(), &mut child, 1 << 20);
     child.kill().unwrap();
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The orphaned `podman save` (its CONTAINERS_CONF is in the export's
+    // scratch directory) notices its closed pipe and ends.
+    let scratch = format!("{}/.{name}.pgha-save-", dir.path().display());
+    wait_until(
+        "the orphaned engine's save ends",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || (!process_running_with(&scratch)).then_some(()),
+        || format!("{:?}", entries(dir.path())),
+    );
     assert_nothing_final(dir.path(), name);
     // Even killed outright, the engine's copy is not in /var/tmp (it may be in
     // the hidden scratch directory next to the file, which the user can see).
@@ -173,7 +180,6 @@ fn killing_the_export_leaves_no_final_file() {
 
     // The next export to the same file removes what the killed one left (even
     // one that fails at once: the image here does not exist).
-    std::thread::sleep(Duration::from_secs(2)); // the orphaned engine's save notices its closed pipe
     let out = Command::new(env!("CARGO_BIN_EXE_pgha-image"))
         .args([
             "--progress",

@@ -10,8 +10,7 @@ use pgha_image::export::ExportManifest;
 use std::path::{Path, PathBuf};
 
 fn pgha(api: Option<&DockerApi>) -> Command {
-    let mut c = Command::cargo_bin("pgha-image").unwrap();
-    c.arg("--progress").arg("plain");
+    let mut c = common::cli::pgha();
     if let Some(api) = api {
         c.env("DOCKER_HOST", api.docker_host());
     }

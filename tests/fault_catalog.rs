@@ -6,13 +6,14 @@
 mod common;
 
 use assert_cmd::Command;
-use common::http::{Entry, Reply, Server, filler, sha256_hex, tarball, write_catalog};
+use common::http::{Entry, Reply, Server, filler, sha256_hex, write_catalog};
+use common::tarball::tar_gz;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn pgha(catalog: Option<&Path>, cache: &Path, args: &[&str]) -> Command {
-    let mut c = Command::cargo_bin("pgha-image").unwrap();
+    let mut c = common::cli::pgha();
     c.env_remove("PGHA_CATALOG")
         .env_remove("PGHA_CACHE_DIR")
         .env_remove("PGHA_MIRROR");
@@ -21,7 +22,6 @@ fn pgha(catalog: Option<&Path>, cache: &Path, args: &[&str]) -> Command {
     }
     c.arg("--cache-dir")
         .arg(cache)
-        .args(["--progress", "plain"])
         .args(args)
         .timeout(Duration::from_secs(30));
     c
@@ -84,7 +84,7 @@ fn hostile_catalog_files_are_refused_quickly() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let server = Server::start();
-    let body = tarball("a-1.0", &[("a.c", &filler(1000, 1))]);
+    let body = tar_gz("a-1.0", &[("a.c", &filler(1000, 1))]);
     server.route("/a.tar.gz", Reply::Bytes(body.clone()));
     let good = |dir: &Path| {
         write_catalog(
@@ -208,7 +208,7 @@ fn unknown_names_are_refused_with_suggestions() {
 fn a_version_cannot_walk_out_of_the_directories_it_names_files_in() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let body = tarball("a-1.0", &[("a.c", &filler(1000, 1))]);
+    let body = tar_gz("a-1.0", &[("a.c", &filler(1000, 1))]);
     let catalog = write_catalog(
         &tmp.path().join("catalog"),
         &[Entry {

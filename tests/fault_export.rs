@@ -7,18 +7,13 @@
 
 mod common;
 
-use assert_cmd::Command;
 use common::images;
 use pgha_image::hash::Sha256Digest;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn pgha() -> Command {
-    let mut c = Command::cargo_bin("pgha-image").unwrap();
-    c.args(["--progress", "plain"]);
-    c
-}
+use common::cli::pgha;
 
 /// Every entry directly in `dir` with its content ("<dir>" for directories).
 fn listing(dir: &Path) -> BTreeMap<String, Vec<u8>> {

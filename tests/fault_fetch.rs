@@ -9,6 +9,8 @@ mod common;
 use assert_cmd::Command;
 use base64::Engine as _;
 use common::http::{Entry, Reply, Server, files_under, sha256_hex, two_sources, write_catalog};
+use common::tarball::{gz, raw_tar};
+use common::wait::wait_until;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -394,61 +396,33 @@ fn a_silent_never_ending_or_trickling_server_is_cut_off() {
     }
 }
 
-/// A gzipped tar written entry by entry, names and link targets verbatim.
-fn raw_tar_gz(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, kind, link, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-        h.set_entry_type(*kind);
-        h.set_mode(0o755);
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&b.into_inner().unwrap()).unwrap();
-    gz.finish().unwrap()
-}
-
 /// Sources that verify (their digest is pinned) but would put files outside
 /// the source once the build strips the top directory, or that are no
 /// archive at all: `generate` refuses them, names the fix, writes nothing.
 #[test]
 fn generate_refuses_sources_that_escape_once_stripped() {
-    use tar::EntryType::{Directory, Regular, Symlink};
+    use common::tarball::RawEntry::{Dir, File, Symlink};
     let f = Fixture::new();
     let cases: [(&str, Vec<u8>, i32, &str); 3] = [
         (
             "up-link",
-            raw_tar_gz(&[
-                ("a-1.0/", Directory, "", b""),
-                ("a-1.0/Makefile", Regular, "", b"all:\n"),
-                ("a-1.0/up", Symlink, "..", b""),
-            ]),
+            gz(&raw_tar(&[
+                Dir("a-1.0/"),
+                File("a-1.0/Makefile", b"all:\n"),
+                Symlink("a-1.0/up", ".."),
+            ])),
             3,
             "once the build strips the top directory",
         ),
         (
             "dot-top",
-            raw_tar_gz(&[
-                ("./a-1.0/", Directory, "", b""),
-                ("./a-1.0/Makefile", Regular, "", b"all:\n"),
-            ]),
+            gz(&raw_tar(&[Dir("./a-1.0/"), File("./a-1.0/Makefile", b"all:\n")])),
             3,
             "starts with `./`",
         ),
         (
             "not-tar",
-            {
-                use std::io::Write;
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                gz.write_all(&b"not a tar archive, just text\n".repeat(30))
-                    .unwrap();
-                gz.finish().unwrap()
-            },
+            gz(&b"not a tar archive, just text\n".repeat(30)),
             2,
             "not a .tar",
         ),
@@ -503,7 +477,8 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
         "downloaded before checking the cache"
     );
 
-    // A cache this user cannot write (run as nobody; root ignores modes).
+    // A cache this user cannot write: as root, run as nobody (root ignores
+    // modes); as anyone else, the cache's directories made read-only.
     let out = f
         .cmd("catalog", "cache", &["fetch", "--allow-http", "-e", "a"])
         .output()
@@ -511,7 +486,27 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let before = cache_entries(&f.path("cache"));
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = common::prereq::is_root();
+    let mut dirs = vec![f.path("cache")];
+    let mut i = 0;
+    while i < dirs.len() {
+        for e in std::fs::read_dir(&dirs[i]).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    let set_dir_modes = |mode: u32| {
+        for d in &dirs {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    if root {
+        std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        set_dir_modes(0o555);
+    }
     let bin = assert_cmd::cargo::cargo_bin("pgha-image");
     let requests = f.server.total_requests();
     for (args, code, what) in [
@@ -525,9 +520,15 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
         (&["fetch", "--allow-http", "-e", "a"], 0, &[]),
         (&["fetch", "--offline", "-e", "a"], 0, &[]),
     ] {
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&bin)
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&bin);
+            c
+        } else {
+            std::process::Command::new(&bin)
+        };
+        let out = cmd
             .arg("--catalog")
             .arg(f.path("catalog"))
             .arg("--cache-dir")
@@ -548,6 +549,9 @@ fn a_cache_dir_that_is_a_file_or_unwritable_is_refused_untouched() {
         requests,
         "a request was made for an unwritable cache"
     );
+    if !root {
+        set_dir_modes(0o755);
+    }
     assert_eq!(cache_entries(&f.path("cache")), before);
     assert_cache_clean(&f.path("cache"));
 }
@@ -586,34 +590,35 @@ fn ctrl_c_mid_download_leaves_nothing_under_the_final_name() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the download is under way.
-    let started = Instant::now();
-    let partial = loop {
-        let p: Vec<PathBuf> = files_under(&cache.join("tmp"))
-            .into_iter()
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("partial-"))
-            .collect();
-        if let Some(p) = p.into_iter().next()
-            && f.server.requests("/slow/a-1.0.tar.gz") == 1
-        {
-            // Let the first half arrive.
-            std::thread::sleep(Duration::from_millis(300));
-            break p;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the download never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // Wait until the download is under way: its partial file exists and the
+    // server has sent the first half (all it sends before stalling).
+    let partial = wait_until(
+        "the download under way",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || {
+            files_under(&cache.join("tmp"))
+                .into_iter()
+                .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("partial-"))
+                .filter(|_| f.server.stalled() == 1)
+        },
+        || format!("{:?}", files_under(&cache.join("tmp"))),
+    );
+    assert_eq!(f.server.requests("/slow/a-1.0.tar.gz"), 1);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert!(!status.success());
     // Nothing under the final name; only the partial file, which is not in the cache.
     assert!(cache_entries(&cache).is_empty());
     assert!(!cache.join("sha256").join(f.sha("a")).exists());
-    // The next fetch removes the dead fetch's partial file and succeeds.
-    std::thread::sleep(Duration::from_millis(2100));
+    // The next fetch removes the dead fetch's partial file (unlocked, and
+    // older than the sweep's grace: aged here instead of waited for) and succeeds.
+    std::fs::File::options()
+        .write(true)
+        .open(&partial)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
     let out = f
         .cmd("catalog", "cache", &["fetch", "-e", "a", "--allow-http"])
         .output()

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::http::{Entry, Reply, Server, files_under, filler, sha256_hex, tarball, write_catalog};
+use common::http::{Entry, Reply, Server, files_under, filler, sha256_hex, write_catalog};
+use common::tarball::tar_gz;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ fn eight_fetches_repair_one_corrupted_entry_together() {
     let server = Server::start();
     // Big enough that hashing the entry takes a while, so that the
     // processes overlap on the corrupted file (the race window).
-    let body = tarball("a-1.0", &[("blob", &filler(2 << 20, 1))]);
+    let body = tar_gz("a-1.0", &[("blob", &filler(2 << 20, 1))]);
     server.route("/a.tar.gz", Reply::Bytes(body.clone()));
     let sha = sha256_hex(&body);
     let catalog = write_catalog(

@@ -9,7 +9,8 @@
 mod common;
 
 use assert_cmd::Command;
-use common::http::{Reply, Server, sha256_hex, tarball};
+use common::http::{Reply, Server, sha256_hex};
+use common::tarball::tar_gz as tarball;
 use std::path::{Path, PathBuf};
 
 const PGRX: &str = "0.12.9";
@@ -65,7 +66,7 @@ impl Fixture {
         let archive = tarball(
             "demo-1.0",
             &[
-                ("Cargo.toml", b"[package]\nname = \"demo\"\n"),
+                ("Cargo.toml", b"[package]\nname = \"demo\"\n".as_slice()),
                 ("Cargo.lock", demo_lock.as_bytes()),
             ],
         );

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::http::{Entry, Reply, Server, files_under, filler, sha256_hex, tarball, write_catalog};
+use common::http::{Entry, Reply, Server, files_under, filler, sha256_hex, write_catalog};
+use common::tarball::tar_gz;
 use pgha_image::catalog::{Catalog, SelectRequest};
 use pgha_image::error::{Diagnostic, ExitCode};
 use pgha_image::fetch::{FetchError, FetchOptions, Fetched, Mirror, Origin, fetch_blocking};
@@ -64,7 +65,7 @@ fn fetch(catalog: &Path, opts: &FetchOptions) -> Result<Vec<Fetched>, FetchError
 }
 
 fn body(seed: u8) -> Vec<u8> {
-    tarball(&format!("ext{seed}-1.0"), &[("data.bin", &filler(200_000, seed))])
+    tar_gz(&format!("ext{seed}-1.0"), &[("data.bin", &filler(200_000, seed))])
 }
 
 /// Nothing but empty directories in the cache.

@@ -30,12 +30,11 @@ fn catalog_digest() -> String {
 }
 
 fn pgha(cache: &std::path::Path) -> Command {
-    let mut c = Command::cargo_bin("pgha-image").unwrap();
+    let mut c = common::cli::pgha();
     c.env_remove("PGHA_CATALOG")
         .env_remove("PGHA_MIRROR")
         .arg("--cache-dir")
-        .arg(cache)
-        .args(["--progress", "plain"]);
+        .arg(cache);
     c
 }
 

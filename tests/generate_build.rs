@@ -23,20 +23,13 @@ const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_pgha-bootstrap");
 
 /// A gzipped tarball `<name>-<version>/{Makefile,<files>}`.
 fn tarball(dir: &Path, name: &str, version: &str, files: &[(String, String)]) -> Sha256Digest {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, text) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(text.len() as u64);
-        h.set_mtime(0);
-        tar.append_data(&mut h, format!("{name}-{version}/{path}"), text.as_bytes())
-            .unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    gz.write_all(&tar.into_inner().unwrap()).unwrap();
-    let bytes = gz.finish().unwrap();
-    std::fs::write(dir.join(format!("{name}-{version}.tar.gz")), &bytes).unwrap();
-    Sha256Digest::of(&bytes)
+    let top = format!("{name}-{version}");
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())).collect();
+    common::tarball::save(
+        dir,
+        &format!("{top}.tar.gz"),
+        &common::tarball::tar_gz(&top, &files),
+    )
 }
 
 fn catalog_entry(cat: &Path, name: &str, kind: &str, sha: &Sha256Digest) {

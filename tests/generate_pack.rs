@@ -9,14 +9,12 @@ use pgha_image::ExitCode;
 use pgha_image::catalog::Catalog;
 use pgha_image::context::{self, BuildPlan, ContextError, Inputs, PlanRequest, SourceFile};
 use pgha_image::hash::Sha256Digest;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_pgha-bootstrap");
 
 /// A gzipped tarball of a small SQL-only PGXS extension, `<name>-<version>/...`.
 fn sql_extension_tarball(dir: &Path, name: &str, version: &str, body: &str) -> (PathBuf, Sha256Digest) {
-    let mut tar = tar::Builder::new(Vec::new());
     let top = format!("{name}-{version}");
     let files = [
         (
@@ -32,21 +30,10 @@ fn sql_extension_tarball(dir: &Path, name: &str, version: &str, body: &str) -> (
         ),
         (format!("{name}--{version}.sql"), body.to_string()),
     ];
-    for (path, text) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(text.len() as u64);
-        h.set_mtime(0);
-        tar.append_data(&mut h, format!("{top}/{path}"), text.as_bytes())
-            .unwrap();
-    }
-    let raw = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    gz.write_all(&raw).unwrap();
-    let bytes = gz.finish().unwrap();
-    let path = dir.join(format!("{name}-{version}.tar.gz"));
-    std::fs::write(&path, &bytes).unwrap();
-    (path, Sha256Digest::of(&bytes))
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(p, t)| (p.as_str(), t.as_bytes())).collect();
+    let file = format!("{top}.tar.gz");
+    let sha = common::tarball::save(dir, &file, &common::tarball::tar_gz(&top, &files));
+    (dir.join(file), sha)
 }
 
 /// A one-extension catalog for that tarball.
@@ -430,23 +417,13 @@ fn cli_generates_from_real_upstream_sources() {
 /// A gzipped tar whose entry names are written as given (no checks), for
 /// archives a well-behaved writer would refuse to make.
 fn raw_tarball(dir: &Path, files: &[(&str, &str)]) -> (PathBuf, Sha256Digest) {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, text) in files {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(text.len() as u64);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append(&h, text.as_bytes()).unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    gz.write_all(&b.into_inner().unwrap()).unwrap();
-    let bytes = gz.finish().unwrap();
-    let path = dir.join("testext-1.0.tar.gz");
-    std::fs::write(&path, &bytes).unwrap();
-    (path, Sha256Digest::of(&bytes))
+    use common::tarball::{RawEntry, gz, raw_tar, save};
+    let entries: Vec<RawEntry> = files
+        .iter()
+        .map(|(n, t)| RawEntry::File(n, t.as_bytes()))
+        .collect();
+    let sha = save(dir, "testext-1.0.tar.gz", &gz(&raw_tar(&entries)));
+    (dir.join("testext-1.0.tar.gz"), sha)
 }
 
 /// The builder stage unpacks each source: an archive pinned by its digest but

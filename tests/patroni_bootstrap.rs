@@ -11,12 +11,13 @@ mod common;
 
 use common::pg::{PG_BIN, PgDir, pg_bin};
 use common::prereq::{free_port, require_program};
+use common::wait::wait_until;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgha-bootstrap");
 const SUPERUSER_PW: &str = "su:per'pw\\x";
@@ -115,24 +116,6 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     text.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    context: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 fn postgres_ids() -> (u32, u32) {
@@ -258,9 +241,10 @@ fn patroni_runs_the_bootstrap_once_on_the_first_leader_and_the_new_leader_finds_
                 .expect("start etcd"),
         ),
     };
-    wait_for(
+    wait_until(
         "etcd",
         Duration::from_secs(30),
+        Duration::from_millis(300),
         || (http_status(etcd_port, "/version") == Some(200)).then_some(()),
         || std::fs::read_to_string(root.path.join("etcd.err")).unwrap_or_default(),
     );
@@ -330,9 +314,10 @@ fn patroni_runs_the_bootstrap_once_on_the_first_leader_and_the_new_leader_finds_
     };
 
     // One leader; two streaming replicas that have the schema.
-    let leader = wait_for(
+    let leader = wait_until(
         "a leader",
         Duration::from_secs(120),
+        Duration::from_millis(300),
         || {
             members
                 .iter()
@@ -347,9 +332,10 @@ fn patroni_runs_the_bootstrap_once_on_the_first_leader_and_the_new_leader_finds_
         if i == leader {
             continue;
         }
-        wait_for(
+        wait_until(
             &format!("replica {} with the schema", m.name),
             Duration::from_secs(120),
+            Duration::from_millis(300),
             || {
                 (http_status(m.api_port, "/replica") == Some(200)
                     && m.psql("SELECT count(*) FROM pgha_bootstrap.migrations").ok()?
@@ -402,9 +388,10 @@ fn patroni_runs_the_bootstrap_once_on_the_first_leader_and_the_new_leader_finds_
     // Kill the leader; a replica takes over and its on_role_change finds nothing to do.
     let old_leader_name = members[leader].name.clone();
     members[leader].kill();
-    let new_leader = wait_for(
+    let new_leader = wait_until(
         "a new leader",
         Duration::from_secs(120),
+        Duration::from_millis(300),
         || {
             members
                 .iter()
@@ -413,9 +400,10 @@ fn patroni_runs_the_bootstrap_once_on_the_first_leader_and_the_new_leader_finds_
         || logs(&members),
     );
     let nl = &members[new_leader];
-    wait_for(
+    wait_until(
         "the new leader's on_role_change callback",
         Duration::from_secs(60),
+        Duration::from_millis(300),
         || {
             let log = nl.log_text();
             let start = log.find(&format!("pgha-bootstrap: on_role_change master {scope}"))?;

@@ -32,7 +32,7 @@ fn build(name: &str, from: &str, kib: u32) -> TestImage {
 }
 
 fn pgha() -> Command {
-    let mut c = Command::cargo_bin("pgha-image").unwrap();
+    let mut c = common::cli::pgha();
     c.env_remove("PGHA_SSH").env("PGHA_ENGINE", "podman");
     c
 }

@@ -26,6 +26,7 @@ mod common;
 
 use common::images::{self, ImageLock, image_exists, podman_cmd, run};
 use common::prereq::require_program;
+use common::wait::{process_running_with, wait_until};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -514,8 +515,15 @@ fn a_signal_mid_run_leaves_nothing_behind() {
                 "{name}: everything removed {:.1}s after the kill",
                 gone.elapsed().as_secs_f64()
             );
-            // The watcher keeps removing for a few seconds (a create in flight); then it is gone.
-            std::thread::sleep(Duration::from_secs(8));
+            // The watcher keeps removing for a while (a create in flight); then
+            // it ends (its command line names the run's directory).
+            wait_until(
+                &format!("{name}: the watcher ends"),
+                Duration::from_secs(90),
+                Duration::from_millis(500),
+                || (!process_running_with(&prefix)).then_some(()),
+                String::new,
+            );
             assert_nothing_left(prefix.trim_end_matches('-'));
             let gone = Instant::now();
             while !tmp_is_empty(tmp.path()) {

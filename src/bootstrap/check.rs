@@ -6,10 +6,10 @@
 use super::error::{BootstrapError, query_err};
 use super::extensions::{self, ExtensionAction, ServerState};
 use super::ledger;
+use super::report::{CheckReport, Finding};
 use super::roles::{self, ROLES};
 use super::runner::{self, Settings};
 use postgres_protocol::escape::escape_literal;
-use serde::Serialize;
 
 const SCHEMA_OWNERS: &[(&str, &str)] = &[
     ("extensions", "postgres"),
@@ -363,66 +363,6 @@ fn default_acl_sql(owner: &str, schema: &str, kind: &str, grantee: &str) -> Stri
     )
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub what: String,
-    pub ok: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckReport {
-    pub findings: Vec<Finding>,
-    /// Optional extensions not installed in the image, or waiting for
-    /// `shared_preload_libraries` (reported, not failures).
-    pub pending_extensions: Vec<String>,
-    /// Pending extensions that wait for a server setting, naming it.
-    pub warnings: Vec<String>,
-    /// LOGIN roles that have no password (reported, not failures).
-    pub without_password: Vec<String>,
-}
-
-impl CheckReport {
-    pub fn failures(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| !f.ok)
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .failures()
-            .map(|f| format!("MISSING/DIFFERENT: {}", f.what))
-            .collect();
-        for e in &self.pending_extensions {
-            if !self
-                .warnings
-                .iter()
-                .any(|w| w.starts_with(&format!("extension {e} ")))
-            {
-                out.push(format!(
-                    "note: optional extension {e} is not installed in this image (pending)"
-                ));
-            }
-        }
-        for w in &self.warnings {
-            out.push(format!("warning: {w}"));
-        }
-        for r in &self.without_password {
-            out.push(format!("note: LOGIN role {r} has no password"));
-        }
-        let failed = self.failures().count();
-        out.push(format!(
-            "{} of {} checks passed{}",
-            self.findings.len() - failed,
-            self.findings.len(),
-            if failed == 0 {
-                ": the database meets the contract"
-            } else {
-                ""
-            }
-        ));
-        out
-    }
-}
-
 /// Run every check. An error only when the database cannot be asked.
 pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
     let client = s.connect().await?;
@@ -577,36 +517,24 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
             ok: false,
         });
     }
-    // Secrets: what the files say is what the database holds (compared here, never shown).
+    // Secrets: what the files say is what the database holds (compared
+    // here, never shown), decided as `apply` decides what to set.
     let secret_set = super::secrets::SecretSet::read(&s.secrets)?;
-    for (role, source, secret) in &secret_set.passwords {
-        let stored: Option<String> = client
-            .query_typed_opt(
-                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-                &[(role, tokio_postgres::types::Type::TEXT)],
-            )
-            .await
-            .map_err(query_err("reading the roles' passwords"))?
-            .and_then(|r| r.get(0));
+    let decided = super::secrets::decide(&client, &secret_set).await?;
+    for (role, source, _) in &secret_set.passwords {
         findings.push(Finding {
             what: format!("the password of role {role} is the one in {}", source.describe()),
-            ok: stored.is_some_and(|v| super::secrets::verifier_matches(&v, secret.expose(), role)),
+            ok: decided.unchanged.contains(role),
         });
     }
-    if let Some((path, secret)) = &secret_set.jwt {
-        let current: Vec<String> = client
-            .query_typed_opt(
-                "SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 \
-                 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                &[],
-            )
-            .await
-            .map_err(query_err("reading the database settings"))?
-            .and_then(|r| r.get(0))
-            .unwrap_or_default();
+    if let Some((path, _)) = &secret_set.jwt {
         findings.push(Finding {
-            what: format!("app.settings.jwt_secret is the one in {}", path.display()),
-            ok: current.contains(&format!("app.settings.jwt_secret={}", secret.expose())),
+            what: format!(
+                "app.settings.jwt_secret is the one in {} (and app.settings.jwt_exp the configured {})",
+                path.display(),
+                secret_set.jwt_exp
+            ),
+            ok: decided.jwt_matches == Some(true),
         });
     }
     let without_password = client

@@ -17,7 +17,7 @@
 //! re-created behind their back (`check` reports it).
 
 use super::error::{BootstrapError, describe_pg, query_err};
-use super::ledger::{self, Ledger};
+use super::ledger::{self, ExtensionStatus, Ledger};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio_postgres::Client;
@@ -308,11 +308,11 @@ pub fn decide(
         .iter()
         .map(|name| {
             let row = ledger.extension(name);
-            let status = row.map(|r| r.status.as_str());
+            let status = row.map(|r| r.status);
             match states.get(name).unwrap_or(&ServerState::NotInstalled) {
                 ServerState::Created { schema, version } => {
                     let same = row.is_some_and(|r| {
-                        (r.status == "created" || r.status == "present")
+                        matches!(r.status, ExtensionStatus::Created | ExtensionStatus::Present)
                             && r.schema.as_deref() == Some(schema)
                             && r.version.as_deref() == Some(version)
                     });
@@ -326,7 +326,7 @@ pub fn decide(
                         }
                     }
                 }
-                ServerState::Installed { .. } if status == Some("created") => {
+                ServerState::Installed { .. } if status == Some(ExtensionStatus::Created) => {
                     ExtensionAction::DroppedSinceCreated { name: name.clone() }
                 }
                 ServerState::Installed {
@@ -341,7 +341,7 @@ pub fn decide(
                         Some(library) => ExtensionAction::NeedsPreload {
                             name: name.clone(),
                             library: library.clone(),
-                            newly: status != Some("pending")
+                            newly: status != Some(ExtensionStatus::Pending)
                                 || row.and_then(|r| r.reason.clone()) != Some(preload_reason(library)),
                         },
                         None => ExtensionAction::Create {
@@ -352,7 +352,7 @@ pub fn decide(
                 }
                 ServerState::NotInstalled => ExtensionAction::Pending {
                     name: name.clone(),
-                    newly: status != Some("pending"),
+                    newly: status != Some(ExtensionStatus::Pending),
                 },
             }
         })
@@ -400,16 +400,7 @@ pub async fn apply(
                         .get(name.as_str())
                         .cloned()
                         .unwrap_or_else(|| name.clone());
-                    ledger::record_extension(
-                        &*client,
-                        name,
-                        "pending",
-                        None,
-                        None,
-                        Some(&preload_reason(&library)),
-                    )
-                    .await
-                    .map_err(query_err(format!("recording extension {name}")))?;
+                    ledger::record_pending(&*client, name, &preload_reason(&library)).await?;
                     *a = ExtensionAction::NeedsPreload {
                         name: name.clone(),
                         library,
@@ -434,31 +425,27 @@ pub async fn apply(
                 tx.execute(GRANTS, &[&*name])
                     .await
                     .map_err(query_err(format!("granting access to extension {name}")))?;
-                ledger::record_extension(&tx, name, "present", Some(schema), Some(version), None)
-                    .await
-                    .map_err(query_err(&what))?;
+                ledger::record_extension(
+                    &tx,
+                    name,
+                    ExtensionStatus::Present,
+                    Some(schema),
+                    Some(version),
+                    None,
+                )
+                .await
+                .map_err(query_err(&what))?;
                 tx.commit().await.map_err(query_err(what))?;
             }
             ExtensionAction::Pending { name, newly: true } => {
-                ledger::record_extension(&*client, name, "pending", None, None, Some("not installed"))
-                    .await
-                    .map_err(query_err(format!("recording extension {name}")))?;
+                ledger::record_pending(&*client, name, "not installed").await?;
             }
             ExtensionAction::NeedsPreload {
                 name,
                 library,
                 newly: true,
             } => {
-                ledger::record_extension(
-                    &*client,
-                    name,
-                    "pending",
-                    None,
-                    None,
-                    Some(&preload_reason(library)),
-                )
-                .await
-                .map_err(query_err(format!("recording extension {name}")))?;
+                ledger::record_pending(&*client, name, &preload_reason(library)).await?;
             }
             _ => {}
         }
@@ -482,7 +469,7 @@ async fn create(client: &mut Client, name: &str, schema: Option<&str>) -> Result
         .await
         .map_err(err)?;
     let (s, v): (String, String) = (row.get(0), row.get(1));
-    ledger::record_extension(&tx, name, "created", Some(&s), Some(&v), None)
+    ledger::record_extension(&tx, name, ExtensionStatus::Created, Some(&s), Some(&v), None)
         .await
         .map_err(err)?;
     tx.commit().await.map_err(err)

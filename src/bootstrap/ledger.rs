@@ -13,7 +13,7 @@
 
 use super::error::{BootstrapError, query_err};
 use crate::hash::Sha256Digest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 pub const SCHEMA: &str = "pgha_bootstrap";
@@ -87,7 +87,7 @@ END
 $up$;
 "#;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct AppliedMigration {
     pub version: i32,
     pub name: String,
@@ -98,10 +98,44 @@ pub struct AppliedMigration {
     pub duration_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// An extension's state in the ledger (the column's CHECK constraint).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtensionStatus {
+    /// Created by the bootstrap.
+    Created,
+    /// Already there when the bootstrap first looked.
+    Present,
+    /// Not creatable yet (not installed, or its library not preloaded).
+    Pending,
+}
+
+impl ExtensionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Present => "present",
+            Self::Pending => "pending",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Created, Self::Present, Self::Pending]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ExtensionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct ExtensionRow {
     pub name: String,
-    pub status: String,
+    pub status: ExtensionStatus,
     pub schema: Option<String>,
     pub version: Option<String>,
     /// Why it is pending (e.g. its library is not preloaded).
@@ -109,7 +143,7 @@ pub struct ExtensionRow {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct FunctionRow {
     pub signature: String,
     pub sha256: String,
@@ -118,7 +152,7 @@ pub struct FunctionRow {
     pub source: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct EventRow {
     pub at: String,
     pub kind: String,
@@ -126,14 +160,14 @@ pub struct EventRow {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct SecretRow {
     pub name: String,
     pub source: String,
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Ledger {
     /// False when the ledger schema does not exist yet (a fresh database).
     pub exists: bool,
@@ -239,15 +273,21 @@ pub async fn read(client: &impl GenericClient) -> Result<Ledger, BootstrapError>
         .await
         .map_err(query_err(what))?
         .into_iter()
-        .map(|r| ExtensionRow {
-            name: r.get(0),
-            status: r.get(1),
-            schema: r.get(2),
-            version: r.get(3),
-            updated_at: r.get(4),
-            reason: r.get(5),
+        .map(|r| {
+            let status: String = r.get(1);
+            Ok(ExtensionRow {
+                status: ExtensionStatus::parse(&status).ok_or_else(|| BootstrapError::Query {
+                    what: what.into(),
+                    detail: format!("unknown extension status {status:?} in {SCHEMA}.extensions"),
+                })?,
+                name: r.get(0),
+                schema: r.get(2),
+                version: r.get(3),
+                updated_at: r.get(4),
+                reason: r.get(5),
+            })
         })
-        .collect();
+        .collect::<Result<_, BootstrapError>>()?;
     let secrets = client
         .query_typed(
             &format!(
@@ -351,7 +391,7 @@ pub async fn record_migration(
 pub async fn record_extension(
     client: &impl GenericClient,
     name: &str,
-    status: &str,
+    status: ExtensionStatus,
     schema: Option<&str>,
     version: Option<&str>,
     reason: Option<&str>,
@@ -363,10 +403,28 @@ pub async fn record_extension(
              ON CONFLICT (name) DO UPDATE SET status = EXCLUDED.status, schema = EXCLUDED.schema,
                version = EXCLUDED.version, updated_at = now(), tool_version = EXCLUDED.tool_version,
                reason = EXCLUDED.reason",
-            &[&name, &status, &schema, &version, &crate::TOOL_VERSION, &reason],
+            &[
+                &name,
+                &status.as_str(),
+                &schema,
+                &version,
+                &crate::TOOL_VERSION,
+                &reason,
+            ],
         )
         .await
         .map(|_| ())
+}
+
+/// Record `name` as pending, with why.
+pub async fn record_pending(
+    client: &impl GenericClient,
+    name: &str,
+    reason: &str,
+) -> Result<(), BootstrapError> {
+    record_extension(client, name, ExtensionStatus::Pending, None, None, Some(reason))
+        .await
+        .map_err(query_err(format!("recording extension {name}")))
 }
 
 pub async fn record_function(

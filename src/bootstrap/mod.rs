@@ -15,9 +15,11 @@ pub mod error;
 pub mod extensions;
 pub mod ledger;
 pub mod migrations;
+pub mod report;
 pub mod roles;
 pub mod runner;
 pub mod secrets;
 
 pub use error::BootstrapError;
-pub use runner::{ApplyReport, Outcome, Settings};
+pub use report::{ApplyReport, Outcome};
+pub use runner::Settings;

@@ -23,10 +23,10 @@ use super::error::{BootstrapError, describe_pg, query_err};
 use super::extensions::{self, ExtensionAction, ExtensionPlan};
 use super::ledger::{self, Ledger};
 use super::migrations::{Migration, MigrationSet, Target};
+use super::report::{AppliedStep, ApplyReport, JwtStatus, Outcome, PlanReport, SecretsReport, StatusReport};
 use super::roles;
 use super::secrets::{self, SecretSet};
 use crate::progress::Progress;
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
@@ -166,127 +166,6 @@ pub async fn bounded<T>(
             seconds: limit.as_secs(),
             setting: "[connection] run_timeout_seconds in the bootstrap configuration".into(),
         }),
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The server is a replica (in recovery): nothing was done.
-    Replica,
-    /// Everything was already in place: nothing was written.
-    NothingToDo,
-    /// Something was applied.
-    Applied,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AppliedStep {
-    pub name: String,
-    pub duration_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct SecretsReport {
-    /// Roles whose password was set now, with the file it came from.
-    pub set: Vec<(String, String)>,
-    pub unchanged: Vec<String>,
-    /// LOGIN roles that have no password in the database and no secret file.
-    pub without_password: Vec<String>,
-    /// `set`, `unchanged` or absent when no JWT secret file exists.
-    pub jwt: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ApplyReport {
-    pub outcome: Outcome,
-    pub applied: Vec<AppliedStep>,
-    /// What was changed to hold the contract's roles to it.
-    pub roles: Vec<roles::RoleDrift>,
-    /// Contract functions whose changed definition was accepted.
-    pub functions_accepted: Vec<String>,
-    /// The extension selection (and extra migrations) was recorded anew.
-    pub selection_recorded: bool,
-    pub extensions: Vec<ExtensionAction>,
-    pub secrets: SecretsReport,
-}
-
-impl ApplyReport {
-    fn replica() -> Self {
-        Self {
-            outcome: Outcome::Replica,
-            applied: vec![],
-            roles: vec![],
-            functions_accepted: vec![],
-            selection_recorded: false,
-            extensions: vec![],
-            secrets: SecretsReport::default(),
-        }
-    }
-
-    /// The human summary, one line each.
-    pub fn lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.outcome == Outcome::Replica {
-            out.push("pgha-bootstrap: the server is a replica (in recovery): nothing to do".into());
-            return out;
-        }
-        for a in &self.applied {
-            out.push(format!("applied {} ({} ms)", a.name, a.duration_ms));
-        }
-        for r in &self.roles {
-            out.push(r.fixed());
-        }
-        for f in &self.functions_accepted {
-            out.push(format!(
-                "warning: function {f}: its current definition is accepted and recorded"
-            ));
-        }
-        for e in &self.extensions {
-            match e {
-                ExtensionAction::Create { name, .. } => out.push(format!("extension {name}: created")),
-                ExtensionAction::RecordPresent { name, schema, version } => {
-                    out.push(format!("extension {name}: already present (version {version} in schema {schema})"))
-                }
-                ExtensionAction::Pending { name, .. } => out.push(format!(
-                    "extension {name}: not installed in this image; recorded as pending, a later run creates it"
-                )),
-                ExtensionAction::NeedsPreload { name, library, .. } => out.push(format!(
-                    "warning: extension {name}: installed, but {}; recorded as pending, the next promotion \
-                     or apply creates it once the setting is fixed",
-                    extensions::preload_reason(library)
-                )),
-                ExtensionAction::DroppedSinceCreated { name } => out.push(format!(
-                    "extension {name}: was created by an earlier run and dropped since; not re-created"
-                )),
-                ExtensionAction::Done { .. } => {}
-            }
-        }
-        for (role, source) in &self.secrets.set {
-            out.push(format!("role {role}: password set from {source}"));
-        }
-        for role in &self.secrets.without_password {
-            out.push(format!(
-                "role {role}: LOGIN role without a password (no secret file for it and no shared password file)"
-            ));
-        }
-        if self.secrets.jwt.as_deref() == Some("set") {
-            out.push("database setting app.settings.jwt_secret / jwt_exp: set".into());
-        }
-        if self.selection_recorded {
-            out.push(
-                "recorded the extension selection for later runs (check, status, the promotion hook)".into(),
-            );
-        }
-        if self.outcome == Outcome::NothingToDo {
-            out.push(format!(
-                "{}, the database is up to date",
-                crate::contract::markers::NOTHING_TO_DO
-            ));
-        } else {
-            out.push("pgha-bootstrap: done".into());
-        }
-        out
     }
 }
 
@@ -436,69 +315,6 @@ async fn apply_migration(s: &Settings, client: &mut Client, m: &Migration) -> Re
     }
 }
 
-/// What the secrets step would do (reads only).
-struct SecretDecisions {
-    set: Vec<(String, secrets::PasswordSource)>,
-    unchanged: Vec<String>,
-    without_password: Vec<String>,
-    jwt: Option<bool>,
-}
-
-async fn decide_secrets(client: &Client, set: &SecretSet) -> Result<SecretDecisions, BootstrapError> {
-    let roles: Vec<String> = set
-        .passwords
-        .iter()
-        .map(|p| p.0.clone())
-        .chain(set.without.iter().cloned())
-        .collect();
-    let rows = client
-        .query_typed(
-            "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid WHERE rolname = ANY($1)",
-            &[(&roles, tokio_postgres::types::Type::TEXT_ARRAY)],
-        )
-        .await
-        .map_err(query_err("reading the roles' passwords"))?;
-    let stored = |role: &str| -> Option<Option<String>> {
-        rows.iter()
-            .find(|r| r.get::<_, String>(0) == role)
-            .map(|r| r.get(1))
-    };
-    let mut d = SecretDecisions {
-        set: vec![],
-        unchanged: vec![],
-        without_password: vec![],
-        jwt: None,
-    };
-    for (role, source, secret) in &set.passwords {
-        match stored(role) {
-            Some(Some(v)) if secrets::verifier_matches(&v, secret.expose(), role) => {
-                d.unchanged.push(role.clone())
-            }
-            _ => d.set.push((role.clone(), source.clone())),
-        }
-    }
-    for role in &set.without {
-        if matches!(stored(role), Some(None) | None) {
-            d.without_password.push(role.clone());
-        }
-    }
-    if let Some((_, secret)) = &set.jwt {
-        let row = client
-            .query_typed_opt(
-                "SELECT setconfig FROM pg_catalog.pg_db_role_setting
-                 WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                &[],
-            )
-            .await
-            .map_err(query_err("reading the database settings"))?;
-        let current: Vec<String> = row.and_then(|r| r.get(0)).unwrap_or_default();
-        let want_secret = format!("app.settings.jwt_secret={}", secret.expose());
-        let want_exp = format!("app.settings.jwt_exp={}", set.jwt_exp);
-        d.jwt = Some(!(current.contains(&want_secret) && current.contains(&want_exp)));
-    }
-    Ok(d)
-}
-
 /// Statement logging off for the current transaction: secrets never reach the server log.
 /// pg_stat_statements is told not to track it either: it would keep the
 /// statement text (a password verifier) in its query texts file.
@@ -509,7 +325,7 @@ const QUIET_LOGGING: &str = "SET LOCAL log_statement = 'none'; SET LOCAL log_min
 async fn apply_secrets(
     client: &mut Client,
     set: &SecretSet,
-    d: &SecretDecisions,
+    d: &secrets::SecretDecisions,
     database: &str,
 ) -> Result<SecretsReport, BootstrapError> {
     let mut report = SecretsReport {
@@ -545,7 +361,7 @@ async fn apply_secrets(
         report.set.push((role.clone(), source.describe()));
     }
     if let Some((path, secret)) = &set.jwt {
-        if d.jwt == Some(true) {
+        if d.jwt_to_set() {
             let err = |e: tokio_postgres::Error| BootstrapError::Secret {
                 what: "app.settings.jwt_secret".into(),
                 detail: describe_pg(&e),
@@ -574,9 +390,9 @@ async fn apply_secrets(
             .await
             .map_err(err)?;
             tx.commit().await.map_err(err)?;
-            report.jwt = Some("set".into());
+            report.jwt = Some(JwtStatus::Set);
         } else {
-            report.jwt = Some("unchanged".into());
+            report.jwt = Some(JwtStatus::Unchanged);
         }
     }
     Ok(report)
@@ -679,7 +495,7 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
     let mut actions = extensions::decide(&s.extensions, &states, &led, &preloaded);
     extensions::apply(&mut client, &s.extensions, &mut actions).await?;
 
-    let decisions = decide_secrets(&client, &secret_set).await?;
+    let decisions = secrets::decide(&client, &secret_set).await?;
     let secrets = apply_secrets(&mut client, &secret_set, &decisions, &f.database).await?;
 
     // What this run was asked for, so that a bare check/status/apply knows it.
@@ -700,7 +516,7 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         || recorded_selection
         || actions.iter().any(ExtensionAction::writes)
         || !secrets.set.is_empty()
-        || secrets.jwt.as_deref() == Some("set");
+        || secrets.jwt == Some(JwtStatus::Set);
     Ok(ApplyReport {
         outcome: if wrote {
             Outcome::Applied
@@ -744,78 +560,6 @@ async fn record_selection(client: &Client, s: &Settings, led: &Ledger) -> Result
     Ok(wrote)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanReport {
-    pub replica: bool,
-    pub migrations: Vec<String>,
-    /// How the contract's roles differ (apply establishes them).
-    pub role_changes: Vec<String>,
-    pub extensions: Vec<ExtensionAction>,
-    /// Required extensions not installed: apply would fail on these.
-    pub missing_required: Vec<String>,
-    pub passwords_to_set: Vec<(String, String)>,
-    pub without_password: Vec<String>,
-    pub jwt_to_set: bool,
-}
-
-impl PlanReport {
-    pub fn lines(&self) -> Vec<String> {
-        if self.replica {
-            return vec!["the server is a replica (in recovery): apply would do nothing".into()];
-        }
-        let mut out = Vec::new();
-        for m in &self.migrations {
-            out.push(format!("would apply migration {m}"));
-        }
-        for r in &self.role_changes {
-            out.push(format!("would establish the contract: {r}"));
-        }
-        for e in &self.extensions {
-            match e {
-                ExtensionAction::Create { name, schema } => out.push(format!(
-                    "would create extension {name}{}",
-                    schema
-                        .as_ref()
-                        .map(|s| format!(" in schema {s}"))
-                        .unwrap_or_default()
-                )),
-                ExtensionAction::RecordPresent { name, .. } => {
-                    out.push(format!("would record extension {name} as already present"))
-                }
-                ExtensionAction::Pending { name, .. } => out.push(format!(
-                    "extension {name} is not installed: would record it as pending"
-                )),
-                ExtensionAction::NeedsPreload { name, library, .. } => out.push(format!(
-                    "extension {name} is installed but {}: would record it as pending",
-                    extensions::preload_reason(library)
-                )),
-                ExtensionAction::DroppedSinceCreated { name } => out.push(format!(
-                    "extension {name} was dropped since created: would leave it"
-                )),
-                ExtensionAction::Done { .. } => {}
-            }
-        }
-        for n in &self.missing_required {
-            out.push(format!(
-                "required extension {n} is not installed: apply would fail"
-            ));
-        }
-        for (r, src) in &self.passwords_to_set {
-            out.push(format!("would set the password of {r} from {src}"));
-        }
-        for r in &self.without_password {
-            out.push(format!("role {r} would stay without a password (no secret file)"));
-        }
-        if self.jwt_to_set {
-            out.push("would set app.settings.jwt_secret / jwt_exp".into());
-        }
-        if out.is_empty() {
-            out.push("nothing to do: the database is up to date".into());
-        }
-        out
-    }
-}
-
 /// What `apply` would do, without writing anything.
 pub async fn plan(s: &Settings) -> Result<PlanReport, BootstrapError> {
     let client = s.connect().await?;
@@ -836,7 +580,7 @@ pub async fn plan(s: &Settings) -> Result<PlanReport, BootstrapError> {
     let preloaded = extensions::preloaded(&client).await?;
     let secret_set = SecretSet::read(&s.secrets)?;
     let decisions = if f.superuser {
-        decide_secrets(&client, &secret_set).await?
+        secrets::decide(&client, &secret_set).await?
     } else {
         return Err(BootstrapError::NotSuperuser { role: f.user });
     };
@@ -857,81 +601,9 @@ pub async fn plan(s: &Settings) -> Result<PlanReport, BootstrapError> {
             .iter()
             .map(|(r, src)| (r.clone(), src.describe()))
             .collect(),
+        jwt_to_set: decisions.jwt_to_set(),
         without_password: decisions.without_password,
-        jwt_to_set: decisions.jwt == Some(true),
     })
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusReport {
-    pub in_recovery: bool,
-    pub ledger: Ledger,
-    pub pending_migrations: Vec<String>,
-    pub pending_extensions: Vec<String>,
-    /// Pending extensions that wait for a server setting, with the setting.
-    pub warnings: Vec<String>,
-    /// Drift or unknown migrations, changed contract functions, roles that
-    /// differ from the contract: what apply would refuse or establish.
-    pub problems: Vec<String>,
-    pub tool_version: String,
-}
-
-impl StatusReport {
-    pub fn lines(&self) -> Vec<String> {
-        let mut out = vec![format!(
-            "server: {}",
-            if self.in_recovery {
-                "replica (in recovery)"
-            } else {
-                "primary"
-            }
-        )];
-        if !self.ledger.exists {
-            out.push("ledger: none (the database was never bootstrapped)".into());
-        }
-        for m in &self.ledger.migrations {
-            out.push(format!(
-                "applied  {}  {}  sha256 {}  by {}  in {} ms",
-                m.name,
-                m.applied_at,
-                &m.checksum[..12.min(m.checksum.len())],
-                m.tool_version,
-                m.duration_ms
-            ));
-        }
-        for m in &self.pending_migrations {
-            out.push(format!("pending  {m}"));
-        }
-        for e in &self.ledger.extensions {
-            out.push(format!(
-                "extension {}: {}{}{}",
-                e.name,
-                e.status,
-                e.version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default(),
-                e.reason
-                    .as_ref()
-                    .filter(|_| e.status == "pending")
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ));
-        }
-        for e in &self.ledger.events {
-            out.push(format!("event {}: {}", e.at, e.detail));
-        }
-        for w in &self.warnings {
-            out.push(format!("warning: {w}"));
-        }
-        for s in &self.ledger.secrets {
-            out.push(format!(
-                "secret {}: from {} at {}",
-                s.name, s.source, s.updated_at
-            ));
-        }
-        for p in &self.problems {
-            out.push(format!("PROBLEM: {p}"));
-        }
-        out
-    }
 }
 
 /// The ledger and what is pending, read-only; works on replicas too.

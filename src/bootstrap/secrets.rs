@@ -207,6 +207,83 @@ fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     out
 }
 
+/// What the database holds against the secret files, read once: the one
+/// decision `apply` (what to set), `plan` (what it would set) and `check`
+/// (whether the database holds the files' secrets) all take.
+#[derive(Debug, Default)]
+pub struct SecretDecisions {
+    /// Roles whose stored password is not their secret, with its source.
+    pub set: Vec<(String, PasswordSource)>,
+    /// Roles whose stored verifier matches their secret.
+    pub unchanged: Vec<String>,
+    /// LOGIN roles without a secret file that have no password.
+    pub without_password: Vec<String>,
+    /// With a JWT secret file: whether the database's `app.settings.jwt_secret`
+    /// and `app.settings.jwt_exp` are the file's secret and the configured expiry.
+    pub jwt_matches: Option<bool>,
+}
+
+impl SecretDecisions {
+    /// A JWT secret file exists and the database does not hold it (or its expiry).
+    pub fn jwt_to_set(&self) -> bool {
+        self.jwt_matches == Some(false)
+    }
+}
+
+/// Compare the secret files with the database (reads only; secrets are
+/// compared here, never sent or shown).
+pub async fn decide(
+    client: &tokio_postgres::Client,
+    set: &SecretSet,
+) -> Result<SecretDecisions, BootstrapError> {
+    use super::error::query_err;
+    let roles: Vec<String> = set
+        .passwords
+        .iter()
+        .map(|p| p.0.clone())
+        .chain(set.without.iter().cloned())
+        .collect();
+    let rows = client
+        .query_typed(
+            "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid WHERE rolname = ANY($1)",
+            &[(&roles, tokio_postgres::types::Type::TEXT_ARRAY)],
+        )
+        .await
+        .map_err(query_err("reading the roles' passwords"))?;
+    let stored = |role: &str| -> Option<Option<String>> {
+        rows.iter()
+            .find(|r| r.get::<_, String>(0) == role)
+            .map(|r| r.get(1))
+    };
+    let mut d = SecretDecisions::default();
+    for (role, source, secret) in &set.passwords {
+        match stored(role) {
+            Some(Some(v)) if verifier_matches(&v, secret.expose(), role) => d.unchanged.push(role.clone()),
+            _ => d.set.push((role.clone(), source.clone())),
+        }
+    }
+    for role in &set.without {
+        if matches!(stored(role), Some(None) | None) {
+            d.without_password.push(role.clone());
+        }
+    }
+    if let Some((_, secret)) = &set.jwt {
+        let row = client
+            .query_typed_opt(
+                "SELECT setconfig FROM pg_catalog.pg_db_role_setting
+                 WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .map_err(query_err("reading the database settings"))?;
+        let current: Vec<String> = row.and_then(|r| r.get(0)).unwrap_or_default();
+        let want_secret = format!("app.settings.jwt_secret={}", secret.expose());
+        let want_exp = format!("app.settings.jwt_exp={}", set.jwt_exp);
+        d.jwt_matches = Some(current.contains(&want_secret) && current.contains(&want_exp));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use super::report::{CheckResult, Outcome, Report};
 use super::runtime::{Resources, SweepGuard, text};
 use super::scan;
 use super::secrets::{PGSODIUM_KEY, Secrets};
+use crate::bootstrap::report::{CheckReport, StatusReport};
 use crate::catalog::{SMOKE_PSQL_ARGS, Smoke};
 use crate::contract::markers::{HOOK_MARKER, NOTHING_TO_DO};
 use crate::contract::{BuildManifest, ManifestExtension};
@@ -75,6 +76,11 @@ impl Recorder<'_> {
         outcome == Outcome::Passed
     }
 
+    /// Run the declared check `id` (its title from [`CHECKS`]).
+    fn run(&mut self, id: &str, f: impl FnOnce() -> Verdict) -> bool {
+        self.check(id, title(id), f)
+    }
+
     fn skip(&mut self, id: &str, title: &str, why: &str) {
         self.check(id, title, || Skip(why.to_string()));
     }
@@ -106,26 +112,13 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
     };
 
     // ---------------------------------------------------------------- the image
-    rec.check("image.labels", "the labels match the build manifest", || {
-        labels(&meta, &m)
-    });
-    rec.check(
-        "image.left-out",
-        "which default-set extensions the image lacks (information)",
-        || left_out(&m),
-    );
-    rec.check("hygiene.build-tools", "no compiler or -dev package", || {
-        build_tools(&facts)
-    });
-    rec.check("hygiene.apt", "no apt lists or caches", || apt(&facts));
+    rec.run("image.labels", || labels(&meta, &m));
+    rec.run("image.left-out", || left_out(&m));
+    rec.run("hygiene.build-tools", || build_tools(&facts));
+    rec.run("hygiene.apt", || apt(&facts));
     let secrets_at = rec.results.len();
-    rec.check(
-        "bootstrap.binary",
-        "pgha-bootstrap runs on the image's glibc",
-        || bootstrap_binary(&facts, &m),
-    );
+    rec.run("bootstrap.binary", || bootstrap_binary(&facts, &m));
     // The layer scan (the image's save: seconds to a minute) runs while the cluster starts.
-    let secrets_title = "no secret in the environment, labels, history or any layer's files";
     std::thread::scope(|scope| {
         let scan = scope.spawn(|| {
             let start = Instant::now();
@@ -135,7 +128,7 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
         let (v, took) = scan
             .join()
             .unwrap_or_else(|_| (Fail("the layer scan panicked".into(), vec![]), Duration::ZERO));
-        rec.record_at(secrets_at, "hygiene.secrets", secrets_title, v, took);
+        rec.record_at(secrets_at, "hygiene.secrets", title("hygiene.secrets"), v, took);
         cluster
     })?;
     Ok(finish(req, res, &meta, started_at, t0, rec.results))
@@ -173,7 +166,7 @@ fn cluster_part(
         .as_deref()
         .map(|script| getkey(res, image, &secrets, &secrets_target, Some(script)));
     if let Some(Err((msg, details))) = &key_probe {
-        rec.check("cluster.leader", "a leader is elected", || {
+        rec.run("cluster.leader", || {
             Fail(
                 "no member was started: the server cannot start, its pgsodium getkey script fails \
                  with the run's secrets (see pgsodium.key)"
@@ -203,7 +196,7 @@ fn cluster_part(
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
 
     let mut leader: Option<String> = None;
-    rec.check("cluster.leader", "a leader is elected", || {
+    rec.run("cluster.leader", || {
         match cluster.wait_leader(&all, req.timeout) {
             Ok((l, took)) => {
                 let msg = format!("{l} after {:.1}s", took.as_secs_f64());
@@ -223,45 +216,23 @@ fn cluster_part(
         return Ok(());
     };
 
-    rec.check(
-        "bootstrap.once",
-        "the bootstrap ran exactly once, on the leader, and the ledger matches the image's migrations",
-        || bootstrap_once(&cluster, &leader, &all),
-    );
-    rec.check("bootstrap.check", "`pgha-bootstrap check` passes", || {
-        bootstrap_check(&cluster, &leader)
-    });
+    rec.run("bootstrap.once", || bootstrap_once(&cluster, &leader, &all));
+    rec.run("bootstrap.check", || bootstrap_check(&cluster, &leader));
     for e in &m.extensions {
-        rec.check(
-            &format!("extension.{}", e.name),
-            &format!(
-                "{} {} is installed for PostgreSQL {} and its smoke test passes",
-                e.name,
-                e.version,
-                majors(m)
-            ),
-            || extension(&cluster, &leader, m, e, &facts.extension_files[&e.name]),
-        );
+        let (id, title) = extension_check(m, e);
+        rec.check(&id, &title, || {
+            extension(&cluster, &leader, m, e, &facts.extension_files[&e.name])
+        });
     }
-    rec.check("server.preloads", "the preload libraries are active", || {
-        preloads(&cluster, &leader, m)
-    });
-    rec.check(
-        "server.settings",
-        "the manifest's server settings are in effect",
-        || settings(&cluster, &leader, m),
-    );
-    rec.check(
-        "pgsodium.key",
-        "the pgsodium root key comes from the mounted secret file",
-        || match &pgsodium {
-            None => Skip("the image has no pgsodium".into()),
-            Some(_) => match &key_probe {
-                Some(Err((msg, details))) => Fail(msg.clone(), details.clone()),
-                _ => server_key(&cluster, &leader, &secrets),
-            },
+    rec.run("server.preloads", || preloads(&cluster, &leader, m));
+    rec.run("server.settings", || settings(&cluster, &leader, m));
+    rec.run("pgsodium.key", || match &pgsodium {
+        None => Skip("the image has no pgsodium".into()),
+        Some(_) => match &key_probe {
+            Some(Err((msg, details))) => Fail(msg.clone(), details.clone()),
+            _ => server_key(&cluster, &leader, &secrets),
         },
-    );
+    });
 
     if req.members > 1 {
         three_members(rec, &cluster, &leader, &all, m, &secrets, req.timeout);
@@ -301,67 +272,161 @@ fn no_leader_checks(
     }
 }
 
-/// The ids and titles of the checks that need the cluster; verify reports them
-/// as `skipped` in its report when no leader was elected.
-fn cluster_checks(m: &BuildManifest, members: u8) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = vec![
-        (
-            "bootstrap.once".into(),
-            "the bootstrap ran exactly once, on the leader, and the ledger matches the image's migrations"
-                .into(),
+/// What a check needs before it can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The image alone: its labels, files and layers.
+    Image,
+    /// A running cluster (every check but `cluster.leader` needs its leader).
+    Cluster,
+    /// Three members: the replicas, then a failover.
+    ThreeMembers,
+}
+
+/// One check, declared once: its id (the report's and `--junit`'s), its
+/// title, and what it needs.
+struct Decl {
+    id: &'static str,
+    title: &'static str,
+    stage: Stage,
+}
+
+/// Every check, in the report's order; one `extension.NAME` check per
+/// extension of the image stands after `bootstrap.check` ([`extension_check`]).
+const CHECKS: &[Decl] = &[
+    Decl {
+        id: "image.labels",
+        title: "the labels match the build manifest",
+        stage: Stage::Image,
+    },
+    Decl {
+        id: "image.left-out",
+        title: "which default-set extensions the image lacks (information)",
+        stage: Stage::Image,
+    },
+    Decl {
+        id: "hygiene.build-tools",
+        title: "no compiler or -dev package",
+        stage: Stage::Image,
+    },
+    Decl {
+        id: "hygiene.apt",
+        title: "no apt lists or caches",
+        stage: Stage::Image,
+    },
+    Decl {
+        id: "hygiene.secrets",
+        title: "no secret in the environment, labels, history or any layer's files",
+        stage: Stage::Image,
+    },
+    Decl {
+        id: "bootstrap.binary",
+        title: "pgha-bootstrap runs on the image's glibc",
+        stage: Stage::Image,
+    },
+    Decl {
+        id: "cluster.leader",
+        title: "a leader is elected",
+        stage: Stage::Cluster,
+    },
+    Decl {
+        id: "bootstrap.once",
+        title: "the bootstrap ran exactly once, on the leader, and the ledger matches the image's migrations",
+        stage: Stage::Cluster,
+    },
+    Decl {
+        id: "bootstrap.check",
+        title: "`pgha-bootstrap check` passes",
+        stage: Stage::Cluster,
+    },
+    Decl {
+        id: "server.preloads",
+        title: "the preload libraries are active",
+        stage: Stage::Cluster,
+    },
+    Decl {
+        id: "server.settings",
+        title: "the manifest's server settings are in effect",
+        stage: Stage::Cluster,
+    },
+    Decl {
+        id: "pgsodium.key",
+        title: "the pgsodium root key comes from the mounted secret file",
+        stage: Stage::Cluster,
+    },
+    Decl {
+        id: "cluster.replicas",
+        title: "the replicas stream and carry the schema; the bootstrap ran on the first leader only",
+        stage: Stage::ThreeMembers,
+    },
+    Decl {
+        id: "failover.leader",
+        title: "after the leader stops, a new leader is elected within the TTL",
+        stage: Stage::ThreeMembers,
+    },
+    Decl {
+        id: "failover.on-role-change",
+        title: "the new leader's on_role_change finds nothing to do",
+        stage: Stage::ThreeMembers,
+    },
+    Decl {
+        id: "failover.data",
+        title: "data written before the failover, a vault secret included, reads back on the new leader",
+        stage: Stage::ThreeMembers,
+    },
+    Decl {
+        id: "failover.rejoin",
+        title: "the old leader rejoins as a replica",
+        stage: Stage::ThreeMembers,
+    },
+];
+
+/// The title of the declared check `id`.
+fn title(id: &str) -> &'static str {
+    CHECKS
+        .iter()
+        .find(|d| d.id == id)
+        .unwrap_or_else(|| panic!("the check {id} is not declared in CHECKS"))
+        .title
+}
+
+/// The check of one extension: its id and title.
+fn extension_check(m: &BuildManifest, e: &ManifestExtension) -> (String, String) {
+    (
+        format!("extension.{}", e.name),
+        format!(
+            "{} {} is installed for PostgreSQL {} and its smoke test passes",
+            e.name,
+            e.version,
+            majors(m)
         ),
-        ("bootstrap.check".into(), "`pgha-bootstrap check` passes".into()),
-    ];
-    for e in &m.extensions {
-        v.push((
-            format!("extension.{}", e.name),
-            format!(
-                "{} {} is installed for PostgreSQL {} and its smoke test passes",
-                e.name,
-                e.version,
-                majors(m)
-            ),
-        ));
-    }
-    v.push((
-        "server.preloads".into(),
-        "the preload libraries are active".into(),
-    ));
-    v.push((
-        "server.settings".into(),
-        "the manifest's server settings are in effect".into(),
-    ));
-    v.push((
-        "pgsodium.key".into(),
-        "the pgsodium root key comes from the mounted secret file".into(),
-    ));
-    if members > 1 {
-        for (id, title) in THREE {
-            v.push((id.to_string(), title.to_string()));
+    )
+}
+
+/// The ids and titles of the checks that need the cluster's leader; verify
+/// reports them as `skipped` in its report when no leader was elected.
+fn cluster_checks(m: &BuildManifest, members: u8) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for d in CHECKS.iter().filter(|d| {
+        (d.stage == Stage::Cluster && d.id != "cluster.leader")
+            || (d.stage == Stage::ThreeMembers && members > 1)
+    }) {
+        v.push((d.id.to_string(), d.title.to_string()));
+        if d.id == "bootstrap.check" {
+            v.extend(m.extensions.iter().map(|e| extension_check(m, e)));
         }
     }
     v
 }
 
-const THREE: [(&str, &str); 5] = [
-    (
-        "cluster.replicas",
-        "the replicas stream and carry the schema; the bootstrap ran on the first leader only",
-    ),
-    (
-        "failover.leader",
-        "after the leader stops, a new leader is elected within the TTL",
-    ),
-    (
-        "failover.on-role-change",
-        "the new leader's on_role_change finds nothing to do",
-    ),
-    (
-        "failover.data",
-        "data written before the failover, a vault secret included, reads back on the new leader",
-    ),
-    ("failover.rejoin", "the old leader rejoins as a replica"),
-];
+/// The three-member checks after `id`, to skip when `id` failed.
+fn three_member_checks_after(id: &str) -> impl Iterator<Item = &'static Decl> {
+    CHECKS
+        .iter()
+        .filter(|d| d.stage == Stage::ThreeMembers)
+        .skip_while(move |d| d.id != id)
+        .skip(1)
+}
 
 fn finish(
     req: &Request,
@@ -635,27 +700,23 @@ fn bootstrap_once(c: &Cluster<'_>, leader: &str, all: &[&str]) -> Verdict {
             runs,
         );
     }
-    let out = match c.exec(leader, &[image::BOOTSTRAP_BIN, "status", "--json"]) {
-        Ok(o) => o,
-        Err(e) => return Fail(format!("cannot run pgha-bootstrap status: {e}"), vec![]),
+    let status: StatusReport = match bootstrap_report(c, leader, "status") {
+        Ok((r, _)) => r,
+        Err(v) => return v,
     };
-    let status: serde_json::Value = match serde_json::from_slice(&out.stdout) {
-        Ok(v) => v,
-        Err(_) => return Fail("pgha-bootstrap status gave no report".into(), vec![text(&out)]),
-    };
-    let pending: Vec<String> = strings(&status["pending_migrations"]);
-    let problems: Vec<String> = strings(&status["problems"]);
-    let rows = status["ledger"]["migrations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let tools: BTreeSet<&str> = rows.iter().filter_map(|r| r["tool_version"].as_str()).collect();
+    let rows = &status.ledger.migrations;
+    let tools: BTreeSet<&str> = rows.iter().map(|r| r.tool_version.as_str()).collect();
     let mut bad = Vec::new();
-    if !status["ledger"]["exists"].as_bool().unwrap_or(false) || rows.is_empty() {
+    if !status.ledger.exists || rows.is_empty() {
         bad.push("the ledger is empty: the bootstrap never ran".to_string());
     }
-    bad.extend(pending.iter().map(|p| format!("migration {p} is pending")));
-    bad.extend(problems.iter().map(|p| format!("ledger: {p}")));
+    bad.extend(
+        status
+            .pending_migrations
+            .iter()
+            .map(|p| format!("migration {p} is pending")),
+    );
+    bad.extend(status.problems.iter().map(|p| format!("ledger: {p}")));
     if tools.len() > 1 {
         bad.push(format!(
             "the migrations were applied by several tool versions: {tools:?}"
@@ -676,30 +737,35 @@ fn bootstrap_once(c: &Cluster<'_>, leader: &str, all: &[&str]) -> Verdict {
     ))
 }
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-        .unwrap_or_default()
+/// `pgha-bootstrap COMMAND --json` on `member`, read as the report type
+/// the bootstrap writes (its output is never indexed as untyped JSON here).
+fn bootstrap_report<T: serde::de::DeserializeOwned>(
+    c: &Cluster<'_>,
+    member: &str,
+    command: &str,
+) -> Result<(T, std::process::Output), Verdict> {
+    let out = c
+        .exec(member, &[image::BOOTSTRAP_BIN, command, "--json"])
+        .map_err(|e| Fail(format!("cannot run pgha-bootstrap {command}: {e}"), vec![]))?;
+    match serde_json::from_slice(&out.stdout) {
+        Ok(r) => Ok((r, out)),
+        Err(e) => Err(Fail(
+            format!(
+                "pgha-bootstrap {command} exited with {} and no report ({e})",
+                out.status
+            ),
+            text(&out).lines().rev().take(8).map(String::from).collect(),
+        )),
+    }
 }
 
 fn bootstrap_check(c: &Cluster<'_>, leader: &str) -> Verdict {
-    let out = match c.exec(leader, &[image::BOOTSTRAP_BIN, "check", "--json"]) {
-        Ok(o) => o,
-        Err(e) => return Fail(format!("cannot run pgha-bootstrap check: {e}"), vec![]),
+    let (report, out): (CheckReport, _) = match bootstrap_report(c, leader, "check") {
+        Ok(r) => r,
+        Err(v) => return v,
     };
-    let report: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
-    let Some(report) = report else {
-        return Fail(
-            format!("pgha-bootstrap check exited with {} and no report", out.status),
-            text(&out).lines().rev().take(8).map(String::from).collect(),
-        );
-    };
-    let findings = report["findings"].as_array().cloned().unwrap_or_default();
-    let failed: Vec<String> = findings
-        .iter()
-        .filter(|f| !f["ok"].as_bool().unwrap_or(false))
-        .map(|f| f["what"].as_str().unwrap_or("?").to_string())
-        .collect();
+    let failed: Vec<String> = report.failures().map(|f| f.what.clone()).collect();
+    let findings = &report.findings;
     if failed.is_empty() && out.status.success() {
         Pass(format!("{} contract checks", findings.len()))
     } else {
@@ -1006,12 +1072,19 @@ fn server_key(c: &Cluster<'_>, leader: &str, secrets: &Secrets) -> Verdict {
 
 // ---------------------------------------------------------------- three members
 
+/// The member's migration ledger (version, checksum, when), from
+/// `pgha-bootstrap status` (which reads it on replicas too).
 fn ledger_snapshot(c: &Cluster<'_>, member: &str) -> Result<String, String> {
-    c.psql(
-        member,
-        "postgres",
-        "SELECT string_agg(version || ':' || checksum || ':' || applied_at, ',' ORDER BY version) FROM pgha_bootstrap.migrations",
-    )
+    let (status, _): (StatusReport, _) = bootstrap_report(c, member, "status").map_err(|v| match v {
+        Fail(reason, _) | Pass(reason) | Skip(reason) => reason,
+    })?;
+    Ok(status
+        .ledger
+        .migrations
+        .iter()
+        .map(|m| format!("{}:{}:{}", m.version, m.checksum, m.applied_at))
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 fn three_members(
@@ -1023,11 +1096,10 @@ fn three_members(
     secrets: &Secrets,
     timeout: Duration,
 ) {
-    let (id, title) = THREE[0];
-    let ok = rec.check(id, title, || replicas(c, leader, all, timeout));
+    let ok = rec.run("cluster.replicas", || replicas(c, leader, all, timeout));
     if !ok {
-        for (id, title) in &THREE[1..] {
-            rec.skip(id, title, "skipped: the replicas are not streaming");
+        for d in three_member_checks_after("cluster.replicas") {
+            rec.skip(d.id, d.title, "skipped: the replicas are not streaming");
         }
         return;
     }
@@ -1054,8 +1126,7 @@ fn three_members(
         .unwrap_or(30);
 
     let mut new_leader: Option<String> = None;
-    let (id, title) = THREE[1];
-    rec.check(id, title, || {
+    rec.run("failover.leader", || {
         if let Err(e) = &written {
             return Fail(
                 format!("cannot write the data to read back: {}", first_line(e)),
@@ -1089,15 +1160,15 @@ fn three_members(
         }
     });
     let Some(nl) = new_leader else {
-        for (id, title) in &THREE[2..] {
-            rec.skip(id, title, "skipped: no new leader");
+        for d in three_member_checks_after("failover.leader") {
+            rec.skip(d.id, d.title, "skipped: no new leader");
         }
         return;
     };
-    let (id, title) = THREE[2];
-    rec.check(id, title, || on_role_change(c, &nl, before.as_ref().ok()));
-    let (id, title) = THREE[3];
-    rec.check(id, title, || {
+    rec.run("failover.on-role-change", || {
+        on_role_change(c, &nl, before.as_ref().ok())
+    });
+    rec.run("failover.data", || {
         let row = c.psql(
             &nl,
             "postgres",
@@ -1131,8 +1202,7 @@ fn three_members(
             ),
         }
     });
-    let (id, title) = THREE[4];
-    rec.check(id, title, || {
+    rec.run("failover.rejoin", || {
         if let Err(e) = c.start_again(leader) {
             return Fail(e.to_string(), vec![]);
         }
@@ -1294,6 +1364,39 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_are_declared_once_and_listed_in_report_order() {
+        let ids: BTreeSet<&str> = CHECKS.iter().map(|d| d.id).collect();
+        assert_eq!(ids.len(), CHECKS.len(), "an id is declared twice");
+        let m = BuildManifest::from_json(
+            br#"{"tool_version": "0.1.0", "base_image": "b", "pg_majors": [15],
+                 "extensions": [{"name": "vector", "version": "0.8.0", "recipe": "pgxs"}]}"#,
+        )
+        .unwrap();
+        let one: Vec<String> = cluster_checks(&m, 1).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(
+            one,
+            [
+                "bootstrap.once",
+                "bootstrap.check",
+                "extension.vector",
+                "server.preloads",
+                "server.settings",
+                "pgsodium.key"
+            ]
+        );
+        let three = cluster_checks(&m, 3);
+        assert_eq!(three.len(), one.len() + 5);
+        assert_eq!(three.last().unwrap().1, title("failover.rejoin"));
+        let after: Vec<&str> = three_member_checks_after("failover.leader")
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(
+            after,
+            ["failover.on-role-change", "failover.data", "failover.rejoin"]
+        );
+    }
 
     #[test]
     fn build_tools_are_recognised() {

@@ -60,6 +60,23 @@ impl MemberState {
         (self.role == "replica" || self.role == "sync_standby")
             && (self.state == "streaming" || self.state == "running")
     }
+
+    /// The members of Patroni's `/cluster` document (none when it has no list).
+    pub fn from_cluster(doc: &Value) -> Vec<MemberState> {
+        let field = |m: &Value, k: &str| m[k].as_str().unwrap_or("").to_string();
+        doc["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| MemberState {
+                        name: field(m, "name"),
+                        role: field(m, "role"),
+                        state: field(m, "state"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Patroni's message when a bootstrap failed (the hook, initdb, or the
@@ -249,18 +266,7 @@ impl<'r> Cluster<'r> {
     pub fn view(&self, among: &[&str]) -> Vec<MemberState> {
         for m in among {
             if let Some(v) = self.rest(m, "/cluster") {
-                return v["members"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|m| MemberState {
-                                name: m["name"].as_str().unwrap_or("").to_string(),
-                                role: m["role"].as_str().unwrap_or("").to_string(),
-                                state: m["state"].as_str().unwrap_or("").to_string(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                return MemberState::from_cluster(&v);
             }
         }
         Vec::new()

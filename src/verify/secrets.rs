@@ -137,6 +137,15 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], VerifyError> {
     Ok(b)
 }
 
+impl Drop for Secrets {
+    /// The mounted directory is read-only (0555 or 0500, for the image):
+    /// writable again first, so that its removal works for a user who is
+    /// not root too (root ignores the mode).
+    fn drop(&mut self) {
+        let _ = fs::set_permissions(&self.mount, fs::Permissions::from_mode(0o700));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

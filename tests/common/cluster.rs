@@ -11,34 +11,15 @@
 use super::images::{podman_cmd, run};
 use super::netns::{Netns, docker_socket, start_dockerd, stop_dockerd};
 use super::prereq::require_program;
+use super::wait::wait_until;
+use pgha_image::verify::cluster::MemberState;
 use serde_norway::Value as Yaml;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Poll `check` every `every` until it returns Some, or panic after
-/// `timeout` with `what` and the last state `describe` gives.
-pub fn wait_until<T>(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut check: impl FnMut() -> Option<T>,
-    describe: impl Fn() -> String,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if start.elapsed() > timeout {
-            panic!("{what}: not within {timeout:?}\n{}", describe());
-        }
-        std::thread::sleep(every);
-    }
-}
+use std::time::Duration;
 
 /// A Podman network of its own, removed when dropped.
 pub struct Network {
@@ -491,26 +472,13 @@ pub fn patroni_cluster(host: &str, port: u16) -> Option<serde_json::Value> {
     serde_json::from_str(&body).ok()
 }
 
-/// A summary of `/cluster`: (name, role, state) per member.
-pub fn members(cluster: &serde_json::Value) -> Vec<(String, String, String)> {
-    cluster["members"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|m| {
-                    (
-                        m["name"].as_str().unwrap_or("").to_string(),
-                        m["role"].as_str().unwrap_or("").to_string(),
-                        m["state"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The members of `/cluster`, parsed as `verify` parses them.
+pub fn members(cluster: &serde_json::Value) -> Vec<MemberState> {
+    MemberState::from_cluster(cluster)
 }
 
-/// Wait until one member leads and `replicas` others run (streaming or
-/// running) as replicas, asking any of `hosts`; returns the leader's name.
+/// Wait until one member leads and `replicas` others stream (the rule
+/// `verify` applies), asking any of `hosts`; returns the leader's name.
 pub fn wait_for_leader(hosts: &[&str], restapi: u16, replicas: usize, timeout: Duration) -> String {
     let last = std::cell::RefCell::new(String::new());
     wait_until(
@@ -522,15 +490,12 @@ pub fn wait_for_leader(hosts: &[&str], restapi: u16, replicas: usize, timeout: D
                 if let Some(c) = patroni_cluster(h, restapi) {
                     let ms = members(&c);
                     *last.borrow_mut() = format!("{ms:?}");
-                    let leader = ms.iter().find(|(_, r, s)| r == "leader" && s == "running");
-                    let ready = ms
-                        .iter()
-                        .filter(|(_, r, s)| r == "replica" && (s == "streaming" || s == "running"))
-                        .count();
-                    if let Some((name, _, _)) = leader
+                    let leader = ms.iter().find(|m| m.is_leader());
+                    let ready = ms.iter().filter(|m| m.is_streaming_replica()).count();
+                    if let Some(leader) = leader
                         && ready >= replicas
                     {
-                        return Some(name.clone());
+                        return Some(leader.name.clone());
                     }
                 }
             }

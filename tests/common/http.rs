@@ -56,6 +56,8 @@ struct State {
     auth: Mutex<HashMap<String, Vec<String>>>,
     total: AtomicUsize,
     in_flight: AtomicUsize,
+    /// `Stall` replies that have sent their part and now stall.
+    stalled: AtomicUsize,
     max_in_flight: AtomicUsize,
     shutdown: AtomicBool,
 }
@@ -121,6 +123,11 @@ impl Server {
     }
 
     /// Requests received for `path`.
+    /// How many `Stall` replies have sent their part (and now stall).
+    pub fn stalled(&self) -> usize {
+        self.state.stalled.load(Ordering::SeqCst)
+    }
+
     pub fn requests(&self, path: &str) -> usize {
         self.state.counts.lock().unwrap().get(path).copied().unwrap_or(0)
     }
@@ -243,6 +250,7 @@ fn handle(mut s: TcpStream, st: &State) -> std::io::Result<()> {
             s.write_all(header(200, body.len() as u64, "").as_bytes())?;
             s.write_all(&body[..after.min(body.len())])?;
             s.flush()?;
+            st.stalled.fetch_add(1, Ordering::SeqCst);
             nap(st, stall);
         }
         Some(Reply::Truncated { body, claimed }) => {
@@ -299,25 +307,6 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Status",
     }
-}
-
-/// A real `.tar.gz` with a top-level directory `top/` holding `files`.
-pub fn tarball(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut b = tar::Builder::new(gz);
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(0o755);
-    h.set_size(0);
-    b.append_data(&mut h, format!("{top}/"), std::io::empty())
-        .unwrap();
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        b.append_data(&mut h, format!("{top}/{name}"), *data).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
 }
 
 /// Deterministic filler bytes (so fixture tarballs differ by `seed`).
@@ -385,7 +374,7 @@ pub fn two_sources(server: &Server, catalog: &Path) -> Vec<(String, Vec<u8>)> {
     let mut bodies = Vec::new();
     let mut entries = Vec::new();
     for (i, name) in ["a", "b"].iter().enumerate() {
-        let body = tarball(&format!("{name}-1.0"), &[("src.c", &filler(50_000, i as u8))]);
+        let body = super::tarball::tar_gz(&format!("{name}-1.0"), &[("src.c", &filler(50_000, i as u8))]);
         let path = format!("/{name}.tar.gz");
         server.route(&path, Reply::Bytes(body.clone()));
         entries.push(Entry {

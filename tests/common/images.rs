@@ -5,6 +5,7 @@
 //! concurrent test processes from building the same image twice at once.
 
 use super::prereq::{INSTALL, require_program, require_root};
+use super::wait::wait_until;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -483,15 +484,13 @@ impl Container {
 
     /// Poll `check` every second until it holds or `timeout` passes.
     pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Self) -> bool) {
-        let start = Instant::now();
-        while !check(self) {
-            assert!(
-                start.elapsed() < timeout,
-                "{what}: not within {timeout:?}; container log tail:\n{}",
-                tail(self.logs().as_bytes(), 40)
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        wait_until(
+            what,
+            timeout,
+            Duration::from_secs(1),
+            || check(self).then_some(()),
+            || format!("container log tail:\n{}", tail(self.logs().as_bytes(), 40)),
+        )
     }
 }
 

@@ -7,7 +7,8 @@
 //! `sources` (where the real upstream extension archives come from),
 //! `cluster` (pods on a Podman network as VMs, compose services run in them,
 //! Patroni REST polling), `netns` (network namespaces as hosts, a real
-//! dockerd on private paths), `vms` (the ship tests' VMs with sshd).
+//! dockerd on private paths), `vms` (the ship tests' VMs with sshd), `wait` (waiting on a condition),
+//! `tarball` (the tests' source archives).
 #![allow(dead_code)]
 
 pub mod cli;
@@ -19,4 +20,6 @@ pub mod netns;
 pub mod pg;
 pub mod prereq;
 pub mod sources;
+pub mod tarball;
 pub mod vms;
+pub mod wait;

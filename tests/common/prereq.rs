@@ -44,6 +44,11 @@ pub fn require_file(path: &Path, what: &str) -> PathBuf {
     path.to_path_buf()
 }
 
+/// Whether the tests run as root (the fast tier runs as any user).
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// The tests run PostgreSQL as the `postgres` user and rootful Podman: they need root.
 pub fn require_root() {
     let uid = Command::new("id").arg("-u").output().expect("run id -u");

@@ -13,10 +13,11 @@
 
 use super::netns::{Netns, docker_socket, start_dockerd, stop_dockerd, unmount_under};
 use super::prereq::{require_program, require_root};
+use super::wait::wait_until;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmEngine {
@@ -295,14 +296,13 @@ fn wait_for_port(addr: &str, expect: bool) {
         return;
     }
     let sa: SocketAddr = format!("{addr}:22").parse().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&sa, Duration::from_millis(300)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "sshd on {addr} did not listen within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        &format!("sshd listening on {addr}"),
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || TcpStream::connect_timeout(&sa, Duration::from_millis(300)).ok(),
+        String::new,
+    );
 }
 
 impl Drop for Vm {
