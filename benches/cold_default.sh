@@ -11,7 +11,7 @@
 # `cargo test --test engine_standin -- --include-ignored`), and the pinned
 # archives (PGHA_TEST_SOURCES, default ../shared/sources).
 # Usage: benches/cold_default.sh [MAJORS]   (default "15 17")
-# Takes the tests' engine lock (/tmp/pgha-test-engine.lock) while it builds.
+# Takes the tests' engine lock (/tmp/pgha-test-engine.flock) while it builds.
 set -euo pipefail
 
 majors=${1:-"15 17"}
@@ -26,19 +26,15 @@ done
 bin=$root/target/debug/pgha-image
 work=$(mktemp -d)
 tag=localhost/pgha-bench/cold-default:$$
-lock=/tmp/pgha-test-engine.lock
+lock=/tmp/pgha-test-engine.flock
 cleanup() {
     podman image rm -f "$tag" >/dev/null 2>&1 || true
     rm -rf "$work"
-    if [ "$(cat "$lock" 2>/dev/null)" = "$$" ]; then rm -f "$lock"; fi
 }
 trap cleanup EXIT
-# The tests' engine lock: a file made with O_EXCL holding our pid.
-until (set -o noclobber; echo "$$" > "$lock") 2>/dev/null; do
-    holder=$(cat "$lock" 2>/dev/null || true)
-    if [ -n "$holder" ] && [ ! -d "/proc/$holder" ]; then rm -f "$lock"; continue; fi
-    sleep 1
-done
+# The tests' engine lock: flock(1) on the tests' lock file, held until this script exits.
+exec 9>"$lock"
+flock 9
 
 extensions=$("$bin" extensions list --json \
     | jq -r '[.[] | select(.set == "default" and .build.kind != "pgrx") | .name] | join(",")')

@@ -19,23 +19,14 @@ cd "$root"
 command -v jq >/dev/null || { echo "missing jq: apt-get install jq" >&2; exit 4; }
 
 image=${1:-}
-# The tests' engine lock (tests/common/images.rs: a file made exclusively,
-# holding the owner's pid; one left by a dead process is stale), held while
+# The tests' engine lock (tests/common/images.rs: flock on a file, released
+# when its holder ends), held while
 # this builds and removes its image: Podman loses layers when a build reuses
 # cached layers that a concurrent removal prunes.
-lock=/tmp/pgha-test-engine.lock
-locked=
-engine_lock() {
-    local i=0
-    until (set -o noclobber; echo $$ >"$lock") 2>/dev/null; do
-        pid=$(cat "$lock" 2>/dev/null || true)
-        if [ -n "$pid" ] && [ ! -d "/proc/$pid" ]; then rm -f "$lock"; continue; fi
-        i=$((i + 1)); [ $i -lt 2400 ] || { echo "waited 20 min for $lock" >&2; exit 1; }
-        sleep 0.5
-    done
-    locked=1
-}
-engine_unlock() { [ -z "$locked" ] || rm -f "$lock"; locked=; }
+lock=/tmp/pgha-test-engine.flock
+# The tests' engine lock: flock(1) on the tests' lock file (fd 9).
+engine_lock() { exec 9>"$lock"; flock -w 1200 9 || { echo "waited 20 min for $lock" >&2; exit 1; }; }
+engine_unlock() { exec 9>&-; }
 cleanup() { engine_unlock; }
 trap 'cleanup' EXIT
 if [ -z "$image" ]; then
@@ -53,7 +44,7 @@ if [ -z "$image" ]; then
     work=$(mktemp -d /var/tmp/pgha-bench-size.XXXXXX)
     image=localhost/pgha-bench/image-size:$$
     cleanup() {
-        [ -n "$locked" ] || engine_lock
+        engine_lock
         podman image rm -f "$image" >/dev/null 2>&1 || true
         engine_unlock
         rm -rf "$work"

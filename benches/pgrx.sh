@@ -18,7 +18,7 @@
 # by the tests (`cargo test --test pgrx_offline -- --include-ignored`).
 # Usage: benches/pgrx.sh [RUNS] [--cold]   (env MAJOR: 15, the default, on the
 # bookworm stand-in, or 17 on the trixie one)
-# Takes the tests' engine lock (/tmp/pgha-test-engine.lock) while it builds.
+# Takes the tests' engine lock (/tmp/pgha-test-engine.flock) while it builds.
 set -euo pipefail
 
 runs=${1:-3}
@@ -40,19 +40,15 @@ rust="localhost/pgha-test/rust@$(podman image inspect --format '{{.Digest}}' "$r
 (cd "$root" && cargo build -q --bins)
 bin=$root/target/debug/pgha-image
 work=$(mktemp -d)
-lock=/tmp/pgha-test-engine.lock
+lock=/tmp/pgha-test-engine.flock
 cleanup() {
     podman image rm -f "$tag" >/dev/null 2>&1 || true
     rm -rf "$work"
-    if [ "$(cat "$lock" 2>/dev/null)" = "$$" ]; then rm -f "$lock"; fi
 }
 trap cleanup EXIT
-# The tests' engine lock: a file made with O_EXCL holding our pid.
-until (set -o noclobber; echo "$$" > "$lock") 2>/dev/null; do
-    holder=$(cat "$lock" 2>/dev/null || true)
-    if [ -n "$holder" ] && [ ! -d "/proc/$holder" ]; then rm -f "$lock"; continue; fi
-    sleep 1
-done
+# The tests' engine lock: flock(1) on the tests' lock file, held until this script exits.
+exec 9>"$lock"
+flock 9
 
 # The test catalog (pg_graphql pinned to the partial archive) and the source mirror.
 mkdir -p "$work/catalog" "$work/mirror"

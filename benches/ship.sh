@@ -33,15 +33,9 @@ podman image exists "$BASE" || {
 
 # Builds and removals take the tests' engine lock (tests/common/images.rs:
 # Podman 4.3 loses layers when a build races a concurrent rmi).
-LOCK=/tmp/pgha-test-engine.lock
-lock() {
-    until (set -C; echo $$ > "$LOCK") 2>/dev/null; do
-        owner=$(cat "$LOCK" 2>/dev/null || true)
-        [ -n "$owner" ] && [ ! -d "/proc/$owner" ] && rm -f "$LOCK"
-        sleep 0.5
-    done
-}
-unlock() { [ "$(cat "$LOCK" 2>/dev/null)" = $$ ] && rm -f "$LOCK"; return 0; }
+LOCK=/tmp/pgha-test-engine.flock
+lock() { exec 9>"$LOCK"; flock 9; }
+unlock() { exec 9>&-; }
 
 tmp=$(mktemp -d /var/tmp/pgha-ship-bench.XXXXXX)
 tag=pgha-bench-ship-$$

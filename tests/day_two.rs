@@ -18,8 +18,8 @@
 mod common;
 
 use common::cluster::{self, ComposeService, Network, Pod, compose_services};
-use common::wait::wait_until;
 use common::images;
+use common::wait::wait_until;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};

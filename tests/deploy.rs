@@ -36,8 +36,8 @@ mod common;
 
 use base64::Engine as _;
 use common::cluster::{self, ComposeService, Network, Pod, compose_services};
-use common::wait::wait_until;
 use common::images::{self, TestImage};
+use common::wait::wait_until;
 use hmac::{Hmac, KeyInit, Mac};
 use std::path::Path;
 use std::sync::OnceLock;

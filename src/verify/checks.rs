@@ -541,6 +541,12 @@ fn labels(meta: &ImageMeta, m: &BuildManifest) -> Verdict {
 
 pub fn is_build_tool(package: &str) -> bool {
     let base = package.split(':').next().unwrap_or(package);
+    // postgresql-common depends on it since Debian trixie's 278 (and PGDG's
+    // 257+): pg_buildext's scripts, no compiler and no headers; every image
+    // of a base with PostgreSQL from those packages has it.
+    if base == "postgresql-common-dev" {
+        return false;
+    }
     if base.ends_with("-dev") {
         return true;
     }
@@ -1420,6 +1426,7 @@ mod tests {
             "postgresql-15",
             "devscripts-el",
             "libdevmapper1.02.1",
+            "postgresql-common-dev",
         ] {
             assert!(!is_build_tool(p), "{p}");
         }

@@ -19,9 +19,10 @@ pub const DEBIAN_BASE: &str = "localhost/pgha-test/debian:bookworm";
 pub const SPILO_STANDIN_REPO: &str = "localhost/pgha-test/spilo-standin";
 /// Label on the stand-in with the digest of its support files (also in its tag).
 const SUPPORT_DIGEST_LABEL: &str = "io.pgha.test-support-digest";
-const LOCK: &str = "/tmp/pgha-test-images.lock";
-/// A lock older than this is taken to be left over by a killed test.
-const LOCK_STALE: Duration = Duration::from_secs(20 * 60);
+const LOCK: &str = "/tmp/pgha-test-images.flock";
+/// The longest a test waits for a lock (a cold pgrx build holds the engine
+/// lock for many minutes).
+const LOCK_WAIT: Duration = Duration::from_secs(45 * 60);
 
 pub fn support_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support")
@@ -73,8 +74,11 @@ pub fn image_id(reference: &str) -> String {
         .to_string()
 }
 
-/// A cross-process lock: a file made with create_new, removed on drop.
-pub struct ImageLock(PathBuf);
+/// A cross-process lock: flock(2) on a file, released when it is dropped or
+/// when its process dies (a killed test leaves nothing that blocks the next
+/// run). The descriptor is close-on-exec, so a child the test starts does not
+/// hold it.
+pub struct ImageLock(#[allow(dead_code)] std::fs::File);
 
 impl ImageLock {
     /// The lock for building the shared test images.
@@ -83,32 +87,34 @@ impl ImageLock {
     }
 
     fn acquire_at(lock: &str) -> Self {
-        let path = PathBuf::from(lock);
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock)
+            .unwrap_or_else(|e| panic!("cannot open {lock}: {e}"));
         let start = Instant::now();
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let _ = writeln!(f, "{}", std::process::id());
-                    return ImageLock(path);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if lock_is_stale(&path) {
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    assert!(
-                        start.elapsed() < LOCK_STALE,
-                        "waited {:?} for {lock}; remove it if no test is using the engine",
-                        start.elapsed()
-                    );
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => panic!("cannot create {lock}: {e}"),
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let _ = f.set_len(0);
+                let _ = writeln!(&f, "{}", std::process::id());
+                return ImageLock(f);
             }
+            let e = std::io::Error::last_os_error();
+            assert!(
+                e.raw_os_error() == Some(libc::EWOULDBLOCK),
+                "cannot lock {lock}: {e}"
+            );
+            let holder = std::fs::read_to_string(lock).unwrap_or_default();
+            assert!(
+                start.elapsed() < LOCK_WAIT,
+                "waited {:?} for {lock}, held by pid {}",
+                start.elapsed(),
+                holder.trim()
+            );
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 }
@@ -121,29 +127,7 @@ pub fn engine_lock() -> ImageLock {
     ImageLock::acquire_at(ENGINE_LOCK)
 }
 
-const ENGINE_LOCK: &str = "/tmp/pgha-test-engine.lock";
-
-fn lock_is_stale(path: &Path) -> bool {
-    let pid = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
-    if let Some(pid) = pid
-        && !Path::new(&format!("/proc/{pid}")).exists()
-    {
-        return true;
-    }
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age > LOCK_STALE)
-}
-
-impl Drop for ImageLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+const ENGINE_LOCK: &str = "/tmp/pgha-test-engine.flock";
 
 /// `localhost/pgha-test/debian:bookworm`, made by debootstrap --variant=minbase
 /// and `podman import` when absent (~30 s).
