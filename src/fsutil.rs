@@ -27,6 +27,65 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// Why [`read_regular_bounded`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum BoundedReadError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A FIFO, socket, device or directory: reading it could block for ever
+    /// or never end.
+    #[error("not a regular file (it is a {kind})")]
+    NotRegular { kind: &'static str },
+    #[error("larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+/// What kind of file `ft` is, in words.
+pub fn file_kind(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        "regular file"
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else {
+        "symbolic link"
+    }
+}
+
+/// Read a file that a user or an image controls, with a size limit: symbolic
+/// links are followed, but the file they end at must be a regular file (it
+/// is opened with `O_NONBLOCK`, so a FIFO cannot block the open, and checked
+/// with `fstat` before a byte is read), and at most `limit` bytes are
+/// accepted (reading stops at `limit + 1`).
+pub fn read_regular_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(BoundedReadError::NotRegular {
+            kind: file_kind(&meta.file_type()),
+        });
+    }
+    let mut out = Vec::with_capacity(meta.len().min(limit) as usize);
+    file.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(BoundedReadError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
 /// The directory a path lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
