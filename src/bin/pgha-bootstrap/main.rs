@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let mut s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             if let Some(list) = extensions {
-                s.extensions = s.extensions.with_list(list);
+                s.extensions = s.extensions.with_list(list)?;
             }
             s.accept_function_changes = *accept_function_changes;
             apply_and_report(&s, cli.quiet, *json).await
@@ -278,7 +278,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let mut s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             if let Some(list) = extensions {
-                s.extensions = s.extensions.with_list(list);
+                s.extensions = s.extensions.with_list(list)?;
             }
             let report = runner::bounded(&s, "pgha-bootstrap check", check::check(&s)).await?;
             print_report(&report, || report.lines(), *json, false);
