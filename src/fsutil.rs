@@ -331,6 +331,43 @@ pub fn write_dir_tar<W: Write>(root: &Path, mtime: u64, w: W) -> io::Result<W> {
 
 /// Every entry under `root` (directories too, symlinks not followed), as
 /// (path relative to `root`, its type), in no particular order.
+/// Why `dir` cannot be replaced without losing something, or `None` when
+/// every file in it is one `recorded` lists (relative path → the digest it
+/// was written with; `None` for a file still being written) and still has
+/// that digest. `own` is the record's own file; `tool` names the command
+/// for the message. The rule `generate` and `manifests` share for `--out`.
+pub fn unrecorded_file(
+    dir: &Path,
+    recorded: &std::collections::BTreeMap<String, Option<Sha256Digest>>,
+    own: &str,
+    tool: &str,
+) -> io::Result<Option<String>> {
+    for (rel, ft) in walk_tree(dir)? {
+        if ft.is_dir() {
+            continue;
+        }
+        let rel = rel.to_string_lossy().into_owned();
+        if rel == own {
+            continue;
+        }
+        if !ft.is_file() {
+            return Ok(Some(format!(
+                "{rel} is not a regular file; {tool} never writes one"
+            )));
+        }
+        let Some(expected) = recorded.get(&rel) else {
+            return Ok(Some(format!("{rel} is not a file {tool} wrote")));
+        };
+        if let Some(expected) = expected {
+            let (actual, _) = Sha256Digest::of_file(&dir.join(&rel))?;
+            if actual != *expected {
+                return Ok(Some(format!("{rel} was changed since {tool} wrote it")));
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub fn walk_tree(root: &Path) -> io::Result<Vec<(PathBuf, fs::FileType)>> {
     let mut entries = Vec::new();
     walk(root, Path::new(""), &mut entries)?;

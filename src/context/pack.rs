@@ -448,13 +448,11 @@ pub fn check_out_dir(out: &Path) -> Result<(), ContextError> {
     if !meta.is_dir() {
         return Err(refuse("it is not a directory".into()));
     }
-    let found: Vec<(String, bool)> = fsutil::walk_tree(out)
+    let empty = fsutil::walk_tree(out)
         .map_err(|e| refuse(e.to_string()))?
-        .into_iter()
-        .filter(|(_, t)| !t.is_dir())
-        .map(|(p, t)| (p.to_string_lossy().into_owned(), t.is_file()))
-        .collect();
-    if found.is_empty() {
+        .iter()
+        .all(|(_, t)| t.is_dir());
+    if empty {
         return Ok(());
     }
     let Some(record) = OwnerRecord::read(out) else {
@@ -462,28 +460,11 @@ pub fn check_out_dir(out: &Path) -> Result<(), ContextError> {
             "it has no {OWNER_RECORD} (the record of a pgha-image output), so its files may be yours"
         )));
     };
-    for (rel, is_file) in found {
-        if rel == OWNER_RECORD {
-            continue;
-        }
-        if !is_file {
-            return Err(refuse(format!(
-                "{rel} is not a regular file; generate never writes one"
-            )));
-        }
-        let recorded = record
-            .files
-            .get(&rel)
-            .ok_or_else(|| refuse(format!("{rel} is not a file generate wrote")))?;
-        if let Some(expected) = recorded {
-            let path = out.join(&rel);
-            let (actual, _) = Sha256Digest::of_file(&path).map_err(|e| refuse(format!("{rel}: {e}")))?;
-            if actual != *expected {
-                return Err(refuse(format!("{rel} was changed since generate wrote it")));
-            }
-        }
+    match fsutil::unrecorded_file(out, &record.files, OWNER_RECORD, "generate") {
+        Ok(None) => Ok(()),
+        Ok(Some(reason)) => Err(refuse(reason)),
+        Err(e) => Err(refuse(e.to_string())),
     }
-    Ok(())
 }
 
 fn copy_hashing(from: &Path, to: &Path) -> Result<(Sha256Digest, u64), ContextError> {
