@@ -59,6 +59,9 @@ pub enum ShipError {
 
     #[error("{new} shares no layer with {old}: a delta would hold the whole image")]
     NothingShared { old: String, new: String },
+
+    #[error("--ssh-option {option:?} turns host-key checking off: {why}")]
+    WeakHostKeyOption { option: String, why: &'static str },
 }
 
 fn summary(failed: &[(String, String, ExitCode)]) -> String {
@@ -87,6 +90,12 @@ impl Diagnostic for ShipError {
                  or bring a full export of the new image instead of the delta"
             )),
             ShipError::NothingShared { .. } => Some("export the full image (without --since)".into()),
+            ShipError::WeakHostKeyOption { .. } => Some(
+                "add the host's key to known_hosts (`ssh-keyscan HOST >> ~/.ssh/known_hosts`, then compare \
+                 its fingerprint), or use StrictHostKeyChecking=accept-new for a first contact; \
+                 --insecure-host-keys accepts the option anyway; nothing was sent"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -98,9 +107,10 @@ impl Diagnostic for ShipError {
             ShipError::Io { .. } | ShipError::SaveIncomplete { .. } | ShipError::BadImage { .. } => {
                 ExitCode::Failure
             }
-            ShipError::BadTarget { .. } | ShipError::NoTarget | ShipError::NothingShared { .. } => {
-                ExitCode::Usage
-            }
+            ShipError::BadTarget { .. }
+            | ShipError::NoTarget
+            | ShipError::NothingShared { .. }
+            | ShipError::WeakHostKeyOption { .. } => ExitCode::Usage,
             ShipError::BadDelta { .. } => ExitCode::Usage,
             ShipError::DeltaBaseMissing { .. } => ExitCode::Prerequisite,
             ShipError::LoadedIdMismatch { .. } => ExitCode::Verification,

@@ -138,6 +138,12 @@ struct Plan {
 /// (the image is not there, the local cache cannot be written).
 pub fn ship(engine: &Engine, req: &ShipRequest, progress: &Progress) -> Result<ShipReport, ShipError> {
     let start = Instant::now();
+    crate::engine::EngineError::check_reference(&req.tag)?;
+    if !req.ssh.insecure_host_keys
+        && let Some((option, why)) = remote::weak_host_key_option(&req.ssh.options)
+    {
+        return Err(ShipError::WeakHostKeyOption { option, why });
+    }
     let image = SourceImage::inspect(engine, &req.tag)?;
     let cache = LayerCache::new(req.cache_dir.join("ship"));
     let parallel = req.parallel.max(1);
