@@ -4,6 +4,7 @@
 use crate::Global;
 use clap::Args;
 use pgha_image::engine::EngineChoice;
+use pgha_image::fsutil::AtomicFile;
 use pgha_image::verify::{self, Request, VerifyError};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -58,11 +59,14 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
         timeout: Duration::from_secs(args.timeout),
         omit_secrets: args.without_secret.clone(),
     };
+    // The JUnit file's place is checked (its temporary file created) before
+    // the run, not after it: a bad path must not lose the report.
+    let junit = match &args.junit {
+        Some(path) => Some(junit_file(path)?),
+        None => None,
+    };
     // Progress (a line per check) goes to stderr; the result to stdout.
     let report = verify::run(req, global.progress())?;
-    if let Some(path) = &args.junit {
-        write_atomic(path, report.junit().as_bytes())?;
-    }
     if args.json {
         println!("{}", report.to_json());
     } else if std::io::stdout().is_terminal() {
@@ -79,29 +83,44 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
         }
     }
     let failed = report.failed().count();
+    let written = junit.map(|mut f| {
+        use std::io::Write;
+        let path = f.dest().to_path_buf();
+        f.write_all(report.junit().as_bytes())
+            .and_then(|()| f.commit())
+            .map_err(|source| VerifyError::Io {
+                what: format!("writing the JUnit report {}", path.display()),
+                source,
+            })
+    });
     if failed > 0 {
+        // A failed check is the verdict, whatever happened to the file.
+        if let Some(Err(e)) = written {
+            eprintln!("error: {e}");
+        }
         return Err(VerifyError::ChecksFailed {
             failed,
             total: report.checks.len(),
         }
         .into());
     }
+    written.transpose()?;
     Ok(())
 }
 
-/// Write next to the target and rename: a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), pgha_image::Error> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// The temporary file the JUnit report goes to, next to `path`, renamed
+/// over it when written: a directory, or a place that cannot be written,
+/// is refused before the run (exit 2).
+fn junit_file(path: &Path) -> Result<AtomicFile, VerifyError> {
+    let bad = |why: String| {
+        VerifyError::Usage(format!(
+            "--junit {}: {why}; give a file in a writable directory (e.g. reports/verify.xml after \
+             `mkdir -p reports`)",
+            path.display()
+        ))
     };
-    let io = |source| VerifyError::Io {
-        what: format!("writing the JUnit report {}", path.display()),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    if path.is_dir() {
+        return Err(bad("it is a directory".into()));
+    }
+    AtomicFile::create(path).map_err(|e| bad(e.to_string()))
 }

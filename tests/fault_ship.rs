@@ -1,0 +1,233 @@
+//! `pgha-image ship` and `verify` under hostile names and options (issue
+//! 19), as real processes against a real sshd "VM" (tests/common/vms.rs)
+//! with its own Podman store: a malformed image name or an option in its
+//! place is exit 2 before any work; an `--ssh-option` that turns host-key
+//! checking off is refused before any host is contacted, so a changed host
+//! key still stops the ship; `--insecure-host-keys` is the documented way
+//! round it. Nothing reaches the VM when refused.
+
+mod common;
+
+use common::images::{TestImage, debian_base, engine_lock, podman_cmd, run};
+use common::vms::{VmEngine, Vms};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+fn pgha(args: &[String]) -> Output {
+    assert_cmd::Command::cargo_bin("pgha-image")
+        .unwrap()
+        .env_remove("PGHA_SSH")
+        .env("PGHA_ENGINE", "podman")
+        .args(args)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ship_args(vms: &Vms, cache: &Path, tag: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "--cache-dir".into(),
+        cache.display().to_string(),
+        "ship".into(),
+        tag.into(),
+        "--to".into(),
+        vms.vms[0].target(),
+    ];
+    a.extend(vms.ssh_args());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Nothing of ours on the VM: not the image, no staged layer.
+fn untouched(vms: &Vms, tag: &str) {
+    let vm = &vms.vms[0];
+    assert_eq!(vm.image_id(tag), None, "{tag} must not be on the VM");
+    let staged = std::fs::read_dir(vm.stage_dir()).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(staged, 0, "nothing may be staged on the VM");
+}
+
+#[test]
+#[ignore = "slow tier: needs root, Podman, sshd and network namespaces"]
+fn weak_host_key_options_and_bad_names_are_refused_before_any_host_is_contacted() {
+    let image = {
+        let _lock = engine_lock();
+        let reference = format!("localhost/pgha-i19-ship/hostkey:{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Containerfile"),
+            format!(
+                "FROM {}\nRUN head -c 65536 /dev/urandom > /i19.bin\n",
+                debian_base()
+            ),
+        )
+        .unwrap();
+        run(podman_cmd()
+            .args(["build", "-q", "-t", &reference])
+            .arg(dir.path()));
+        TestImage { reference }
+    };
+    let vms = Vms::start(&[VmEngine::Podman]);
+    let cache = tempfile::tempdir().unwrap();
+    let tag = image.reference.as_str();
+
+    // Bad names: exit 2, before the engine or ssh is asked anything.
+    for bad in ["--rm", "Bad Name:1", "UPPER/case:1", "x:"] {
+        let mut a = vec![
+            "--cache-dir".to_string(),
+            cache.path().display().to_string(),
+            "ship".into(),
+            "--to".into(),
+            vms.vms[0].target(),
+        ];
+        a.extend(vms.ssh_args());
+        // `--` makes an option-like name positional, as a script might pass it.
+        a.extend(["--".to_string(), bad.to_string()]);
+        let o = pgha(&a);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {e}");
+        assert!(
+            e.contains("not a valid image reference") || e.contains(bad),
+            "{bad:?}: {e}"
+        );
+        assert!(e.contains("hint:"), "{bad:?}: {e}");
+    }
+    untouched(&vms, tag);
+
+    // The host's key changes (a new machine, or someone in between).
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("other_host_key");
+    run(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    let other_pub = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut parts = other_pub.split_whitespace();
+    std::fs::write(
+        vms.known_hosts(),
+        format!(
+            "{} {} {}\n",
+            vms.vms[0].addr,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    )
+    .unwrap();
+
+    // Plain ship: the changed key fails the host (exit 1), nothing loaded.
+    let o = pgha(&ship_args(&vms, cache.path(), tag, &[]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    untouched(&vms, tag);
+
+    // Options that would accept it: refused, exit 2, nothing sent.
+    for weak in [
+        vec!["StrictHostKeyChecking=no"],
+        vec!["StrictHostKeyChecking off"],
+        vec!["KnownHostsCommand=/bin/cat /dev/null"],
+        vec!["StrictHostKeyChecking=accept-new", "UserKnownHostsFile=/dev/null"],
+    ] {
+        // The user's options come first: ssh keeps the first value.
+        let mut extra = Vec::new();
+        for w in &weak {
+            extra.extend(["--ssh-option", w]);
+        }
+        let mut a = vec![
+            "--cache-dir".to_string(),
+            cache.path().display().to_string(),
+            "ship".into(),
+            tag.into(),
+            "--to".into(),
+            vms.vms[0].target(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(vms.ssh_args());
+        let o = pgha(&a);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{weak:?}: {e}");
+        assert!(e.contains("turns host-key checking off"), "{e}");
+        assert!(
+            e.contains("hint:") && e.contains("ssh-keyscan") && e.contains("--insecure-host-keys"),
+            "{e}"
+        );
+        untouched(&vms, tag);
+    }
+
+    // The documented escape: --insecure-host-keys ships despite the changed key.
+    let mut a = vec![
+        "--cache-dir".to_string(),
+        cache.path().display().to_string(),
+        "ship".into(),
+        tag.into(),
+        "--to".into(),
+        vms.vms[0].target(),
+        "--insecure-host-keys".into(),
+        "--ssh-option".into(),
+        "StrictHostKeyChecking=no".into(),
+    ];
+    a.extend(vms.ssh_args());
+    let o = pgha(&a);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        vms.vms[0].image_id(tag),
+        Some(format!(
+            "sha256:{}",
+            common::images::image_id(tag).trim_start_matches("sha256:")
+        )),
+        "shipped with --insecure-host-keys"
+    );
+}
+
+/// `verify` refuses a malformed name or an option in its place (exit 2)
+/// before the engine is asked; `--junit` into a directory or a directory
+/// that does not exist is refused before the run. Decision: a run that
+/// exits 2 writes no report: no JSON on stdout, the JUnit file's place is
+/// left as it was (an earlier report there is kept, no temporary file).
+#[test]
+fn verify_refuses_bad_names_and_junit_paths_before_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let earlier = tmp.path().join("verify.xml");
+    std::fs::write(&earlier, "<testsuites/>\n").unwrap();
+    let junit = earlier.display().to_string();
+    for bad in ["--rm", "Bad Name", "x:", "a//b"] {
+        let o = pgha(&[
+            "verify".into(),
+            "--json".into(),
+            "--junit".into(),
+            junit.clone(),
+            "--".into(),
+            bad.into(),
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {e}");
+        assert!(e.contains("not a valid image reference"), "{bad:?}: {e}");
+        assert!(e.contains("hint:"), "{bad:?}: {e}");
+        assert!(o.stdout.is_empty(), "{bad:?}: no report on exit 2");
+    }
+    assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "<testsuites/>\n");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file is left");
+
+    for (path, why) in [
+        (tmp.path().display().to_string(), "it is a directory"),
+        (
+            tmp.path().join("no/such/dir/v.xml").display().to_string(),
+            "No such file or directory",
+        ),
+    ] {
+        // A well-formed name of an image that does not exist: the path is
+        // refused first, so a real run would not have started either.
+        let o = pgha(&[
+            "verify".into(),
+            "--junit".into(),
+            path.clone(),
+            "localhost/pgha-i19-no-such-image:1".into(),
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{path}: {e}");
+        assert!(e.contains(&format!("--junit {path}: {why}")), "{e}");
+        assert!(e.contains("give a file in a writable directory"), "{e}");
+    }
+}
