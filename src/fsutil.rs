@@ -38,6 +38,8 @@ pub enum BoundedReadError {
     NotRegular { kind: &'static str },
     #[error("larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("not finished after {seconds} s")]
+    TimedOut { seconds: u64 },
 }
 
 /// What kind of file `ft` is, in words.
@@ -84,6 +86,78 @@ pub fn read_regular_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedR
         return Err(BoundedReadError::TooLarge { limit });
     }
     Ok(out)
+}
+
+/// Wait for `child` (spawned with piped stdout and stderr), collecting what
+/// it writes, at most `limit` bytes on each: a child that writes more is
+/// killed, and the answer is [`BoundedReadError::TooLarge`]; one still
+/// writing after `time_limit` is killed too ([`BoundedReadError::TimedOut`]).
+/// For commands whose output an image controls.
+pub fn output_bounded(
+    mut child: std::process::Child,
+    limit: u64,
+    time_limit: Option<std::time::Duration>,
+) -> Result<std::process::Output, BoundedReadError> {
+    use std::io::Read;
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, io::Result<Vec<u8>>)>();
+    let collect = |is_out: bool, r: Option<Box<dyn Read + Send>>| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let res = match r {
+                Some(r) => r.take(limit + 1).read_to_end(&mut v).map(|_| v),
+                None => Ok(v),
+            };
+            let _ = tx.send((is_out, res));
+        });
+    };
+    collect(
+        true,
+        child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    collect(
+        false,
+        child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    drop(tx);
+    let (mut stdout, mut stderr) = (None, None);
+    // Whichever stream ends first is looked at first: a stream past the
+    // limit kills the child at once (it may be blocked writing the other).
+    let deadline = time_limit.map(|t| (std::time::Instant::now() + t, t.as_secs()));
+    loop {
+        let next = match deadline {
+            None => rx.recv().ok(),
+            Some((at, seconds)) => {
+                match rx.recv_timeout(at.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(n) => Some(n),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(BoundedReadError::TimedOut { seconds });
+                    }
+                }
+            }
+        };
+        let Some((is_out, res)) = next else { break };
+        if matches!(&res, Ok(v) if v.len() as u64 > limit) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BoundedReadError::TooLarge { limit });
+        }
+        if is_out {
+            stdout = Some(res);
+        } else {
+            stderr = Some(res);
+        }
+    }
+    let status = child.wait()?;
+    let missing = || Err(io::Error::other("an output reader stopped"));
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.unwrap_or_else(missing)?,
+        stderr: stderr.unwrap_or_else(missing)?,
+    })
 }
 
 /// The directory a path lives in (`.` for a bare file name).

@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 
 /// Where `pgha-image build` puts the build manifest (context/pack.rs).
 pub const MANIFEST_PATH: &str = "/etc/pgha/build-manifest.json";
+/// The largest build manifest read from an image (a real one is a few KiB).
+pub const MANIFEST_MAX_BYTES: u64 = 1024 * 1024;
+/// The largest bootstrap configuration read from an image.
+pub const CONFIG_MAX_BYTES: u64 = 256 * 1024;
 pub const BOOTSTRAP_BIN: &str = "/usr/local/bin/pgha-bootstrap";
 /// What the generated `/launch.sh` says of itself (dockerfiles/launch.sh.j2).
 pub const LAUNCH_WRAPPER_MARK: &str = "pgha-image launch wrapper";
@@ -166,11 +170,16 @@ fn sections(out: &str) -> BTreeMap<String, String> {
 }
 
 pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyError> {
+    // Only regular files, and at most one byte past each limit, are read:
+    // a link to /dev/zero must not fill the memory.
     let script = format!(
-        "echo @@manifest; cat {MANIFEST_PATH} || echo '@@manifest-error'; \
-         echo @@bootstrap; cat {} 2>/dev/null; \
+        "echo @@manifest; if [ -f {MANIFEST_PATH} ]; then head -c {} {MANIFEST_PATH}; echo; \
+         else echo '@@manifest-error'; fi; \
+         echo @@bootstrap; [ -f {cfg} ] && head -c {} {cfg}; echo; \
          echo @@launch; grep -c '{LAUNCH_WRAPPER_MARK}' /launch.sh 2>/dev/null; true",
-        crate::bootstrap::config::DEFAULT_PATH
+        MANIFEST_MAX_BYTES + 2,
+        CONFIG_MAX_BYTES + 2,
+        cfg = crate::bootstrap::config::DEFAULT_PATH
     );
     let out = probe(res, image, "probe-config", &script, &[])?;
     let s = sections(&out);
@@ -180,7 +189,19 @@ pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyEr
         detail,
     };
     if s.contains_key("manifest-error") {
-        return Err(not_ours("the file is missing".into()));
+        return Err(not_ours("the file is missing or not a regular file".into()));
+    }
+    // Each section has one newline of its own and one the script adds.
+    let len = |name: &str| s.get(name).map_or(0, |t| t.len().saturating_sub(2)) as u64;
+    if len("manifest") > MANIFEST_MAX_BYTES {
+        return Err(not_ours(format!("it is larger than {MANIFEST_MAX_BYTES} bytes")));
+    }
+    if len("bootstrap") > CONFIG_MAX_BYTES {
+        return Err(VerifyError::NotOurImage {
+            image: image.to_string(),
+            path: crate::bootstrap::config::DEFAULT_PATH.into(),
+            detail: format!("it is larger than {CONFIG_MAX_BYTES} bytes"),
+        });
     }
     let manifest: ImageManifest = serde_json::from_str(s.get("manifest").map(String::as_str).unwrap_or(""))
         .map_err(|e| not_ours(format!("not a build manifest: {e}")))?;

@@ -27,6 +27,11 @@ use crate::engine::Engine;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
+
+/// The most an engine command of a verify run may print on stdout or on
+/// stderr (a member's whole log fits many times over).
+pub const OUTPUT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 pub const RUN_LABEL: &str = "io.pgha.verify.run";
 
@@ -210,19 +215,54 @@ impl Resources {
 
     /// Run an engine command that creates nothing (exec, inspect, logs, stop, start).
     pub fn output(&self, args: &[String]) -> Result<Output, VerifyError> {
-        self.engine
+        let child = self
+            .engine
             .command()
             .args(args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| VerifyError::Io {
                 what: format!("running {}", self.engine.program().display()),
                 source: e,
-            })
+            })?;
+        self.bounded(args, child, None)
+    }
+
+    /// What an engine command printed, at most [`OUTPUT_MAX_BYTES`] on each
+    /// stream: what runs in the image controls it.
+    fn bounded(
+        &self,
+        args: &[String],
+        child: Child,
+        time_limit: Option<Duration>,
+    ) -> Result<Output, VerifyError> {
+        use crate::fsutil::{BoundedReadError, output_bounded};
+        output_bounded(child, OUTPUT_MAX_BYTES, time_limit).map_err(|e| match e {
+            BoundedReadError::Io(source) => VerifyError::Io {
+                what: format!("running {}", self.engine.program().display()),
+                source,
+            },
+            BoundedReadError::TimedOut { seconds } => VerifyError::Command {
+                command: format!("{} {}", self.engine.kind(), args.join(" ")),
+                detail: format!("stopped: not finished after {seconds} s"),
+            },
+            other => VerifyError::Command {
+                command: format!("{} {}", self.engine.kind(), args.join(" ")),
+                detail: format!("its output is {other} (the image writes without end?)"),
+            },
+        })
     }
 
     /// Like [`Self::output`], with `input` on the command's stdin (`exec -i`).
-    pub fn output_with_input(&self, args: &[String], input: &[u8]) -> Result<Output, VerifyError> {
+    /// It is stopped after `time_limit`.
+    pub fn output_with_input(
+        &self,
+        args: &[String],
+        input: &[u8],
+        time_limit: Duration,
+    ) -> Result<Output, VerifyError> {
         use std::io::Write;
         let io = |e| VerifyError::Io {
             what: format!("running {}", self.engine.program().display()),
@@ -243,9 +283,9 @@ impl Resources {
         let writer = std::thread::spawn(move || {
             let _ = stdin.write_all(&input);
         });
-        let out = child.wait_with_output().map_err(io)?;
+        let out = self.bounded(args, child, Some(time_limit));
         let _ = writer.join();
-        Ok(out)
+        out
     }
 
     /// A command of the engine, for callers that stream or pipe.
