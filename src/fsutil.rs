@@ -42,6 +42,25 @@ pub enum BoundedReadError {
     TimedOut { seconds: u64 },
 }
 
+/// The limit for a small file a user or an image hands over: a
+/// configuration, a manifest, a checksum file, a record (they are KiBs).
+pub const SMALL_FILE_MAX_BYTES: u64 = 1024 * 1024;
+
+/// [`read_regular_bounded`] as `std::fs::read` would answer: a refusal is
+/// an `InvalidData` error that says why (and `NotFound` stays `NotFound`).
+pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read_regular_bounded(path, limit).map_err(|e| match e {
+        BoundedReadError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    })
+}
+
+/// [`read_limited`] as text.
+pub fn read_limited_text(path: &Path, limit: u64) -> io::Result<String> {
+    String::from_utf8(read_limited(path, limit)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// What kind of file `ft` is, in words.
 pub fn file_kind(ft: &fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
@@ -356,7 +375,7 @@ pub fn parse_checksums(text: &str) -> Result<Vec<ChecksumLine>, ChecksumFileErro
 
 /// Read a checksum file.
 pub fn read_checksum_file(path: &Path) -> Result<Vec<ChecksumLine>, ChecksumFileError> {
-    parse_checksums(&fs::read_to_string(path)?)
+    parse_checksums(&read_limited_text(path, SMALL_FILE_MAX_BYTES)?)
 }
 
 /// Write `root` as a deterministic tar (see the module docs) into `w`,

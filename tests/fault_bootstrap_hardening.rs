@@ -296,3 +296,25 @@ fn function_owners_are_checked_and_reset() {
     let r = run(&["--config", cfg, "apply", "--dsn", &pg.dsn()], &[]).ok();
     assert!(r.stdout.contains("nothing to do"), "{}", r.stdout);
 }
+
+/// A configuration file that is a FIFO, a device or a huge file is refused
+/// at once (exit 2, naming the file and the limit), not read for ever.
+#[test]
+fn a_hostile_configuration_file_is_refused_quickly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("bootstrap.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = tmp.path().join("big.toml");
+    std::fs::File::create(&big).unwrap().set_len(2 << 20).unwrap();
+    for (path, why) in [
+        (fifo.to_str().unwrap(), "not a regular file (it is a FIFO)"),
+        ("/dev/zero", "not a regular file (it is a character device)"),
+        (big.to_str().unwrap(), "larger than the limit of 1048576 bytes"),
+    ] {
+        let r = run_within(&["--config", path, "status"], Duration::from_secs(30));
+        assert_eq!(r.code, 2, "{path}: {}", r.all());
+        assert!(r.stderr.contains(path) && r.stderr.contains(why), "{}", r.stderr);
+        assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+    }
+}

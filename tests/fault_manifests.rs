@@ -305,3 +305,45 @@ fn rendered_yaml_holds_values_as_data_and_secrets_are_not_world_readable() {
         "{readme}"
     );
 }
+
+/// A spec or an image manifest that is a device, or too big, is refused
+/// (exit 2, naming the file and the limit) instead of being read for ever.
+#[test]
+fn hostile_input_files_are_read_bounded() {
+    let d = Dir::new(SPEC, MANIFEST);
+    std::fs::File::create(d.path("big.json"))
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    for (spec, manifest, why) in [
+        (
+            "/dev/zero".to_string(),
+            d.path("image-manifest.json"),
+            "not a regular file",
+        ),
+        (
+            d.path("cluster.toml").display().to_string(),
+            PathBuf::from("/dev/zero"),
+            "not a regular file",
+        ),
+        (
+            d.path("cluster.toml").display().to_string(),
+            d.path("big.json"),
+            "larger than the limit of 1048576 bytes",
+        ),
+    ] {
+        let o = assert_cmd::Command::cargo_bin("pgha-image")
+            .unwrap()
+            .args(["manifests", "--spec", &spec, "--out"])
+            .arg(d.out())
+            .arg("--image-manifest")
+            .arg(&manifest)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(e.contains(why), "{e}");
+        assert!(!d.out().exists());
+    }
+}

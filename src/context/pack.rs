@@ -392,9 +392,12 @@ struct OwnerRecord {
     files: BTreeMap<String, Option<Sha256Digest>>,
 }
 
+/// The largest owner record read (it lists every file of the output).
+const RECORD_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 impl OwnerRecord {
     fn read(out: &Path) -> Option<OwnerRecord> {
-        let bytes = fs::read(out.join(OWNER_RECORD)).ok()?;
+        let bytes = fsutil::read_limited(&out.join(OWNER_RECORD), RECORD_MAX_BYTES).ok()?;
         serde_json::from_slice::<OwnerRecord>(&bytes)
             .ok()
             .filter(|r| r.pgha_image_output == 1)

@@ -55,9 +55,11 @@ impl ImageManifest {
 }
 
 pub fn from_file(path: &Path) -> Result<ImageManifest, ManifestsError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestsError::Read {
-        path: path.to_path_buf(),
-        source,
+    let bytes = crate::fsutil::read_limited(path, crate::fsutil::SMALL_FILE_MAX_BYTES).map_err(|source| {
+        ManifestsError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     ImageManifest::from_json(&bytes).map_err(|detail| ManifestsError::BadImageManifest {
         path: path.to_path_buf(),
@@ -138,10 +140,17 @@ fn copy_out(engine: &Engine, container: &str, image: &str) -> Result<FromImage, 
     };
     let mut archive = tar::Archive::new(&out.stdout[..]);
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
-        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
         if entry.header().entry_type().is_file() {
             let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
+            let limit = crate::fsutil::SMALL_FILE_MAX_BYTES;
+            entry
+                .take(limit + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| bad(e.to_string()))?;
+            if bytes.len() as u64 > limit {
+                return Err(bad(format!("it is larger than {limit} bytes")));
+            }
             return ImageManifest::from_json(&bytes)
                 .map(FromImage::Found)
                 .map_err(bad);

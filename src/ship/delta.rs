@@ -29,6 +29,10 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The largest image config read from a delta (a real one is a few KiB;
+/// it must hash to the image id anyway).
+const CONFIG_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The first entry of every delta file.
 pub const DELTA_ENTRY: &str = "pgha-delta.json";
 
@@ -254,7 +258,14 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
             .ok_or_else(|| bad("it is empty".into()))?
             .map_err(io_err("reading", file))?;
         let mut json = Vec::new();
-        e.read_to_end(&mut json).map_err(io_err("reading", file))?;
+        let limit = crate::fsutil::SMALL_FILE_MAX_BYTES;
+        (&mut e)
+            .take(limit + 1)
+            .read_to_end(&mut json)
+            .map_err(io_err("reading", file))?;
+        if json.len() as u64 > limit {
+            return Err(bad(format!("{DELTA_ENTRY} is larger than {limit} bytes")));
+        }
         serde_json::from_slice(&json).map_err(|e| bad(format!("{DELTA_ENTRY}: {e}")))?
     };
     let top = info.layers.len().saturating_sub(info.base_layers);
@@ -311,7 +322,10 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
                     .into_owned();
                 if path == format!("{id_hex_r}.json") {
                     let mut c = Vec::new();
-                    e.read_to_end(&mut c).map_err(io_err("reading", file))?;
+                    (&mut e)
+                        .take(CONFIG_MAX_BYTES + 1)
+                        .read_to_end(&mut c)
+                        .map_err(io_err("reading", file))?;
                     if Sha256Digest::of(&c).to_hex() != *id_hex_r {
                         return Err(bad("its image config does not hash to the image id".into()));
                     }
