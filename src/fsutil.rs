@@ -187,6 +187,30 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Why `file` cannot be written as a file, found without writing anything:
+/// it names a directory (an existing one, or with a trailing `/`), or its
+/// directory is missing or not a directory. None: it can be tried.
+///
+/// Every command that writes an output file checks it with this before it
+/// starts its work, so a typo fails at once rather than after the work.
+pub fn output_file_problem(file: &Path) -> Option<String> {
+    if file.file_name().is_none() || file.to_str().is_some_and(|s| s.ends_with('/')) {
+        return Some("it names a directory, not a file".into());
+    }
+    if fs::metadata(file).is_ok_and(|m| m.is_dir()) {
+        return Some("it is a directory".into());
+    }
+    let dir = parent_dir(file);
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => None,
+        Ok(_) => Some(format!("{} is not a directory", dir.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Some(format!("the directory {} does not exist", dir.display()))
+        }
+        Err(e) => Some(format!("{}: {e}", dir.display())),
+    }
+}
+
 /// Files get the usual mode (0666 less the umask), not a temporary file's 0600.
 fn file_mode() -> fs::Permissions {
     fs::Permissions::from_mode(0o666)

@@ -24,6 +24,7 @@ pub mod archive;
 pub mod bootstrap;
 pub mod catalog;
 pub mod context;
+pub mod contract;
 pub mod engine;
 pub mod error;
 pub mod export;

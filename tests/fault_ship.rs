@@ -214,7 +214,7 @@ fn verify_refuses_bad_names_and_junit_paths_before_the_run() {
         (tmp.path().display().to_string(), "it is a directory"),
         (
             tmp.path().join("no/such/dir/v.xml").display().to_string(),
-            "No such file or directory",
+            "does not exist",
         ),
     ] {
         // A well-formed name of an image that does not exist: the path is
@@ -227,7 +227,8 @@ fn verify_refuses_bad_names_and_junit_paths_before_the_run() {
         ]);
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{path}: {e}");
-        assert!(e.contains(&format!("--junit {path}: {why}")), "{e}");
-        assert!(e.contains("give a file in a writable directory"), "{e}");
+        assert!(e.contains(&format!("cannot write the report to {path}")), "{e}");
+        assert!(e.contains(why), "{e}");
+        assert!(e.contains("hint: give a file in an existing directory"), "{e}");
     }
 }

@@ -526,3 +526,51 @@ fn the_generate_pipeline_is_one_library_call() {
     assert!(e.report().contains("has no .pgha-output.json"), "{}", e.report());
     assert_eq!(std::fs::read(mine.join("keep.txt")).unwrap(), b"keep");
 }
+
+/// The one build manifest (pgha_image::contract): what the context builder
+/// writes reads back the same with every reader, `verify`'s (the image's
+/// file as its probe prints it) and `manifests`' (`--image-manifest FILE`,
+/// the context's copy and the output's manifest.json alike); and a manifest
+/// of the format before the version field still reads.
+#[test]
+fn the_written_manifest_reads_with_every_reader() {
+    use pgha_image::contract::{BUILD_MANIFEST_VERSION, BuildManifest};
+    let f = fixture("SELECT 1;");
+    let out = f.dir.path().join("out");
+    let done = generate(&f, &out, Some(0)).unwrap();
+    let written = &done.manifest.manifest;
+    assert_eq!(written.version, BUILD_MANIFEST_VERSION);
+    let inner = out
+        .join("context")
+        .join(pgha_image::contract::layout::CONTEXT_MANIFEST);
+    let outer = out.join("manifest.json");
+
+    for file in [&inner, &outer] {
+        let read = pgha_image::manifests::image::from_file(file).unwrap();
+        assert_eq!(&read, written, "manifests' reader of {}", file.display());
+    }
+    let probe = format!(
+        "@@manifest\n{}\n@@bootstrap\n\n@@launch\n1\n",
+        std::fs::read_to_string(&inner).unwrap()
+    );
+    let config = pgha_image::verify::image::parse_config("localhost/x:y", &probe).unwrap();
+    assert_eq!(&config.manifest, written, "verify's reader");
+    assert!(config.launch_wrapper);
+
+    // Today's format without the version field: version 0, everything else as written.
+    let mut old: serde_json::Value = serde_json::from_slice(&std::fs::read(&inner).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("version");
+    let read = BuildManifest::from_json(old.to_string().as_bytes()).unwrap();
+    assert_eq!(read.version, 0);
+    assert_eq!(
+        BuildManifest {
+            version: BUILD_MANIFEST_VERSION,
+            ..read.clone()
+        },
+        *written
+    );
+    assert_eq!(read.spilo_configuration(), written.spilo_configuration());
+    let probe = format!("@@manifest\n{old}\n@@bootstrap\n\n@@launch\n0\n");
+    let config = pgha_image::verify::image::parse_config("localhost/x:y", &probe).unwrap();
+    assert_eq!(config.manifest.version, 0);
+}

@@ -176,7 +176,7 @@ fn renders_the_issue_spec_snapshots() {
 fn each_member_advertises_its_own_address_and_the_images_settings() {
     let d = Dir::new(SPEC, FIXTURE_MANIFEST);
     ok(&d.render(&[]));
-    let manifest = pgha_image::manifests::ImageManifest::from_json(FIXTURE_MANIFEST.as_bytes()).unwrap();
+    let manifest = pgha_image::contract::BuildManifest::from_json(FIXTURE_MANIFEST.as_bytes()).unwrap();
     for (name, addr) in [
         ("pg1", "192.0.2.11"),
         ("pg2", "192.0.2.12"),

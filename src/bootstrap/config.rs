@@ -4,12 +4,13 @@
 //! an error, so a typo cannot silently fall back to a default.
 
 use super::error::BootstrapError;
+use crate::contract::layout::SECRETS_DIR;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where the image puts the file.
-pub const DEFAULT_PATH: &str = "/etc/pgha/bootstrap.toml";
+pub use crate::contract::layout::BOOTSTRAP_CONFIG as DEFAULT_PATH;
 /// Environment variable naming another file (overridden by `--config`).
 pub const ENV_VAR: &str = "PGHA_BOOTSTRAP_CONFIG";
 
@@ -95,9 +96,9 @@ pub struct Secrets {
 impl Default for Secrets {
     fn default() -> Self {
         Self {
-            dir: PathBuf::from("/run/secrets/supabase"),
-            shared_password_file: PathBuf::from("/run/secrets/supabase/password"),
-            jwt_secret_file: PathBuf::from("/run/secrets/supabase/jwt_secret"),
+            dir: PathBuf::from(SECRETS_DIR),
+            shared_password_file: Path::new(SECRETS_DIR).join("password"),
+            jwt_secret_file: Path::new(SECRETS_DIR).join("jwt_secret"),
             jwt_exp: 3600,
         }
     }

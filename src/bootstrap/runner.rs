@@ -279,7 +279,10 @@ impl ApplyReport {
             );
         }
         if self.outcome == Outcome::NothingToDo {
-            out.push("pgha-bootstrap: nothing to do, the database is up to date".into());
+            out.push(format!(
+                "{}, the database is up to date",
+                crate::contract::markers::NOTHING_TO_DO
+            ));
         } else {
             out.push("pgha-bootstrap: done".into());
         }

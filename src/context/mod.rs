@@ -17,7 +17,7 @@ pub mod plan;
 pub mod render;
 
 pub use base::{BaseImage, BaseOverrides, DEFAULT_BASE_IMAGE};
-pub use pack::{Generated, Manifest};
+pub use pack::Generated;
 pub use plan::{BuildPlan, PlanRequest, PlannedExtension};
 
 use crate::catalog::CatalogError;

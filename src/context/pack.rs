@@ -47,57 +47,10 @@ pub const CONTEXT_TAR: &str = "context.tar";
 pub const OWNER_RECORD: &str = ".pgha-output.json";
 /// The build log `build` writes into the output.
 pub const BUILD_LOG: &str = "build.log";
-/// The manifest inside the context (and in the image at /etc/pgha/build-manifest.json).
-pub const INNER_MANIFEST: &str = "pgha-manifest.json";
-
-/// One file of the context.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ManifestFile {
-    pub path: String,
-    pub sha256: Sha256Digest,
-    pub size: u64,
-    pub mode: String,
-}
-
-/// One extension as it went in.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ManifestExtension {
-    pub name: String,
-    pub version: String,
-    pub recipe: String,
-    /// The verified source (absent for base-provided extensions).
-    pub sha256: Option<Sha256Digest>,
-    pub url: Option<String>,
-    pub stage: Option<String>,
-    pub min_version: Option<String>,
-    /// The catalog's smoke test: SQL and its expected output, run by
-    /// `pgha-image verify` as `catalog::Smoke` says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smoke: Option<crate::catalog::Smoke>,
-}
-
-/// What went into the context (stored inside it, so without its own digest).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub tool_version: String,
-    pub base_image: String,
-    pub base: serde_json::Value,
-    pub pg_majors: Vec<u32>,
-    pub extensions: Vec<ManifestExtension>,
-    pub shared_preload_libraries: Vec<String>,
-    pub parameters: BTreeMap<String, String>,
-    pub dcs_parameters: BTreeMap<String, String>,
-    /// The image's default Patroni configuration (`/etc/pgha/spilo-defaults.json`):
-    /// the settings above as the launch wrapper merges them under the
-    /// deployment's `SPILO_CONFIGURATION`.
-    #[serde(default)]
-    pub spilo_configuration: serde_json::Value,
-    pub runtime_packages: Vec<String>,
-    pub bootstrap_bin: serde_json::Value,
-    pub source_date_epoch: u64,
-    pub notes: Vec<String>,
-    pub files: Vec<ManifestFile>,
-}
+/// The manifest inside the context (and in the image at
+/// [`crate::contract::layout::BUILD_MANIFEST`]).
+pub use crate::contract::layout::CONTEXT_MANIFEST as INNER_MANIFEST;
+pub use crate::contract::{BuildManifest, ManifestExtension, ManifestFile};
 
 /// `DIR/manifest.json`: the inner manifest plus the digest and what to pass the engine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -111,7 +64,7 @@ pub struct OutputManifest {
     /// Build arguments to pass (`--build-arg K=V`).
     pub build_args: BTreeMap<String, String>,
     #[serde(flatten)]
-    pub manifest: Manifest,
+    pub manifest: BuildManifest,
 }
 
 /// The result of [`super::generate`].
@@ -272,7 +225,8 @@ pub fn pack(
     files.sort_by(|a, b| a.path.cmp(&b.path));
 
     let bin_file = files.iter().find(|f| f.path == "bin/pgha-bootstrap");
-    let manifest = Manifest {
+    let manifest = BuildManifest {
+        version: crate::contract::BUILD_MANIFEST_VERSION,
         tool_version: plan.tool_version.clone(),
         base_image: plan.base.reference.clone(),
         base: serde_json::to_value(&plan.base).unwrap_or_default(),
@@ -288,7 +242,10 @@ pub fn pack(
                 url: e.source.as_ref().map(|s| s.url.clone()),
                 stage: e.stage.clone(),
                 min_version: e.min_version.clone(),
-                smoke: e.smoke.clone(),
+                smoke: e
+                    .smoke
+                    .as_ref()
+                    .map(|s| serde_json::to_value(s).expect("a smoke test serializes")),
             })
             .collect(),
         shared_preload_libraries: plan.preload.clone(),

@@ -10,16 +10,7 @@ use crate::hash::Sha256Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Where the bootstrap reads its secrets (mounted files: runit strips the
-/// environment of Patroni's hooks, see spilo-contract.md).
-pub const SECRETS_DIR: &str = "/run/secrets/supabase";
-/// The pgsodium root key file the getkey script reads (64 hex characters).
-pub const PGSODIUM_KEY_FILE: &str = "/run/secrets/supabase/pgsodium_root_key";
-/// Where the bootstrap's configuration lives in the image.
-pub const BOOTSTRAP_CONFIG: &str = "/etc/pgha/bootstrap.toml";
-/// The image's default Patroni configuration (JSON), merged UNDER the
-/// deployment's `SPILO_CONFIGURATION` by the image's `/launch.sh` wrapper.
-pub const SPILO_DEFAULTS: &str = "/etc/pgha/spilo-defaults.json";
+pub use crate::contract::layout::{BOOTSTRAP_CONFIG, PGSODIUM_KEY_FILE, SECRETS_DIR, SPILO_DEFAULTS};
 /// The Rust toolchain pgrx stages install (rustup, minimal profile).
 pub const RUST_TOOLCHAIN: &str = "1.85.0";
 
@@ -447,17 +438,6 @@ impl BuildPlan {
     /// prints), shipped at [`SPILO_DEFAULTS`] and merged under the deployment's
     /// `SPILO_CONFIGURATION` by the image's `/launch.sh` wrapper.
     pub fn spilo_configuration_value(&self) -> serde_json::Value {
-        let mut root = serde_json::Map::new();
-        if !self.dcs_parameters.is_empty() {
-            root.insert(
-                "bootstrap".into(),
-                serde_json::json!({ "dcs": { "postgresql": { "parameters": self.dcs_parameters } } }),
-            );
-        }
-        root.insert(
-            "postgresql".into(),
-            serde_json::json!({ "parameters": self.local_parameters }),
-        );
-        serde_json::Value::Object(root)
+        crate::contract::spilo_configuration(&self.local_parameters, &self.dcs_parameters)
     }
 }

@@ -11,16 +11,7 @@ use std::collections::BTreeMap;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/dockerfiles");
 
-/// Where Spilo's own post_init.sh is kept in the image (next to the wrapper:
-/// it `cd`s to its own directory to find its SQL files).
-pub const SPILO_POST_INIT: &str = "/scripts/post_init.spilo.sh";
-/// Where pgha-bootstrap is installed.
-pub const BOOTSTRAP_BIN: &str = "/usr/local/bin/pgha-bootstrap";
-/// Where Spilo's own launch.sh is kept; `/launch.sh` becomes the wrapper that
-/// merges the image's default configuration under `SPILO_CONFIGURATION`.
-pub const SPILO_LAUNCH: &str = "/launch.spilo.sh";
-/// The merge the launch wrapper runs (python3 and PyYAML are in Spilo).
-pub const MERGE_SCRIPT: &str = "/usr/local/lib/pgha/spilo_configuration.py";
+pub use crate::contract::layout::{BOOTSTRAP_BIN, MERGE_SCRIPT, SPILO_LAUNCH, SPILO_POST_INIT};
 
 /// One file of the context, before packing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +45,11 @@ struct Ctx<'a> {
     bootstrap_bin: &'static str,
     spilo_launch: &'static str,
     spilo_defaults: &'static str,
+    build_manifest: &'static str,
+    context_manifest: &'static str,
+    post_init_mark: &'static str,
+    launch_mark: &'static str,
+    hook_marker: &'static str,
     merge_script: &'static str,
 }
 
@@ -244,6 +240,11 @@ pub fn render(plan: &BuildPlan) -> Result<Vec<RenderedFile>, ContextError> {
         bootstrap_bin: BOOTSTRAP_BIN,
         spilo_launch: SPILO_LAUNCH,
         spilo_defaults: super::plan::SPILO_DEFAULTS,
+        build_manifest: crate::contract::layout::BUILD_MANIFEST,
+        context_manifest: crate::contract::layout::CONTEXT_MANIFEST,
+        post_init_mark: crate::contract::layout::POST_INIT_WRAPPER_MARK,
+        launch_mark: crate::contract::layout::LAUNCH_WRAPPER_MARK,
+        hook_marker: crate::contract::markers::HOOK_MARKER,
         merge_script: MERGE_SCRIPT,
     };
     let mut files = vec![

@@ -5,9 +5,8 @@
 
 use super::ExportError;
 use super::manifest::sidecar_paths;
-use crate::fsutil::{AtomicFile, parent_dir};
+use crate::fsutil::{AtomicFile, output_file_problem, parent_dir};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// The three files of an export, checked.
@@ -27,22 +26,15 @@ impl Target {
             path: path.to_path_buf(),
             reason,
         };
-        let name = match file.file_name() {
-            Some(n) if file.to_str().is_none_or(|s| !s.ends_with('/')) => n.to_string_lossy().into_owned(),
-            _ => return Err(target_err(file, "it names a directory, not a file".into())),
-        };
-        let dir = parent_dir(file).to_path_buf();
-        match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(target_err(file, format!("{} is not a directory", dir.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(target_err(
-                    file,
-                    format!("the directory {} does not exist", dir.display()),
-                ));
-            }
-            Err(e) => return Err(target_err(file, format!("{}: {e}", dir.display()))),
+        if let Some(reason) = output_file_problem(file) {
+            return Err(target_err(file, reason));
         }
+        let name = file
+            .file_name()
+            .expect("checked: names a file")
+            .to_string_lossy()
+            .into_owned();
+        let dir = parent_dir(file).to_path_buf();
         let (checksum_file, manifest_file) = sidecar_paths(file);
         for p in [file, &checksum_file, &manifest_file] {
             let Ok(link) = fs::symlink_metadata(p) else {

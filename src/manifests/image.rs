@@ -9,59 +9,21 @@
 
 use super::ManifestsError;
 use crate::engine::{Engine, EngineError};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 
-/// Where the image keeps its manifest.
-pub const IMAGE_MANIFEST_PATH: &str = "/etc/pgha/build-manifest.json";
+use crate::contract::BuildManifest;
+pub use crate::contract::layout::BUILD_MANIFEST as IMAGE_MANIFEST_PATH;
 
-/// What the deployment needs from the image's manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageManifest {
-    pub tool_version: String,
-    pub pg_majors: Vec<u32>,
-    pub shared_preload_libraries: Vec<String>,
-    /// Local parameters (postgresql.parameters), the preload list included.
-    pub parameters: BTreeMap<String, String>,
-    /// Cluster-wide parameters (bootstrap.dcs.postgresql.parameters).
-    pub dcs_parameters: BTreeMap<String, String>,
-}
-
-impl ImageManifest {
-    /// Parse the image's manifest, or a `generate` output's `manifest.json`
-    /// (which holds it under `manifest`).
-    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        let inner = match v.get("manifest") {
-            Some(m) if m.is_object() => m.clone(),
-            _ => v,
-        };
-        let m: ImageManifest = serde_json::from_value(inner).map_err(|e| e.to_string())?;
-        if m.pg_majors.is_empty() {
-            return Err("it lists no PostgreSQL major (pg_majors)".into());
-        }
-        Ok(m)
-    }
-
-    /// Every parameter, local and cluster-wide (the operator takes them in one list).
-    pub fn all_parameters(&self) -> BTreeMap<String, String> {
-        let mut all = self.parameters.clone();
-        all.extend(self.dcs_parameters.clone());
-        all
-    }
-}
-
-pub fn from_file(path: &Path) -> Result<ImageManifest, ManifestsError> {
+pub fn from_file(path: &Path) -> Result<BuildManifest, ManifestsError> {
     let bytes = crate::fsutil::read_limited(path, crate::fsutil::SMALL_FILE_MAX_BYTES).map_err(|source| {
         ManifestsError::Read {
             path: path.to_path_buf(),
             source,
         }
     })?;
-    ImageManifest::from_json(&bytes).map_err(|detail| ManifestsError::BadImageManifest {
+    BuildManifest::from_json(&bytes).map_err(|detail| ManifestsError::BadImageManifest {
         path: path.to_path_buf(),
         detail,
     })
@@ -69,7 +31,7 @@ pub fn from_file(path: &Path) -> Result<ImageManifest, ManifestsError> {
 
 /// The outcome of looking into an image.
 pub enum FromImage {
-    Found(ImageManifest),
+    Found(Box<BuildManifest>),
     /// The image exists but has no manifest: not built by pgha-image.
     NoManifest,
     NotFound,
@@ -151,8 +113,8 @@ fn copy_out(engine: &Engine, container: &str, image: &str) -> Result<FromImage, 
             if bytes.len() as u64 > limit {
                 return Err(bad(format!("it is larger than {limit} bytes")));
             }
-            return ImageManifest::from_json(&bytes)
-                .map(FromImage::Found)
+            return BuildManifest::from_json(&bytes)
+                .map(|m| FromImage::Found(Box::new(m)))
                 .map_err(bad);
         }
     }

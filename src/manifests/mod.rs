@@ -29,10 +29,10 @@ pub mod render;
 pub mod spec;
 
 pub use error::ManifestsError;
-pub use image::ImageManifest;
 pub use render::{Passwords, RenderedFile};
 pub use spec::Spec;
 
+use crate::contract::BuildManifest;
 use crate::engine::Engine;
 use crate::hash::Sha256Digest;
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ pub struct Report {
 
 /// The image's manifest, from the engine or a file; an image without one
 /// is an error at the spec's `image` line.
-pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<ImageManifest, ManifestsError> {
+pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<BuildManifest, ManifestsError> {
     let engine = match source {
         ManifestSource::File(path) => return image::from_file(path),
         ManifestSource::Engine(engine) => engine,
@@ -89,7 +89,7 @@ pub fn image_manifest(spec: &Spec, source: &ManifestSource<'_>) -> Result<ImageM
         code,
     };
     match image::from_image(engine, &spec.image)? {
-        image::FromImage::Found(m) => Ok(m),
+        image::FromImage::Found(m) => Ok(*m),
         image::FromImage::NoManifest => Err(spec_err(
             format!(
                 "the image {} has no {}: it was not built by `pgha-image build`",
@@ -153,11 +153,13 @@ struct Marker {
     sha256: BTreeMap<String, Option<Sha256Digest>>,
 }
 
-/// `Ok(true)`: a previous output of ours, every file in it as written;
-/// `Ok(false)`: absent or empty (or anything, with `force`). A file added or
-/// changed by hand, or a directory without a readable marker, is refused:
-/// replacing it would lose what the user put there.
-fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
+/// Check `--out` before any work (the binary calls it before it looks for
+/// an engine; [`run`] again before writing). `Ok(true)`: a previous output
+/// of ours, every file in it as written; `Ok(false)`: absent or empty (or
+/// anything, with `force`). A file added or changed by hand, or a directory
+/// without a readable marker, is refused: replacing it would lose what the
+/// user put there.
+pub fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
     let not_ours = |reason: String| ManifestsError::OutNotOurs {
         path: out.to_path_buf(),
         reason,

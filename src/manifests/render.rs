@@ -4,8 +4,8 @@
 //! templates print is decided here.
 
 use super::ManifestsError;
-use super::image::ImageManifest;
 use super::spec::{Dcs, HaproxyPlacement, Member, Spec};
+use crate::contract::BuildManifest;
 use include_dir::{Dir, include_dir};
 use minijinja::Environment;
 use serde::Serialize;
@@ -164,7 +164,7 @@ struct MemberCtx<'a> {
 }
 
 /// The PostgreSQL major the members run: the spec's, or the newest in the image.
-pub fn pg_version(spec: &Spec, manifest: &ImageManifest) -> Result<u32, ManifestsError> {
+pub fn pg_version(spec: &Spec, manifest: &BuildManifest) -> Result<u32, ManifestsError> {
     match spec.pg_version {
         Some(v) if manifest.pg_majors.contains(&v) => Ok(v),
         Some(v) => Err(ManifestsError::Spec {
@@ -186,7 +186,7 @@ pub fn pg_version(spec: &Spec, manifest: &ImageManifest) -> Result<u32, Manifest
 /// addresses (Spilo would guess them from the hostname, wrongly on a VM),
 /// and the image's server settings. Spilo merges it over its own generated
 /// configuration, these values winning.
-pub fn spilo_configuration(spec: &Spec, manifest: &ImageManifest, member: &Member) -> serde_json::Value {
+pub fn spilo_configuration(spec: &Spec, manifest: &BuildManifest, member: &Member) -> serde_json::Value {
     let mut cfg = serde_json::json!({
         "name": member.name,
         "restapi": { "connect_address": format!("{}:{}", member.address, spec.ports.restapi) },
@@ -225,7 +225,7 @@ pub fn dcs_env(spec: &Spec) -> (&'static str, String) {
 /// Render every file of the output.
 pub fn render(
     spec: &Spec,
-    manifest: &ImageManifest,
+    manifest: &BuildManifest,
     passwords: &Passwords,
 ) -> Result<Vec<RenderedFile>, ManifestsError> {
     let env = environment()?;

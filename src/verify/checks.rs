@@ -9,23 +9,18 @@
 use super::Request;
 use super::cluster::{Cluster, MemberState, StartSpec};
 use super::error::VerifyError;
-use super::image::{self, ImageConfig, ImageFacts, ImageManifest, ImageMeta};
+use super::image::{self, ImageConfig, ImageFacts, ImageMeta};
 use super::report::{CheckResult, Outcome, Report};
 use super::runtime::{Resources, SweepGuard, text};
 use super::scan;
 use super::secrets::{PGSODIUM_KEY, Secrets};
 use crate::catalog::{SMOKE_PSQL_ARGS, Smoke};
+use crate::contract::markers::{HOOK_MARKER, NOTHING_TO_DO};
+use crate::contract::{BuildManifest, ManifestExtension};
 use crate::progress::Progress;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-/// What the post_init wrapper (dockerfiles/post_init.sh.j2) prints when the
-/// cluster bootstrap hands over to pgha-bootstrap: once per bootstrap.
-pub const HOOK_MARKER: &str = "running pgha-bootstrap hook (bootstrap)";
-/// What pgha-bootstrap prints when a run (e.g. after a promotion) finds the
-/// database up to date (bootstrap/runner.rs).
-pub const NOTHING_TO_DO: &str = "pgha-bootstrap: nothing to do";
 
 pub enum Verdict {
     Pass(String),
@@ -145,7 +140,7 @@ pub fn verify_run(req: &Request, res: &Resources, progress: &Progress) -> Result
 fn cluster_part(
     req: &Request,
     res: &Resources,
-    m: &ImageManifest,
+    m: &BuildManifest,
     bcfg: &crate::bootstrap::config::Config,
     launch_wrapper: bool,
     facts: &ImageFacts,
@@ -275,7 +270,7 @@ const NO_LEADER: &str = "skipped: no leader";
 /// is judged without one (an extension's missing files; the key, by `key`).
 fn no_leader_checks(
     rec: &mut Recorder<'_>,
-    m: &ImageManifest,
+    m: &BuildManifest,
     members: u8,
     facts: &ImageFacts,
     key: impl FnOnce() -> Verdict,
@@ -303,7 +298,7 @@ fn no_leader_checks(
 
 /// The ids and titles of the checks that need the cluster; verify reports them
 /// as `skipped` in its report when no leader was elected.
-fn cluster_checks(m: &ImageManifest, members: u8) -> Vec<(String, String)> {
+fn cluster_checks(m: &BuildManifest, members: u8) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = vec![
         (
             "bootstrap.once".into(),
@@ -390,7 +385,7 @@ fn finish(
     }
 }
 
-fn majors(m: &ImageManifest) -> String {
+fn majors(m: &BuildManifest) -> String {
     m.pg_majors
         .iter()
         .map(u32::to_string)
@@ -401,7 +396,7 @@ fn majors(m: &ImageManifest) -> String {
 // ---------------------------------------------------------------- image checks
 
 /// The labels `pgha-image build` derives from the manifest (context/render.rs).
-fn labels(meta: &ImageMeta, m: &ImageManifest) -> Verdict {
+fn labels(meta: &ImageMeta, m: &BuildManifest) -> Verdict {
     let l = &meta.labels;
     let join = |v: &[String]| v.join(",");
     let mut expected: BTreeMap<String, String> = BTreeMap::new();
@@ -589,7 +584,7 @@ fn secrets_in_image(res: &Resources, image: &str, meta: &ImageMeta) -> Verdict {
     }
 }
 
-fn bootstrap_binary(f: &ImageFacts, m: &ImageManifest) -> Verdict {
+fn bootstrap_binary(f: &ImageFacts, m: &BuildManifest) -> Verdict {
     let needs = m.bootstrap_bin["max_glibc"].as_str().map(String::from);
     let has = f.glibc.clone();
     let glibc = format!(
@@ -718,8 +713,8 @@ fn bootstrap_check(c: &Cluster<'_>, leader: &str) -> Verdict {
 fn extension(
     c: &Cluster<'_>,
     leader: &str,
-    m: &ImageManifest,
-    e: &image::ManifestExtension,
+    m: &BuildManifest,
+    e: &ManifestExtension,
     missing_files: &[String],
 ) -> Verdict {
     if !missing_files.is_empty() {
@@ -835,7 +830,7 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
-fn preloads(c: &Cluster<'_>, leader: &str, m: &ImageManifest) -> Verdict {
+fn preloads(c: &Cluster<'_>, leader: &str, m: &BuildManifest) -> Verdict {
     match c.psql(leader, "postgres", "SHOW shared_preload_libraries") {
         Err(e) => Fail(format!("cannot ask the server: {e}"), vec![]),
         Ok(v) => {
@@ -861,7 +856,7 @@ fn preloads(c: &Cluster<'_>, leader: &str, m: &ImageManifest) -> Verdict {
     }
 }
 
-fn settings(c: &Cluster<'_>, leader: &str, m: &ImageManifest) -> Verdict {
+fn settings(c: &Cluster<'_>, leader: &str, m: &BuildManifest) -> Verdict {
     let wanted: Vec<(String, String)> = m
         .all_parameters()
         .into_iter()
@@ -997,7 +992,7 @@ fn three_members(
     c: &Cluster<'_>,
     leader: &str,
     all: &[&str],
-    m: &ImageManifest,
+    m: &BuildManifest,
     secrets: &Secrets,
     timeout: Duration,
 ) {

@@ -33,6 +33,14 @@ pub enum VerifyError {
     #[error("interrupted by {signal}; {cleanup}")]
     Interrupted { signal: String, cleanup: String },
 
+    /// An output file (the JUnit report) that cannot be written there,
+    /// found before the run starts.
+    #[error("cannot write the report to {path}: {reason}")]
+    Output {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+
     /// A request that cannot be run as given.
     #[error("{0}")]
     Usage(String),
@@ -54,6 +62,9 @@ impl Diagnostic for VerifyError {
                 "the report names each failed check and what it found; `--keep` leaves the containers for a post-mortem"
                     .into(),
             ),
+            VerifyError::Output { .. } => {
+                Some("give a file in an existing directory (create the directory first)".into())
+            }
             VerifyError::Command { .. } => {
                 Some("check that the engine works (`podman info` / `docker info`) and has room".into())
             }
@@ -64,7 +75,9 @@ impl Diagnostic for VerifyError {
     fn exit_code(&self) -> ExitCode {
         match self {
             VerifyError::Engine(e) => e.exit_code(),
-            VerifyError::NotOurImage { .. } | VerifyError::Usage(_) => ExitCode::Usage,
+            VerifyError::NotOurImage { .. } | VerifyError::Usage(_) | VerifyError::Output { .. } => {
+                ExitCode::Usage
+            }
             VerifyError::ChecksFailed { .. } => ExitCode::Verification,
             _ => ExitCode::Failure,
         }

@@ -7,99 +7,18 @@
 use super::error::VerifyError;
 use super::runtime::{Resources, text};
 use crate::bootstrap::config::Config;
-use serde::Deserialize;
+use crate::contract::BuildManifest;
 use std::collections::BTreeMap;
 
-/// Where `pgha-image build` puts the build manifest (context/pack.rs).
-pub const MANIFEST_PATH: &str = "/etc/pgha/build-manifest.json";
+pub use crate::contract::layout::{BOOTSTRAP_BIN, BUILD_MANIFEST as MANIFEST_PATH, LAUNCH_WRAPPER_MARK};
 /// The largest build manifest read from an image (a real one is a few KiB).
 pub const MANIFEST_MAX_BYTES: u64 = 1024 * 1024;
 /// The largest bootstrap configuration read from an image.
 pub const CONFIG_MAX_BYTES: u64 = 256 * 1024;
-pub const BOOTSTRAP_BIN: &str = "/usr/local/bin/pgha-bootstrap";
-/// What the generated `/launch.sh` says of itself (dockerfiles/launch.sh.j2).
-pub const LAUNCH_WRAPPER_MARK: &str = "pgha-image launch wrapper";
-
-/// The fields of the image's build manifest that verify uses. Read
-/// leniently (unknown fields ignored, new ones optional), so that images of
-/// older and newer tool versions can be verified.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ImageManifest {
-    pub tool_version: String,
-    pub base_image: String,
-    pub pg_majors: Vec<u32>,
-    pub extensions: Vec<ManifestExtension>,
-    pub shared_preload_libraries: Vec<String>,
-    #[serde(default)]
-    pub parameters: BTreeMap<String, String>,
-    #[serde(default)]
-    pub dcs_parameters: BTreeMap<String, String>,
-    #[serde(default)]
-    pub bootstrap_bin: serde_json::Value,
-    /// The Patroni/Spilo configuration the image was built for, when the
-    /// manifest records it whole; else it is made from the parameters.
-    #[serde(default)]
-    pub spilo_configuration: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestExtension {
-    pub name: String,
-    pub version: String,
-    pub recipe: String,
-    #[serde(default)]
-    pub sha256: Option<String>,
-    #[serde(default)]
-    pub min_version: Option<String>,
-    /// The catalog's smoke test as the manifest carries it
-    /// ([`crate::catalog::Smoke`]); read when the check runs, so that a
-    /// smoke this tool cannot read fails that extension's check only.
-    #[serde(default)]
-    pub smoke: Option<serde_json::Value>,
-}
-
-impl ImageManifest {
-    /// `SPILO_CONFIGURATION` for the members of an image without the launch
-    /// wrapper (which applies the image's defaults itself): the recorded
-    /// configuration, or the preload list and settings (local) and the
-    /// DCS-only settings (`bootstrap.dcs`), as a deployment gives them.
-    pub fn spilo_configuration(&self) -> String {
-        if let Some(v) = self.spilo_configuration.as_ref().filter(|v| !v.is_null()) {
-            return match v {
-                serde_json::Value::String(s) => s.clone(),
-                v => v.to_string(),
-            };
-        }
-        let mut local = self.parameters.clone();
-        local
-            .entry("shared_preload_libraries".into())
-            .or_insert_with(|| self.shared_preload_libraries.join(","));
-        let mut root = serde_json::Map::new();
-        if !self.dcs_parameters.is_empty() {
-            root.insert(
-                "bootstrap".into(),
-                serde_json::json!({ "dcs": { "postgresql": { "parameters": self.dcs_parameters } } }),
-            );
-        }
-        root.insert("postgresql".into(), serde_json::json!({ "parameters": local }));
-        serde_json::Value::Object(root).to_string()
-    }
-
-    /// Every server setting the image needs, local and DCS.
-    pub fn all_parameters(&self) -> BTreeMap<String, String> {
-        let mut all = self.dcs_parameters.clone();
-        all.extend(self.parameters.clone());
-        all
-    }
-
-    pub fn has_extension(&self, name: &str) -> bool {
-        self.extensions.iter().any(|e| e.name == name)
-    }
-}
 
 /// The manifest and bootstrap configuration.
 pub struct ImageConfig {
-    pub manifest: ImageManifest,
+    pub manifest: BuildManifest,
     pub bootstrap: Config,
     /// `/launch.sh` is pgha-image's launch wrapper: the image merges its own
     /// default server settings under the deployment's (docs/image.md).
@@ -182,7 +101,13 @@ pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyEr
         cfg = crate::bootstrap::config::DEFAULT_PATH
     );
     let out = probe(res, image, "probe-config", &script, &[])?;
-    let s = sections(&out);
+    parse_config(image, &out)
+}
+
+/// The image's manifest, bootstrap configuration and launch wrapper, from
+/// the config probe's output (`@@manifest`, `@@bootstrap`, `@@launch` sections).
+pub fn parse_config(image: &str, out: &str) -> Result<ImageConfig, VerifyError> {
+    let s = sections(out);
     let not_ours = |detail: String| VerifyError::NotOurImage {
         image: image.to_string(),
         path: MANIFEST_PATH.into(),
@@ -203,7 +128,7 @@ pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyEr
             detail: format!("it is larger than {CONFIG_MAX_BYTES} bytes"),
         });
     }
-    let manifest: ImageManifest = serde_json::from_str(s.get("manifest").map(String::as_str).unwrap_or(""))
+    let manifest = BuildManifest::from_json(s.get("manifest").map(String::as_str).unwrap_or("").as_bytes())
         .map_err(|e| not_ours(format!("not a build manifest: {e}")))?;
     let bootstrap = match s.get("bootstrap").map(|t| t.trim()).unwrap_or("") {
         "" => Config::default(),
@@ -263,7 +188,7 @@ done
 true
 "#;
 
-pub fn read_facts(res: &Resources, image: &str, m: &ImageManifest) -> Result<ImageFacts, VerifyError> {
+pub fn read_facts(res: &Resources, image: &str, m: &BuildManifest) -> Result<ImageFacts, VerifyError> {
     let mut args: Vec<String> = m.extensions.iter().map(|e| e.name.clone()).collect();
     args.push("--".into());
     args.extend(m.pg_majors.iter().map(u32::to_string));
@@ -272,7 +197,7 @@ pub fn read_facts(res: &Resources, image: &str, m: &ImageManifest) -> Result<Ima
     Ok(parse_facts(&out, m))
 }
 
-fn parse_facts(out: &str, m: &ImageManifest) -> ImageFacts {
+fn parse_facts(out: &str, m: &BuildManifest) -> ImageFacts {
     let s = sections(out);
     let get = |k: &str| s.get(k).cloned().unwrap_or_default();
     let lines = |k: &str| -> Vec<String> {
@@ -371,38 +296,24 @@ pub fn read_meta(res: &Resources, image: &str) -> Result<ImageMeta, VerifyError>
 mod tests {
     use super::*;
 
-    fn manifest() -> ImageManifest {
-        serde_json::from_value(serde_json::json!({
-            "tool_version": "0.1.0", "base_image": "b", "pg_majors": [15, 16],
-            "extensions": [
-                {"name": "vector", "version": "0.8.0", "recipe": "pgxs", "sha256": "ab",
-                 "smoke": {"sql": "SELECT 1", "expect": "1", "create": false}},
-                {"name": "pg_cron", "version": "1.6", "recipe": "base", "min_version": "1.6"}
-            ],
-            "shared_preload_libraries": ["pg_cron"],
-            "parameters": {"shared_preload_libraries": "pg_cron", "cron.database_name": "postgres"},
-            "dcs_parameters": {"wal_level": "logical"},
-            "some_future_field": 1
-        }))
+    fn manifest() -> BuildManifest {
+        BuildManifest::from_json(
+            serde_json::json!({
+                "tool_version": "0.1.0", "base_image": "b", "pg_majors": [15, 16],
+                "extensions": [
+                    {"name": "vector", "version": "0.8.0", "recipe": "pgxs",
+                     "smoke": {"sql": "SELECT 1", "expect": "1", "create": false}},
+                    {"name": "pg_cron", "version": "1.6", "recipe": "base", "min_version": "1.6"}
+                ],
+                "shared_preload_libraries": ["pg_cron"],
+                "parameters": {"shared_preload_libraries": "pg_cron", "cron.database_name": "postgres"},
+                "dcs_parameters": {"wal_level": "logical"},
+                "some_future_field": 1
+            })
+            .to_string()
+            .as_bytes(),
+        )
         .unwrap()
-    }
-
-    #[test]
-    fn manifest_reads_leniently_and_makes_the_configuration() {
-        let m = manifest();
-        let smoke: crate::catalog::Smoke =
-            serde_json::from_value(m.extensions[0].smoke.clone().unwrap()).unwrap();
-        assert_eq!((smoke.expect.as_str(), smoke.create), ("1", false));
-        let c: serde_json::Value = serde_json::from_str(&m.spilo_configuration()).unwrap();
-        assert_eq!(
-            c["postgresql"]["parameters"]["shared_preload_libraries"],
-            "pg_cron"
-        );
-        assert_eq!(
-            c["bootstrap"]["dcs"]["postgresql"]["parameters"]["wal_level"],
-            "logical"
-        );
-        assert_eq!(m.all_parameters().len(), 3);
     }
 
     #[test]

@@ -61,6 +61,18 @@ impl Request {
     }
 }
 
+/// Check that the report can be written to `path` (e.g. `--junit FILE`),
+/// before the run: a wrong place fails at once, not after every check.
+pub fn check_output(path: &std::path::Path) -> Result<(), VerifyError> {
+    match crate::fsutil::output_file_problem(path) {
+        Some(reason) => Err(VerifyError::Output {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A run name unique on this host: `pgha-verify-<pid>-<random>`.
 fn run_name() -> String {
     let nanos = std::time::SystemTime::now()

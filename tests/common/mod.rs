@@ -1,4 +1,5 @@
 //! Shared support for the integration tests. Each file has one owner area:
+//! `cli` (running `pgha-image`),
 //! `prereq` (missing prerequisites fail with how to install them), `pg`
 //! (throwaway PostgreSQL clusters), `http` (a fixture HTTP server on
 //! 127.0.0.1), `images` (container engine, stand-in base images, the full-set
@@ -8,6 +9,7 @@
 //! dockerd on private paths), `vms` (the ship tests' VMs with sshd).
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod cluster;
 pub mod http;
 pub mod images;

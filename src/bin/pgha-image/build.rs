@@ -86,7 +86,7 @@ pub struct GenerateArgs {
     /// Output directory: DIR/context (the build context), DIR/context.tar, DIR/manifest.json.
     /// Replaced only when complete, and only if new, empty, or an earlier output left unchanged
     /// (every file as recorded in DIR/.pgha-output.json); anything else is refused (exit 2)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
 
     #[command(flatten)]
@@ -94,6 +94,9 @@ pub struct GenerateArgs {
 
     #[command(flatten)]
     pub sources: FetchFlags,
+
+    #[command(flatten)]
+    pub paths: crate::Sources,
 
     /// Print a JSON summary on stdout
     #[arg(long)]
@@ -135,7 +138,7 @@ pub struct BuildArgs {
 
     /// Where the context, its manifest and the build log go, replaced as `generate --out` is
     /// [default: <cache dir>/builds/<tag>]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
 
     #[command(flatten)]
@@ -143,6 +146,9 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub sources: FetchFlags,
+
+    #[command(flatten)]
+    pub paths: crate::Sources,
 
     /// Print a JSON summary on stdout
     #[arg(long)]

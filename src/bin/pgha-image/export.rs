@@ -21,11 +21,21 @@ use std::path::PathBuf;
 )]
 pub struct ExportArgs {
     /// The image to export, e.g. supabase-patroni:v1.0
-    #[arg(long, short = 't', value_name = "TAG")]
-    pub tag: String,
+    #[arg(value_name = "IMAGE", required_unless_present = "tag")]
+    pub image: Option<String>,
 
-    /// Output file [default: derived from the tag, e.g. supabase-patroni_v1.0.tar.zst]
-    #[arg(long, short = 'o', value_name = "FILE")]
+    /// The image, as earlier versions took it (`--tag IMAGE`)
+    #[arg(
+        long,
+        short = 't',
+        value_name = "IMAGE",
+        hide = true,
+        conflicts_with = "image"
+    )]
+    pub tag: Option<String>,
+
+    /// Output file [default: derived from the image, e.g. supabase-patroni_v1.0.tar.zst]
+    #[arg(long = "out", short = 'o', visible_alias = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
     /// Compression
@@ -47,6 +57,9 @@ pub struct ExportArgs {
     /// Print the manifest as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub cache: crate::CacheDir,
 
     /// Write a delta with only the layers OLD_TAG lacks (zstd layers in a plain tar, so no --compress/--level); `load` it where OLD_TAG is (docs/ship.md)
     #[arg(long, value_name = "OLD_TAG", conflicts_with_all = ["compress", "level"])]
@@ -75,10 +88,11 @@ pub struct LoadArgs {
 }
 
 pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    let tag = args.image.or(args.tag).expect("clap requires IMAGE or --tag");
     if let Some(since) = args.since {
         return crate::ship::run_export_since(
             crate::ship::SinceArgs {
-                tag: args.tag,
+                tag,
                 since,
                 output: args.output,
                 force: args.force,
@@ -89,7 +103,7 @@ pub fn run_export(args: ExportArgs, global: &Global) -> Result<(), pgha_image::E
         );
     }
     let req = ExportRequest {
-        tag: args.tag,
+        tag,
         output: args.output,
         compression: args.compress,
         level: args.level,

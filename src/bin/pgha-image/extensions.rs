@@ -1,9 +1,19 @@
 //! `pgha-image extensions list|show`.
 
 use crate::Global;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use pgha_image::catalog::{Extension, Preload};
 use pgha_image::redact;
+
+/// `extensions` with its catalog option, which its subcommands take too.
+#[derive(Args)]
+pub struct ExtensionsArgs {
+    #[command(flatten)]
+    pub paths: crate::Sources,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -23,9 +33,9 @@ pub enum Command {
     },
 }
 
-pub fn run(cmd: Command, global: &Global) -> Result<(), pgha_image::Error> {
+pub fn run(args: ExtensionsArgs, global: &Global) -> Result<(), pgha_image::Error> {
     let catalog = global.catalog()?;
-    match cmd {
+    match args.command {
         Command::List { json } => {
             if json {
                 let all: Vec<&Extension> = catalog.iter().collect();

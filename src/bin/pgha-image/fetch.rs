@@ -24,6 +24,9 @@ pub struct SourceArgs {
 
     #[command(flatten)]
     pub flags: FetchFlags,
+
+    #[command(flatten)]
+    pub paths: crate::Sources,
 }
 
 /// How sources are fetched (shared by `fetch`, `mirror`, `generate` and `build`).

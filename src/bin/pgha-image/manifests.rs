@@ -35,7 +35,7 @@ pub struct ManifestsArgs {
     pub image_manifest: Option<PathBuf>,
 
     /// Container engine to read the image with: auto (a Docker that answers, else Podman), docker, podman
-    #[arg(long, value_name = "ENGINE", default_value = "auto", env = "PGHA_ENGINE")]
+    #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Auto, env = "PGHA_ENGINE")]
     pub engine: EngineChoice,
 
     /// Replace the contents of a non-empty DIR that was not written by this command
@@ -48,6 +48,8 @@ pub struct ManifestsArgs {
 }
 
 pub fn run(args: ManifestsArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    // A wrong --out fails before the engine is looked for.
+    manifests::check_out(&args.out, args.force)?;
     let engine;
     let source = match &args.image_manifest {
         Some(file) => ManifestSource::File(file),

@@ -17,13 +17,13 @@ use pgha_image::ship::{self, ShipRequest, Ssh, Target};
     Each host needs sh, tar, sha256sum, zstd or gzip, and Docker or Podman; pgha-image itself \
     need not be installed there. Only the layers a host lacks are sent; they are checked against \
     their digests on arrival, the image is loaded under a temporary tag, its id checked, and only \
-    then tagged TAG. Re-running after an interruption sends only what is still missing.\n\n\
+    then tagged IMAGE. Re-running after an interruption sends only what is still missing.\n\n\
     Exit codes: 0 every host has the image; otherwise the code of the hosts' failures (1 connection \
     or engine, 3 verification, 4 missing program on the host), 1 when they differ. See docs/ship.md."
 )]
 pub struct ShipArgs {
     /// The image to ship, e.g. supabase-patroni:v1.1
-    #[arg(value_name = "TAG")]
+    #[arg(value_name = "IMAGE")]
     pub tag: String,
 
     /// Target hosts: [USER@]HOST[:PORT], comma-separated or repeated
@@ -54,6 +54,9 @@ pub struct ShipArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub cache: crate::CacheDir,
 }
 
 pub fn run(args: ShipArgs, global: &Global) -> Result<(), pgha_image::Error> {

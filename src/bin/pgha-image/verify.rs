@@ -21,7 +21,7 @@ pub struct VerifyArgs {
     pub image: String,
 
     /// Container engine: auto (a Docker that answers, else Podman), docker, podman
-    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Auto, env = "PGHA_ENGINE")]
     pub engine: EngineChoice,
 
     /// 1: one member with the image's local etcd; 3: three members and an etcd on a
@@ -51,6 +51,12 @@ pub struct VerifyArgs {
 }
 
 pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::Error> {
+    // The JUnit file's place is checked (its temporary file created) before
+    // the run, not after it: a bad path must not lose the report.
+    let junit = match &args.junit {
+        Some(path) => Some(junit_file(path)?),
+        None => None,
+    };
     let req = Request {
         image: args.image.clone(),
         engine: args.engine,
@@ -58,12 +64,6 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
         keep: args.keep,
         timeout: Duration::from_secs(args.timeout),
         omit_secrets: args.without_secret.clone(),
-    };
-    // The JUnit file's place is checked (its temporary file created) before
-    // the run, not after it: a bad path must not lose the report.
-    let junit = match &args.junit {
-        Some(path) => Some(junit_file(path)?),
-        None => None,
     };
     // Progress (a line per check) goes to stderr; the result to stdout.
     let report = verify::run(req, global.progress())?;
@@ -109,18 +109,12 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
 }
 
 /// The temporary file the JUnit report goes to, next to `path`, renamed
-/// over it when written: a directory, or a place that cannot be written,
-/// is refused before the run (exit 2).
+/// over it when written: a directory, a missing directory or a place that
+/// cannot be written is refused before the run (exit 2).
 fn junit_file(path: &Path) -> Result<AtomicFile, VerifyError> {
-    let bad = |why: String| {
-        VerifyError::Usage(format!(
-            "--junit {}: {why}; give a file in a writable directory (e.g. reports/verify.xml after \
-             `mkdir -p reports`)",
-            path.display()
-        ))
-    };
-    if path.is_dir() {
-        return Err(bad("it is a directory".into()));
-    }
-    AtomicFile::create(path).map_err(|e| bad(e.to_string()))
+    verify::check_output(path)?;
+    AtomicFile::create(path).map_err(|e| VerifyError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
