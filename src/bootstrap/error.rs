@@ -78,6 +78,10 @@ pub enum BootstrapError {
     SecretInvalid { path: PathBuf, problem: String },
     #[error("the secret file {path} is a symbolic link to {target}, which does not exist")]
     SecretDangling { path: PathBuf, target: PathBuf },
+    /// A FIFO, a device or a file over the limit where a secret should be:
+    /// a broken or wrong mount, refused without waiting or reading it all.
+    #[error("the secret file {path} is {problem}")]
+    SecretUnusable { path: PathBuf, problem: String },
 
     #[error("setting {what} failed: {detail}")]
     Secret { what: String, detail: String },
@@ -157,6 +161,9 @@ impl Diagnostic for BootstrapError {
             Self::SecretInvalid { .. } => "write the secret into the file, a regular file of at most \
                  64 KiB (a trailing newline is ignored), or remove the file; nothing was written"
                 .into(),
+            Self::SecretUnusable { .. } => "mount or write the secret as a regular file of at most \
+                 64 KiB (a FIFO, a device or a bigger file is never read), or remove it; nothing was written"
+                .into(),
             Self::SecretDangling { .. } => "a broken secret mount looks like this: mount the secret so \
                  that the link's target exists, or remove the link; nothing was written"
                 .into(),
@@ -202,7 +209,9 @@ impl Diagnostic for BootstrapError {
             Self::RequiredExtensionMissing { .. } | Self::RequiredExtensionNotPreloaded { .. } => {
                 ExitCode::Prerequisite
             }
-            Self::SecretRead { .. } | Self::SecretDangling { .. } => ExitCode::Prerequisite,
+            Self::SecretRead { .. } | Self::SecretDangling { .. } | Self::SecretUnusable { .. } => {
+                ExitCode::Prerequisite
+            }
             _ => ExitCode::Failure,
         }
     }

@@ -89,7 +89,7 @@ pub const SECRET_MAX_BYTES: u64 = 64 * 1024;
 /// `echo` writes) is not part of the secret. A symbolic link whose target is
 /// missing is not "absent" but a broken secret mount: an error. Only a
 /// regular file of at most [`SECRET_MAX_BYTES`] is read (a FIFO or a device
-/// could block or never end).
+/// could block or never end); anything else is exit 4, as a broken mount.
 pub fn read_secret(path: &Path) -> Result<Option<Secret>, BootstrapError> {
     use crate::fsutil::{BoundedReadError, read_regular_bounded};
     let invalid = |problem: &str| BootstrapError::SecretInvalid {
@@ -113,7 +113,12 @@ pub fn read_secret(path: &Path) -> Result<Option<Secret>, BootstrapError> {
                 source,
             });
         }
-        Err(e) => return Err(invalid(&e.to_string())),
+        Err(e) => {
+            return Err(BootstrapError::SecretUnusable {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            });
+        }
     };
     let mut text = String::from_utf8(bytes).map_err(|_| invalid("not valid UTF-8"))?;
     while text.ends_with('\n') || text.ends_with('\r') {
