@@ -232,3 +232,140 @@ fn verify_refuses_bad_names_and_junit_paths_before_the_run() {
         assert!(e.contains("hint: give a file in an existing directory"), "{e}");
     }
 }
+
+/// The small test image of this file (the build cache makes it once).
+fn small_image(name: &str) -> TestImage {
+    let _lock = engine_lock();
+    let reference = format!("localhost/pgha-i19-ship/{name}:{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!(
+            "FROM {}\nRUN head -c 65536 /dev/urandom > /i19.bin\n",
+            debian_base()
+        ),
+    )
+    .unwrap();
+    run(podman_cmd()
+        .args(["build", "-q", "-t", &reference])
+        .arg(dir.path()));
+    TestImage { reference }
+}
+
+/// The image's diff ids (hex), bottom first.
+fn diff_ids(reference: &str) -> Vec<String> {
+    run(podman_cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{range .RootFS.Layers}}{{.}} {{end}}",
+        reference,
+    ]))
+    .split_whitespace()
+    .map(|d| d.trim_start_matches("sha256:").to_string())
+    .collect()
+}
+
+/// Caches that heal (issue 19, items 9-11), against a real sshd VM with its
+/// own Podman store:
+/// - a corrupted entry of the local ship cache is found on use, removed and
+///   made again from the image: the ship succeeds (it used to fail on every
+///   run, blaming the transfer);
+/// - a corrupted staged layer on the VM (as an interrupted ship and a bad
+///   disk leave it) is found by the host's inventory, removed and sent
+///   again: the ship succeeds (it used to fail on every run);
+/// - a staging directory the host cannot write is a host I/O error (exit 1)
+///   that says to make it writable, not corruption (exit 3); once writable,
+///   the same ship succeeds.
+#[test]
+#[ignore = "slow tier: needs root, Podman, sshd and network namespaces"]
+fn ship_caches_heal_and_a_read_only_stage_is_a_host_error() {
+    let image = small_image("heal");
+    let tag = image.reference.as_str();
+    let ids = diff_ids(tag);
+    let top = ids.last().unwrap().clone();
+    let local_id = run(podman_cmd().args(["image", "inspect", "--format", "{{.Id}}", tag]));
+    let local_id = format!("sha256:{}", local_id.trim().trim_start_matches("sha256:"));
+    let vms = Vms::start(&[VmEngine::Podman]);
+    let vm = &vms.vms[0];
+    let cache = tempfile::tempdir().unwrap();
+    let ship = || {
+        let mut a = vec!["--progress".to_string(), "plain".into()];
+        a.extend(ship_args(&vms, cache.path(), tag, &[]));
+        pgha(&a)
+    };
+    let remove_from_vm = || {
+        let o = vm.engine_cmd().args(["rmi", "-f", tag]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(vm.image_id(tag), None);
+    };
+
+    // A first ship fills the local cache.
+    let o = ship();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(vm.image_id(tag).as_deref(), Some(local_id.as_str()));
+    let cached = cache.path().join(format!("ship/layers/{top}.tar.zst"));
+    let good = std::fs::read(&cached).expect("the top layer is cached");
+
+    // 10. The local cache entry is corrupted (one byte in the middle).
+    remove_from_vm();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&cached, &bad).unwrap();
+    let o = ship();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&format!("warning: the cached layer {}", cached.display()))
+            && e.contains("removed it, it is made again from the image"),
+        "{e}"
+    );
+    assert!(!e.contains("arrived corrupt"), "{e}");
+    assert_eq!(vm.image_id(tag).as_deref(), Some(local_id.as_str()));
+    assert_ne!(std::fs::read(&cached).unwrap(), bad, "the entry was made again");
+
+    // 9. A staged layer on the VM is corrupted (as an interrupted ship
+    // followed by a bad disk leaves it): found, removed, sent again.
+    remove_from_vm();
+    let stage = vm.stage_dir();
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::write(stage.join(format!("{top}.tar")), b"not the layer").unwrap();
+    let o = ship();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&format!(
+            "the staged layer sha256:{top} was corrupt on the host; removed it"
+        )),
+        "{e}"
+    );
+    assert_eq!(vm.image_id(tag).as_deref(), Some(local_id.as_str()));
+    assert_eq!(
+        std::fs::read_dir(&stage).unwrap().count(),
+        0,
+        "nothing stays staged"
+    );
+
+    // 11. The staging directory is read-only on the VM (a bind mount in the
+    // VM's own mount namespace, so root cannot write either).
+    remove_from_vm();
+    let dir = stage.display().to_string();
+    let (ok, out) = vms.ssh(
+        0,
+        &format!("mount --bind {dir} {dir} && mount -o remount,ro,bind {dir} && ! touch {dir}/x"),
+    );
+    assert!(ok, "make the stage read-only: {out}");
+    let o = ship();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("cannot write in {dir} on this host")), "{e}");
+    assert!(e.contains("make it writable or free its disk"), "{e}");
+    assert!(!e.contains("corrupt"), "not corruption: {e}");
+    assert_eq!(vm.image_id(tag), None);
+    let (ok, out) = vms.ssh(0, &format!("umount {dir}"));
+    assert!(ok, "{out}");
+    let o = ship();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(vm.image_id(tag).as_deref(), Some(local_id.as_str()));
+}

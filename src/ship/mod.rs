@@ -151,6 +151,11 @@ pub fn ship(engine: &Engine, req: &ShipRequest, progress: &Progress) -> Result<S
     // 1. What each host holds.
     let plans: Vec<Result<Plan, remote::HostError>> = run_parallel(&req.targets, parallel, |t| {
         let inv = req.ssh.inventory(t, req.remote_engine)?;
+        for d in &inv.evicted {
+            progress.println(format!(
+                "warning: {t}: the staged layer sha256:{d} was corrupt on the host; removed it, it is sent again"
+            ));
+        }
         let there = inv.images.iter().any(|(id, _)| *id == image.id);
         let held = layers::held_prefix(&image.layers, &inv.images);
         let send = if there {

@@ -123,6 +123,9 @@ pub struct Inventory {
     pub images: Vec<(String, Vec<Sha256Digest>)>,
     /// Layers received earlier (verified), not yet loaded.
     pub staged: BTreeSet<Sha256Digest>,
+    /// Staged layers that no longer hashed to their name: removed by the
+    /// host, to be sent again.
+    pub evicted: BTreeSet<Sha256Digest>,
 }
 
 fn quote(s: &str) -> String {
@@ -303,6 +306,7 @@ fn parse_inventory(text: &str) -> Option<Inventory> {
     let mut engine = None;
     let mut wire = None;
     let mut staged = BTreeSet::new();
+    let mut evicted = BTreeSet::new();
     let mut end = false;
     for l in text.lines() {
         let mut w = l.split_whitespace();
@@ -315,6 +319,11 @@ fn parse_inventory(text: &str) -> Option<Inventory> {
                     staged.insert(d);
                 }
             }
+            (Some("evicted"), Some(h)) => {
+                if let Ok(d) = h.parse() {
+                    evicted.insert(d);
+                }
+            }
             (Some("end"), None) => end = true,
             _ => {}
         }
@@ -325,6 +334,7 @@ fn parse_inventory(text: &str) -> Option<Inventory> {
         wire: wire?,
         images: super::layers::parse_images(text),
         staged,
+        evicted,
     })
 }
 
@@ -388,10 +398,13 @@ mod tests {
     #[test]
     fn inventory_needs_its_end_line() {
         let h = Sha256Digest::from_bytes([1; 32]).to_hex();
-        let full = format!("engine docker\ndecompress gzip\nimage sha256:aa sha256:{h}\nstaged {h}\nend\n");
+        let e = Sha256Digest::from_bytes([2; 32]).to_hex();
+        let full = format!(
+            "engine docker\ndecompress gzip\nimage sha256:aa sha256:{h}\nstaged {h}\nevicted {e}\nend\n"
+        );
         let inv = parse_inventory(&full).unwrap();
         assert_eq!((inv.engine.as_str(), inv.wire), ("docker", Wire::Gzip));
-        assert_eq!((inv.images.len(), inv.staged.len()), (1, 1));
+        assert_eq!((inv.images.len(), inv.staged.len(), inv.evicted.len()), (1, 1, 1));
         assert!(parse_inventory(full.trim_end_matches("end\n")).is_none());
     }
 }
