@@ -369,3 +369,87 @@ fn ship_caches_heal_and_a_read_only_stage_is_a_host_error() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(vm.image_id(tag).as_deref(), Some(local_id.as_str()));
 }
+
+/// Write the delta's checksum file and manifest again so that they match
+/// its (altered) bytes: a tamperer who controls the transfer can.
+fn reseal(delta: &Path) {
+    let (digest, size) = pgha_image::hash::Sha256Digest::of_file(delta).unwrap();
+    let name = delta.file_name().unwrap().to_str().unwrap();
+    let sha_file = delta.with_file_name(format!("{name}.sha256"));
+    std::fs::write(&sha_file, format!("{}  {name}\n", digest.to_hex())).unwrap();
+    let man_file = delta.with_file_name(format!("{name}.manifest.json"));
+    if man_file.is_file() {
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&man_file).unwrap()).unwrap();
+        m["sha256"] = digest.to_hex().into();
+        m["size"] = size.into();
+        std::fs::write(&man_file, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+}
+
+/// A delta altered after export, its checksum files re-made to match
+/// (a flipped byte in a layer; the last layer cut off): `load` is exit 3 (a
+/// verification failure, not bad input or an I/O error), names the fix,
+/// and tags nothing: no temporary tag is left.
+#[test]
+#[ignore = "slow tier: needs root and Podman"]
+fn tampered_and_resealed_deltas_are_a_verification_failure() {
+    // The Debian test base and this file's small image on it (both built
+    // already): the delta is the small image's one layer.
+    let base = debian_base();
+    let v2 = small_image("delta");
+    let _lock = engine_lock();
+    let out = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let delta = out.path().join("v2.delta.tar");
+    let o = pgha(&[
+        "--cache-dir".into(),
+        cache.path().display().to_string(),
+        "export".into(),
+        "--tag".into(),
+        v2.reference.clone(),
+        "--since".into(),
+        base.clone(),
+        "-o".into(),
+        delta.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let pristine = std::fs::read(&delta).unwrap();
+    // Where the layer's entry starts: its tar header holds its name.
+    let at = pristine
+        .windows(8)
+        .position(|w| w == b".tar.zst")
+        .expect("a layer entry")
+        / 512
+        * 512;
+
+    let flipped = {
+        let mut b = pristine.clone();
+        b[at + 512 + 4096] ^= 0xff;
+        b
+    };
+    let cut = {
+        let mut b = pristine[..at].to_vec();
+        b.extend_from_slice(&[0u8; 1024]);
+        b
+    };
+    for (case, bytes) in [("a flipped byte in a layer", flipped), ("the layer cut off", cut)] {
+        std::fs::write(&delta, &bytes).unwrap();
+        reseal(&delta);
+        let o = pgha(&["load".into(), delta.display().to_string()]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{case}: {e}");
+        assert!(
+            e.contains("matches its checksum but its content does not verify"),
+            "{case}: {e}"
+        );
+        assert!(
+            e.contains("hint:") && e.contains("export it again"),
+            "{case}: {e}"
+        );
+        let tags = run(podman_cmd().args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+        assert!(
+            !tags.contains("pgha-delta-incoming"),
+            "{case}: a temporary tag was left: {tags}"
+        );
+    }
+}

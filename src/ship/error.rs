@@ -47,6 +47,12 @@ pub enum ShipError {
     #[error("{file} is not a delta written by `pgha-image export --since`: {why}")]
     BadDelta { file: PathBuf, why: String },
 
+    /// The file matches its checksum, but what it holds does not verify.
+    #[error(
+        "{file} matches its checksum but its content does not verify: {why}; nothing was loaded or tagged"
+    )]
+    DeltaTampered { file: PathBuf, why: String },
+
     #[error("the loaded image {reference} has id {actual}, but the delta says {expected}; it was removed")]
     LoadedIdMismatch {
         reference: String,
@@ -90,6 +96,12 @@ impl Diagnostic for ShipError {
                  or bring a full export of the new image instead of the delta"
             )),
             ShipError::NothingShared { .. } => Some("export the full image (without --since)".into()),
+            ShipError::DeltaTampered { .. } => Some(
+                "the delta was altered after it was written and its checksum files re-made to match: \
+                 do not use it; export it again on the build machine (`pgha-image export --since`) \
+                 and bring it by a trusted way"
+                    .into(),
+            ),
             ShipError::WeakHostKeyOption { .. } => Some(
                 "add the host's key to known_hosts (`ssh-keyscan HOST >> ~/.ssh/known_hosts`, then compare \
                  its fingerprint), or use StrictHostKeyChecking=accept-new for a first contact; \
@@ -112,6 +124,7 @@ impl Diagnostic for ShipError {
             | ShipError::NothingShared { .. }
             | ShipError::WeakHostKeyOption { .. } => ExitCode::Usage,
             ShipError::BadDelta { .. } => ExitCode::Usage,
+            ShipError::DeltaTampered { .. } => ExitCode::Verification,
             ShipError::DeltaBaseMissing { .. } => ExitCode::Prerequisite,
             ShipError::LoadedIdMismatch { .. } => ExitCode::Verification,
             // One kind of failure on every failed host: its code; mixed: 1.
