@@ -289,11 +289,16 @@ fn ship_caches_heal_and_a_read_only_stage_is_a_host_error() {
     let vms = Vms::start(&[VmEngine::Podman]);
     let vm = &vms.vms[0];
     let cache = tempfile::tempdir().unwrap();
-    let ship = || {
+    let ship_tag = |t: &str| {
         let mut a = vec!["--progress".to_string(), "plain".into()];
-        a.extend(ship_args(&vms, cache.path(), tag, &[]));
+        a.extend(ship_args(&vms, cache.path(), t, &[]));
         pgha(&a)
     };
+    let ship = || ship_tag(tag);
+    // The base first: it stays on the VM, so that each ship below moves the
+    // image's one small layer only (removing the tag removes just that).
+    let o = ship_tag(&debian_base());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let remove_from_vm = || {
         let o = vm.engine_cmd().args(["rmi", "-f", tag]).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
