@@ -13,13 +13,15 @@
 //! - decision: a `NAME=value` assignment inside a layer file is not a
 //!   finding (the scan looks for secrets with a recognisable shape in files,
 //!   and for assignments only in the environment, labels and history, where
-//!   they are set on purpose); the same assignment in ENV is.
+//!   they are set on purpose); the same assignment in ENV is;
+//! - decision: a YAML alias bomb in SPILO_CONFIGURATION is refused by the
+//!   image's merge script (at most 100 000 values expanded, 1 MiB of text).
 
 mod common;
 
 use common::images::{self, ImageLock, engine_lock, image_exists, podman_cmd, run};
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TOOL: &str = env!("CARGO_BIN_EXE_pgha-image");
 
@@ -141,4 +143,54 @@ fn hostile_manifests_and_big_files_are_bounded_and_found() {
     // The other extensions were checked as usual.
     assert_eq!(check(&report, "extension.pgsodium")["outcome"], "passed");
     nothing_left(report["run"].as_str().unwrap());
+}
+
+/// Decision: the image's merge script (run by /launch.sh before Spilo)
+/// bounds SPILO_CONFIGURATION: a YAML alias bomb of a few hundred bytes
+/// (10^9 values expanded), or a structure that holds itself, is refused
+/// before it is merged or printed. The container stops at once with exit
+/// status 1 and says why and what to do; it does not grow for ever.
+#[test]
+#[ignore = "slow tier: needs root and Podman (builds the full-set image)"]
+fn a_yaml_alias_bomb_in_spilo_configuration_is_refused_by_the_image() {
+    let lock = engine_lock();
+    let full = images::full_set_image(&lock);
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (i, n) in ('b'..='i').enumerate() {
+        let prev = (b'a' + i as u8) as char;
+        bomb.push_str(&format!(
+            "{n}: &{n} [{}]\n",
+            vec![format!("*{prev}"); 10].join(", ")
+        ));
+    }
+    for (case, conf) in [
+        ("an alias bomb", bomb.as_str()),
+        ("a list holding itself", "x: &x [*x]\n"),
+    ] {
+        let started = Instant::now();
+        let o = podman_cmd()
+            .args(["run", "--rm", "--memory", "512m", "-e"])
+            .arg(format!("SPILO_CONFIGURATION={conf}"))
+            .arg(&full)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{case}: {e}");
+        assert!(
+            e.contains(
+                "SPILO_CONFIGURATION holds more than 100000 values once its YAML aliases are expanded"
+            ),
+            "{case}: {e}"
+        );
+        assert!(
+            e.contains("write the configuration out without aliases"),
+            "{case}: {e}"
+        );
+        assert!(e.contains("not starting"), "{case}: {e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{case}: {:?}",
+            started.elapsed()
+        );
+    }
 }
