@@ -24,7 +24,10 @@ PUT, DELETE: switchover, failover, restart, config), and patronictl in the
 container uses the same login. They cannot reach Patroni as variables:
 Spilo strips its environment.
 
-Exit status 2, naming the variable, when it is not YAML or not a mapping.
+Exit status 2, naming the variable, when it is not YAML or not a mapping,
+or when it is larger than MAX_BYTES or holds more than MAX_VALUES values
+once its aliases are expanded (a YAML "alias bomb" of a few hundred bytes
+expands to billions: it is refused before it is merged or printed).
 """
 
 import json
@@ -32,6 +35,28 @@ import os
 import sys
 
 import yaml
+
+# A real configuration is a few KiB and a few hundred values.
+MAX_BYTES = 1024 * 1024
+MAX_VALUES = 100000
+
+
+def count_values(doc, limit):
+    """The number of values in doc with aliases expanded, counting at most
+    limit + 1 (so a bomb, or a structure that holds itself, stops early)."""
+    seen = 0
+    stack = [doc]
+    while stack:
+        v = stack.pop()
+        seen += 1
+        if seen > limit:
+            break
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return seen
 
 
 def merge_over(user, defaults):
@@ -51,6 +76,10 @@ def main():
         defaults = json.load(f)
     name = next((n for n in ("SPILO_CONFIGURATION", "PATRONI_CONFIGURATION") if n in os.environ), None)
     text = os.environ.get(name, "") if name else ""
+    if len(text.encode("utf-8", "surrogateescape")) > MAX_BYTES:
+        print("pgha launch: {0} is larger than {1} bytes; give the configuration in full, "
+              "without padding".format(name, MAX_BYTES), file=sys.stderr)
+        sys.exit(2)
     try:
         user = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -59,6 +88,11 @@ def main():
     if not isinstance(user, dict):
         print("pgha launch: {0} must be a YAML mapping, not a {1}".format(name, type(user).__name__),
               file=sys.stderr)
+        sys.exit(2)
+    if count_values(user, MAX_VALUES) > MAX_VALUES:
+        print("pgha launch: {0} holds more than {1} values once its YAML aliases are expanded "
+              "(an alias bomb, or a structure that holds itself); write the configuration out "
+              "without aliases (*name)".format(name, MAX_VALUES), file=sys.stderr)
         sys.exit(2)
     rest_user = os.environ.get("PGHA_RESTAPI_USERNAME", "")
     rest_password = os.environ.get("PGHA_RESTAPI_PASSWORD", "")

@@ -27,6 +27,158 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// Why [`read_regular_bounded`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum BoundedReadError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A FIFO, socket, device or directory: reading it could block for ever
+    /// or never end.
+    #[error("not a regular file (it is a {kind})")]
+    NotRegular { kind: &'static str },
+    #[error("larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("not finished after {seconds} s")]
+    TimedOut { seconds: u64 },
+}
+
+/// The limit for a small file a user or an image hands over: a
+/// configuration, a manifest, a checksum file, a record (they are KiBs).
+pub const SMALL_FILE_MAX_BYTES: u64 = 1024 * 1024;
+
+/// [`read_regular_bounded`] as `std::fs::read` would answer: a refusal is
+/// an `InvalidData` error that says why (and `NotFound` stays `NotFound`).
+pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read_regular_bounded(path, limit).map_err(|e| match e {
+        BoundedReadError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    })
+}
+
+/// [`read_limited`] as text.
+pub fn read_limited_text(path: &Path, limit: u64) -> io::Result<String> {
+    String::from_utf8(read_limited(path, limit)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// What kind of file `ft` is, in words.
+pub fn file_kind(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        "regular file"
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else {
+        "symbolic link"
+    }
+}
+
+/// Read a file that a user or an image controls, with a size limit: symbolic
+/// links are followed, but the file they end at must be a regular file (it
+/// is opened with `O_NONBLOCK`, so a FIFO cannot block the open, and checked
+/// with `fstat` before a byte is read), and at most `limit` bytes are
+/// accepted (reading stops at `limit + 1`).
+pub fn read_regular_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(BoundedReadError::NotRegular {
+            kind: file_kind(&meta.file_type()),
+        });
+    }
+    let mut out = Vec::with_capacity(meta.len().min(limit) as usize);
+    file.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(BoundedReadError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Wait for `child` (spawned with piped stdout and stderr), collecting what
+/// it writes, at most `limit` bytes on each: a child that writes more is
+/// killed, and the answer is [`BoundedReadError::TooLarge`]; one still
+/// writing after `time_limit` is killed too ([`BoundedReadError::TimedOut`]).
+/// For commands whose output an image controls.
+pub fn output_bounded(
+    mut child: std::process::Child,
+    limit: u64,
+    time_limit: Option<std::time::Duration>,
+) -> Result<std::process::Output, BoundedReadError> {
+    use std::io::Read;
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, io::Result<Vec<u8>>)>();
+    let collect = |is_out: bool, r: Option<Box<dyn Read + Send>>| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let res = match r {
+                Some(r) => r.take(limit + 1).read_to_end(&mut v).map(|_| v),
+                None => Ok(v),
+            };
+            let _ = tx.send((is_out, res));
+        });
+    };
+    collect(
+        true,
+        child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    collect(
+        false,
+        child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    drop(tx);
+    let (mut stdout, mut stderr) = (None, None);
+    // Whichever stream ends first is looked at first: a stream past the
+    // limit kills the child at once (it may be blocked writing the other).
+    let deadline = time_limit.map(|t| (std::time::Instant::now() + t, t.as_secs()));
+    loop {
+        let next = match deadline {
+            None => rx.recv().ok(),
+            Some((at, seconds)) => {
+                match rx.recv_timeout(at.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(n) => Some(n),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(BoundedReadError::TimedOut { seconds });
+                    }
+                }
+            }
+        };
+        let Some((is_out, res)) = next else { break };
+        if matches!(&res, Ok(v) if v.len() as u64 > limit) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BoundedReadError::TooLarge { limit });
+        }
+        if is_out {
+            stdout = Some(res);
+        } else {
+            stderr = Some(res);
+        }
+    }
+    let status = child.wait()?;
+    let missing = || Err(io::Error::other("an output reader stopped"));
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.unwrap_or_else(missing)?,
+        stderr: stderr.unwrap_or_else(missing)?,
+    })
+}
+
 /// The directory a path lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -247,7 +399,7 @@ pub fn parse_checksums(text: &str) -> Result<Vec<ChecksumLine>, ChecksumFileErro
 
 /// Read a checksum file.
 pub fn read_checksum_file(path: &Path) -> Result<Vec<ChecksumLine>, ChecksumFileError> {
-    parse_checksums(&fs::read_to_string(path)?)
+    parse_checksums(&read_limited_text(path, SMALL_FILE_MAX_BYTES)?)
 }
 
 /// Write `root` as a deterministic tar (see the module docs) into `w`,
@@ -296,6 +448,43 @@ pub fn write_dir_tar<W: Write>(root: &Path, mtime: u64, w: W) -> io::Result<W> {
 
 /// Every entry under `root` (directories too, symlinks not followed), as
 /// (path relative to `root`, its type), in no particular order.
+/// Why `dir` cannot be replaced without losing something, or `None` when
+/// every file in it is one `recorded` lists (relative path → the digest it
+/// was written with; `None` for a file still being written) and still has
+/// that digest. `own` is the record's own file; `tool` names the command
+/// for the message. The rule `generate` and `manifests` share for `--out`.
+pub fn unrecorded_file(
+    dir: &Path,
+    recorded: &std::collections::BTreeMap<String, Option<Sha256Digest>>,
+    own: &str,
+    tool: &str,
+) -> io::Result<Option<String>> {
+    for (rel, ft) in walk_tree(dir)? {
+        if ft.is_dir() {
+            continue;
+        }
+        let rel = rel.to_string_lossy().into_owned();
+        if rel == own {
+            continue;
+        }
+        if !ft.is_file() {
+            return Ok(Some(format!(
+                "{rel} is not a regular file; {tool} never writes one"
+            )));
+        }
+        let Some(expected) = recorded.get(&rel) else {
+            return Ok(Some(format!("{rel} is not a file {tool} wrote")));
+        };
+        if let Some(expected) = expected {
+            let (actual, _) = Sha256Digest::of_file(&dir.join(&rel))?;
+            if actual != *expected {
+                return Ok(Some(format!("{rel} was changed since {tool} wrote it")));
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub fn walk_tree(root: &Path) -> io::Result<Vec<(PathBuf, fs::FileType)>> {
     let mut entries = Vec::new();
     walk(root, Path::new(""), &mut entries)?;

@@ -294,3 +294,53 @@ fn catalog_words_cannot_inject_into_the_generated_build() {
         assert_bad_input(&out, &cache, &["a.toml:", field], "catalog file");
     }
 }
+
+/// Decision: a `requires` cycle (a → b → c → a, or an extension requiring
+/// itself) is refused when the catalog is loaded, by every command that
+/// reads it: no order of CREATE EXTENSION could satisfy it. Exit 2 names
+/// the cycle and its files; nothing is fetched or written.
+#[test]
+fn a_requires_cycle_is_refused_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let server = Server::start();
+    let body = tar_gz("a-1.0", &[("a.c", &filler(1000, 1))]);
+    server.route("/a.tar.gz", Reply::Bytes(body.clone()));
+    let entry = |name: &'static str| Entry {
+        name,
+        version: "1.0",
+        url: server.url("/a.tar.gz"),
+        sha256: sha256_hex(&body),
+    };
+    let catalog = |dir: &str, edges: &[(&'static str, &str)]| {
+        let names: Vec<_> = edges.iter().map(|(n, _)| entry(n)).collect();
+        let dir = write_catalog(&tmp.path().join(dir), &names);
+        for (name, req) in edges {
+            let file = dir.join(format!("{name}.toml"));
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&file, format!("requires = [\"{req}\", \"pgcrypto\"]\n{text}")).unwrap();
+        }
+        dir
+    };
+    let ring = catalog("ring", &[("a", "b"), ("b", "c"), ("c", "a")]);
+    let own = catalog("own", &[("a", "a")]);
+    for (dir, cycle, files) in [
+        (&ring, "a → b → c → a", &["a.toml", "b.toml", "c.toml"][..]),
+        (&own, "a → a", &["a.toml"][..]),
+    ] {
+        for args in [&["fetch", "--allow-http"][..], &["extensions", "list"]] {
+            let out = pgha(Some(dir), &cache, args).output().unwrap();
+            let mut what = vec!["extensions require each other in a cycle", cycle];
+            what.extend_from_slice(files);
+            assert_bad_input(&out, &cache, &what, "remove one of these `requires` entries");
+        }
+    }
+    // A chain without a cycle (and a requirement outside the catalog, a
+    // contrib extension) loads.
+    let chain = catalog("chain", &[("a", "b"), ("b", "c"), ("c", "pg_trgm")]);
+    let out = pgha(Some(&chain), &cache, &["extensions", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(server.total_requests(), 0);
+}

@@ -366,6 +366,7 @@ fn default_acl_sql(owner: &str, schema: &str, kind: &str, grantee: &str) -> Stri
 /// Run every check. An error only when the database cannot be asked.
 pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
     let client = s.connect().await?;
+    super::extensions::refuse_unknown(&client, &s.extensions).await?;
     // What the last apply was asked for, unless this run says otherwise.
     let led = ledger::read(&client).await?;
     let s = &s.clone().with_recorded_selection(&led)?;
@@ -503,6 +504,20 @@ pub async fn check(s: &Settings) -> Result<CheckReport, BootstrapError> {
                 )
             },
             ok: now == &row.sha256,
+        });
+    }
+    // Their owners: the contract's (a SECURITY DEFINER function runs with its owner's rights).
+    for o in roles::function_owners(&client).await? {
+        findings.push(Finding {
+            what: if o.owner == o.wanted {
+                format!("function {} is owned by {}", o.function, o.wanted)
+            } else {
+                format!(
+                    "function {} is owned by {} (found: {})",
+                    o.function, o.wanted, o.owner
+                )
+            },
+            ok: o.owner == o.wanted,
         });
     }
     // The ledger: every migration of this binary applied, none changed.

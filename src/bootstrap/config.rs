@@ -199,10 +199,12 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, BootstrapError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BootstrapError::ConfigRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::fsutil::read_limited_text(path, crate::fsutil::SMALL_FILE_MAX_BYTES).map_err(
+            |source| BootstrapError::ConfigRead {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         Self::parse(&text).map_err(|message| BootstrapError::ConfigInvalid {
             path: path.to_path_buf(),
             message,

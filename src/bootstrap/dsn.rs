@@ -354,7 +354,7 @@ pub fn passfile_lookup(path: &Path, host: &str, port: u16, dbname: &str, user: &
         );
         return None;
     }
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = crate::fsutil::read_limited_text(path, crate::fsutil::SMALL_FILE_MAX_BYTES).ok()?;
     let socket = host.starts_with('/') || host.starts_with('@');
     let port = port.to_string();
     for line in text.lines() {

@@ -76,6 +76,12 @@ pub enum BootstrapError {
     },
     #[error("the secret file {path} is {problem}")]
     SecretInvalid { path: PathBuf, problem: String },
+    #[error("the secret file {path} is a symbolic link to {target}, which does not exist")]
+    SecretDangling { path: PathBuf, target: PathBuf },
+    /// A FIFO, a device or a file over the limit where a secret should be:
+    /// a broken or wrong mount, refused without waiting or reading it all.
+    #[error("the secret file {path} is {problem}")]
+    SecretUnusable { path: PathBuf, problem: String },
 
     #[error("setting {what} failed: {detail}")]
     Secret { what: String, detail: String },
@@ -93,6 +99,9 @@ pub enum BootstrapError {
 
     #[error("the secrets directory {path} does not exist")]
     SecretsDirMissing { path: PathBuf },
+
+    #[error("--extensions {given:?} names no extension")]
+    EmptyExtensionList { given: String },
 
     #[error("unknown extension(s) in {origin}: {}", names.join(", "))]
     UnknownExtensions { origin: String, names: Vec<String> },
@@ -149,8 +158,14 @@ impl Diagnostic for BootstrapError {
             Self::SecretRead { .. } => "make the file readable by the user running pgha-bootstrap \
                  (in Spilo: postgres), or remove it"
                 .into(),
-            Self::SecretInvalid { .. } => "write the secret into the file (a trailing newline is \
-                 ignored), or remove the file"
+            Self::SecretInvalid { .. } => "write the secret into the file, a regular file of at most \
+                 64 KiB (a trailing newline is ignored), or remove the file; nothing was written"
+                .into(),
+            Self::SecretUnusable { .. } => "mount or write the secret as a regular file of at most \
+                 64 KiB (a FIFO, a device or a bigger file is never read), or remove it; nothing was written"
+                .into(),
+            Self::SecretDangling { .. } => "a broken secret mount looks like this: mount the secret so \
+                 that the link's target exists, or remove the link; nothing was written"
                 .into(),
             Self::Secret { .. } => "see the PostgreSQL message; the secret itself is never shown".into(),
             Self::CheckFailed { .. } => "run `pgha-bootstrap apply` to establish what is missing; \
@@ -162,6 +177,10 @@ impl Diagnostic for BootstrapError {
             ),
             Self::SecretsDirMissing { .. } => "mount or create the directory with the secret files (one per \
                  LOGIN role and/or `password`), or name the right one with --secrets-dir; nothing was written"
+                .into(),
+            Self::EmptyExtensionList { .. } => "name the extensions to create, comma-separated \
+                 (`--extensions pgcrypto,pg_net`), or leave out --extensions to use the configured list; \
+                 nothing was written"
                 .into(),
             Self::UnknownExtensions { .. } => "correct the name(s) (the names of `CREATE EXTENSION`, as \
                  listed by `pgha-image extensions list` or pg_available_extensions); nothing was written"
@@ -182,6 +201,7 @@ impl Diagnostic for BootstrapError {
             | Self::SecretInvalid { .. }
             | Self::NotSuperuser { .. }
             | Self::SecretsDirMissing { .. }
+            | Self::EmptyExtensionList { .. }
             | Self::UnknownExtensions { .. } => ExitCode::Usage,
             Self::Drift { .. } | Self::CheckFailed { .. } | Self::FunctionDrift { .. } => {
                 ExitCode::Verification
@@ -189,7 +209,9 @@ impl Diagnostic for BootstrapError {
             Self::RequiredExtensionMissing { .. } | Self::RequiredExtensionNotPreloaded { .. } => {
                 ExitCode::Prerequisite
             }
-            Self::SecretRead { .. } => ExitCode::Prerequisite,
+            Self::SecretRead { .. } | Self::SecretDangling { .. } | Self::SecretUnusable { .. } => {
+                ExitCode::Prerequisite
+            }
             _ => ExitCode::Failure,
         }
     }

@@ -65,26 +65,33 @@ impl ExtensionPlan {
     }
 
     /// `--extensions a,b,c`: those are created; the configured `required`
-    /// list still applies to the ones named.
-    pub fn with_list(&self, list: &str) -> Self {
+    /// list still applies to the ones named. A list that names nothing
+    /// (`''`, `','`) is refused: it would be recorded and used by every
+    /// later run.
+    pub fn with_list(&self, list: &str) -> Result<Self, BootstrapError> {
         let create: Vec<String> = list
             .split([',', ' '])
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
+        if create.is_empty() {
+            return Err(BootstrapError::EmptyExtensionList {
+                given: list.to_string(),
+            });
+        }
         let required = self
             .required
             .iter()
             .filter(|r| create.contains(r))
             .cloned()
             .collect();
-        Self {
+        Ok(Self {
             create,
             required,
             preload: self.preload.clone(),
             origin: ListOrigin::CommandLine,
-        }
+        })
     }
 
     /// The selection as the ledger records it.
@@ -242,6 +249,20 @@ pub async fn unknown_names(client: &Client, plan: &ExtensionPlan) -> Result<Vec<
             }
         })
         .collect())
+}
+
+/// Refuse a list typed on the command line that names an extension no image
+/// could have (see [`unknown_names`]); `apply` and `check` both call this
+/// before anything else.
+pub async fn refuse_unknown(client: &Client, plan: &ExtensionPlan) -> Result<(), BootstrapError> {
+    let names = unknown_names(client, plan).await?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(BootstrapError::UnknownExtensions {
+        origin: plan.origin.to_string(),
+        names,
+    })
 }
 
 /// The server's view of the named extensions.
@@ -490,10 +511,13 @@ mod tests {
 
     #[test]
     fn list_override_keeps_required_only_for_named() {
-        let p = plan().with_list("b, x");
+        let p = plan().with_list("b, x").unwrap();
         assert_eq!(p.create, vec!["b", "x"]);
         assert_eq!(p.required, vec!["b"]);
-        assert!(plan().with_list("").create.is_empty());
+        for empty in ["", ",", " , "] {
+            let e = plan().with_list(empty).unwrap_err();
+            assert!(matches!(e, BootstrapError::EmptyExtensionList { .. }), "{e}");
+        }
     }
 
     #[test]

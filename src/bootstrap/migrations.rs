@@ -18,6 +18,9 @@ use include_dir::{Dir, include_dir};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The largest migration file read from --extra-migrations.
+pub const MIGRATION_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sql");
 
 /// Where a migration runs.
@@ -99,7 +102,8 @@ impl MigrationSet {
             .collect();
         paths.sort();
         for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+            let text = crate::fsutil::read_limited_text(&p, MIGRATION_MAX_BYTES)
+                .map_err(|e| err(format!("{}: {e}", p.display())))?;
             let file = p
                 .file_name()
                 .and_then(|f| f.to_str())

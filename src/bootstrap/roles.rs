@@ -23,6 +23,12 @@
 //! definition (body, SECURITY DEFINER, per-function settings) once the
 //! bootstrap's migrations have run; a later difference is drift, refused by
 //! `apply` and reported by `check` alike ([`FUNCTIONS`]).
+//!
+//! Their owners are part of the contract too: a SECURITY DEFINER function
+//! (`pgbouncer.get_auth`, the grant helpers) runs with its owner's rights,
+//! and whoever owns a function can redefine it. [`function_owners`] holds
+//! the owner each must have; `apply` resets a different owner (with a
+//! warning and an event, like a revoked member) and `check` reports it.
 
 use super::error::{BootstrapError, query_err};
 use super::ledger::{self, Ledger};
@@ -204,6 +210,12 @@ pub enum RoleDrift {
         #[serde(skip)]
         grantor: Option<String>,
     },
+    /// A contract function owned by another role than the contract's.
+    FunctionOwner {
+        function: String,
+        owner: String,
+        wanted: String,
+    },
 }
 
 impl RoleDrift {
@@ -214,6 +226,11 @@ impl RoleDrift {
             Self::UnexpectedMember { group, member, .. } => {
                 format!("role {member} is a member of {group}, which the contract does not give")
             }
+            Self::FunctionOwner {
+                function,
+                owner,
+                wanted,
+            } => format!("function {function} is owned by {owner}, not {wanted}"),
         }
     }
 
@@ -227,6 +244,14 @@ impl RoleDrift {
             Self::UnexpectedMember { group, member, .. } => format!(
                 "warning: role {group}: revoked the membership of {member} (not in the contract; \
                  a member of {group} can act as it)"
+            ),
+            Self::FunctionOwner {
+                function,
+                owner,
+                wanted,
+            } => format!(
+                "warning: function {function}: owner reset from {owner} to {wanted} (its owner can \
+                 redefine it, and a SECURITY DEFINER function runs with its owner's rights)"
             ),
         }
     }
@@ -316,6 +341,17 @@ pub async fn inspect(client: &Client) -> Result<Vec<RoleDrift>, BootstrapError> 
             }
         }
     }
+    out.extend(
+        function_owners(client)
+            .await?
+            .into_iter()
+            .filter(|o| o.owner != o.wanted)
+            .map(|o| RoleDrift::FunctionOwner {
+                function: o.function,
+                owner: o.owner,
+                wanted: o.wanted,
+            }),
+    );
     Ok(out)
 }
 
@@ -346,6 +382,13 @@ pub async fn establish(
                 format!("GRANT {} TO {}", ident(group), ident(member)),
                 "membership_granted",
                 group.clone(),
+            ),
+            RoleDrift::FunctionOwner { function, wanted, .. } => (
+                // The signature comes from FUNCTIONS (a constant), the role
+                // from the catalog: quoted.
+                format!("ALTER FUNCTION {function} OWNER TO {}", ident(wanted)),
+                "function_owner_reset",
+                function.clone(),
             ),
             RoleDrift::UnexpectedMember {
                 group,
@@ -397,6 +440,72 @@ pub const FUNCTIONS: &[&str] = &[
     "pgbouncer.get_auth(text)",
     "extensions.pgha_grant_extension_access(text)",
 ];
+
+/// The owner a contract function must have, when its migration gives it one
+/// (`ALTER FUNCTION … OWNER TO`); the others belong to the superuser that
+/// ran the migrations, which is the owner of the ledger's schema.
+const FUNCTION_OWNER: &[(&str, &str)] = &[
+    ("auth.uid()", "supabase_auth_admin"),
+    ("auth.role()", "supabase_auth_admin"),
+    ("auth.email()", "supabase_auth_admin"),
+    ("auth.jwt()", "supabase_auth_admin"),
+    ("storage.foldername(text)", "supabase_storage_admin"),
+    ("storage.filename(text)", "supabase_storage_admin"),
+    ("storage.extension(text)", "supabase_storage_admin"),
+    (
+        "storage.search(text,text,integer,integer,integer)",
+        "supabase_storage_admin",
+    ),
+    ("pgbouncer.get_auth(text)", "postgres"),
+];
+
+/// One existing contract function's owner and the owner it must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionOwner {
+    pub function: String,
+    pub owner: String,
+    pub wanted: String,
+}
+
+/// The owner of each existing contract function, next to the contract's
+/// (nothing before the ledger exists: then there is no contract yet).
+pub async fn function_owners(client: &Client) -> Result<Vec<FunctionOwner>, BootstrapError> {
+    let sigs: Vec<String> = FUNCTIONS.iter().map(|s| s.to_string()).collect();
+    let wanted: Vec<Option<String>> = FUNCTIONS
+        .iter()
+        .map(|f| {
+            FUNCTION_OWNER
+                .iter()
+                .find(|(sig, _)| sig == f)
+                .map(|(_, o)| o.to_string())
+        })
+        .collect();
+    let rows = client
+        .query_typed(
+            "SELECT f.sig, pg_catalog.pg_get_userbyid(p.proowner)::text,
+                    coalesce(f.owner, (SELECT pg_catalog.pg_get_userbyid(n.nspowner)::text
+                                       FROM pg_catalog.pg_namespace n WHERE n.nspname = $3))
+             FROM unnest($1::text[], $2::text[]) AS f(sig, owner)
+             JOIN pg_catalog.pg_proc p ON p.oid = to_regprocedure(f.sig)
+             WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $3)
+             ORDER BY 1",
+            &[
+                (&sigs, Type::TEXT_ARRAY),
+                (&wanted, Type::TEXT_ARRAY),
+                (&ledger::SCHEMA, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(query_err("reading the owners of the contract's functions"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| FunctionOwner {
+            function: r.get(0),
+            owner: r.get(1),
+            wanted: r.get(2),
+        })
+        .collect())
+}
 
 /// The SHA-256 of each existing contract function's definition: its body,
 /// SECURITY DEFINER and per-function settings (e.g. search_path).
@@ -466,5 +575,12 @@ mod tests {
         assert_eq!(expected_members("authenticator"), ["supabase_storage_admin"]);
         assert!(expected_members("supabase_admin").is_empty());
         assert!(ROLES.iter().filter(|r| !r.owned()).count() == 1);
+    }
+
+    #[test]
+    fn every_explicit_function_owner_names_a_contract_function() {
+        for (sig, _) in FUNCTION_OWNER {
+            assert!(FUNCTIONS.contains(sig), "{sig}");
+        }
     }
 }

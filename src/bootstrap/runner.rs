@@ -409,13 +409,7 @@ pub async fn apply(s: &Settings, progress: &Progress) -> Result<ApplyReport, Boo
         return Err(BootstrapError::NotSuperuser { role: f.user });
     }
     let secret_set = SecretSet::read(&s.secrets)?;
-    let unknown = extensions::unknown_names(&client, &s.extensions).await?;
-    if !unknown.is_empty() {
-        return Err(BootstrapError::UnknownExtensions {
-            origin: s.extensions.origin.to_string(),
-            names: unknown,
-        });
-    }
+    extensions::refuse_unknown(&client, &s.extensions).await?;
     // Taking the lock writes nothing (and is released when the session ends,
     // also when this process dies). Whoever held it before may have changed
     // everything: all state is read after it.

@@ -82,22 +82,44 @@ pub struct SecretSet {
     pub jwt_exp: u64,
 }
 
+/// The largest secret file read (a password, a JWT secret or a key is far
+/// smaller): a bigger one is refused before it fills the memory.
+pub const SECRET_MAX_BYTES: u64 = 64 * 1024;
+
 /// Read a secret file: `None` when it does not exist; a trailing newline (as
-/// `echo` writes) is not part of the secret.
+/// `echo` writes) is not part of the secret. A symbolic link whose target is
+/// missing is not "absent" but a broken secret mount: an error. Only a
+/// regular file of at most [`SECRET_MAX_BYTES`] is read (a FIFO or a device
+/// could block or never end); anything else is exit 4, as a broken mount.
 pub fn read_secret(path: &Path) -> Result<Option<Secret>, BootstrapError> {
-    let bytes = match std::fs::read(path) {
+    use crate::fsutil::{BoundedReadError, read_regular_bounded};
+    let invalid = |problem: &str| BootstrapError::SecretInvalid {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    };
+    let bytes = match read_regular_bounded(path, SECRET_MAX_BYTES) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(BoundedReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match std::fs::read_link(path) {
+                Ok(target) => Err(BootstrapError::SecretDangling {
+                    path: path.to_path_buf(),
+                    target,
+                }),
+                Err(_) => Ok(None),
+            };
+        }
+        Err(BoundedReadError::Io(source)) => {
             return Err(BootstrapError::SecretRead {
                 path: path.to_path_buf(),
                 source,
             });
         }
-    };
-    let invalid = |problem: &str| BootstrapError::SecretInvalid {
-        path: path.to_path_buf(),
-        problem: problem.into(),
+        Err(e) => {
+            return Err(BootstrapError::SecretUnusable {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            });
+        }
     };
     let mut text = String::from_utf8(bytes).map_err(|_| invalid("not valid UTF-8"))?;
     while text.ends_with('\n') || text.ends_with('\r') {

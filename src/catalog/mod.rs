@@ -41,6 +41,12 @@ pub enum CatalogError {
         first: PathBuf,
         second: PathBuf,
     },
+    #[error("extensions require each other in a cycle: {} (in {})", cycle.join(" → "), files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    RequiresCycle {
+        /// The names around the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+        files: Vec<PathBuf>,
+    },
     #[error("unknown extension {name:?}{}", did_you_mean(suggestion))]
     Unknown {
         name: String,
@@ -106,6 +112,9 @@ impl Diagnostic for CatalogError {
                 "point --catalog at a directory holding one <name>.toml per extension".into()
             }
             CatalogError::Duplicate { .. } => "keep one file per extension".into(),
+            CatalogError::RequiresCycle { .. } => "an extension cannot be created before itself: remove one \
+                of these `requires` entries (a `requires` names what must exist first)"
+                .into(),
             CatalogError::Unknown { .. } | CatalogError::UnknownNames { .. } => {
                 "`pgha-image extensions list` shows the catalog's extensions; contrib extensions \
                 (pgcrypto, uuid-ossp, pg_stat_statements, …) come with PostgreSQL and are not listed"
@@ -187,6 +196,54 @@ pub struct SelectRequest {
     pub base_libs: BTreeMap<String, String>,
 }
 
+/// Refuse a catalog whose `requires` (among its own extensions; others are
+/// contrib) go round in a cycle: no order creates them. The first cycle
+/// found (in name order) is named, with the files that hold it.
+fn check_requires_acyclic(exts: &BTreeMap<String, (PathBuf, Extension)>) -> Result<(), CatalogError> {
+    // 0 unvisited, 1 on the current path, 2 done.
+    fn visit(
+        name: &str,
+        exts: &BTreeMap<String, (PathBuf, Extension)>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(name).copied().unwrap_or(0) {
+            2 => return None,
+            1 => {
+                let from = path.iter().position(|n| n == name).unwrap_or(0);
+                let mut cycle = path[from..].to_vec();
+                cycle.push(name.to_string());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(name.to_string(), 1);
+        path.push(name.to_string());
+        for r in &exts[name].1.requires {
+            if exts.contains_key(r)
+                && let Some(c) = visit(r, exts, state, path)
+            {
+                return Some(c);
+            }
+        }
+        path.pop();
+        state.insert(name.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for name in exts.keys() {
+        if let Some(cycle) = visit(name, exts, &mut state, &mut Vec::new()) {
+            let mut files: Vec<PathBuf> = cycle[..cycle.len() - 1]
+                .iter()
+                .map(|n| exts[n].0.clone())
+                .collect();
+            files.sort();
+            return Err(CatalogError::RequiresCycle { cycle, files });
+        }
+    }
+    Ok(())
+}
+
 impl Catalog {
     /// The catalog built into the binary.
     pub fn embedded() -> Result<Self, CatalogError> {
@@ -204,9 +261,12 @@ impl Catalog {
                 message: "not UTF-8".into(),
             })?;
             let ext = load::parse(&path, text)?;
-            exts.insert(ext.name.clone(), ext);
+            exts.insert(ext.name.clone(), (path, ext));
         }
-        Ok(Self { extensions: exts })
+        check_requires_acyclic(&exts)?;
+        Ok(Self {
+            extensions: exts.into_iter().map(|(k, (_, e))| (k, e)).collect(),
+        })
     }
 
     /// The catalog in `dir`: every `*.toml` file in it.
@@ -258,6 +318,7 @@ impl Catalog {
             }
             exts.insert(ext.name.clone(), (p, ext));
         }
+        check_requires_acyclic(&exts)?;
         Ok(Self {
             extensions: exts.into_iter().map(|(k, (_, e))| (k, e)).collect(),
         })

@@ -420,9 +420,12 @@ struct OwnerRecord {
     files: BTreeMap<String, Option<Sha256Digest>>,
 }
 
+/// The largest owner record read (it lists every file of the output).
+const RECORD_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 impl OwnerRecord {
     fn read(out: &Path) -> Option<OwnerRecord> {
-        let bytes = fs::read(out.join(OWNER_RECORD)).ok()?;
+        let bytes = fsutil::read_limited(&out.join(OWNER_RECORD), RECORD_MAX_BYTES).ok()?;
         serde_json::from_slice::<OwnerRecord>(&bytes)
             .ok()
             .filter(|r| r.pgha_image_output == 1)
@@ -476,13 +479,11 @@ pub fn check_out_dir(out: &Path) -> Result<(), ContextError> {
     if !meta.is_dir() {
         return Err(refuse("it is not a directory".into()));
     }
-    let found: Vec<(String, bool)> = fsutil::walk_tree(out)
+    let empty = fsutil::walk_tree(out)
         .map_err(|e| refuse(e.to_string()))?
-        .into_iter()
-        .filter(|(_, t)| !t.is_dir())
-        .map(|(p, t)| (p.to_string_lossy().into_owned(), t.is_file()))
-        .collect();
-    if found.is_empty() {
+        .iter()
+        .all(|(_, t)| t.is_dir());
+    if empty {
         return Ok(());
     }
     let Some(record) = OwnerRecord::read(out) else {
@@ -490,28 +491,11 @@ pub fn check_out_dir(out: &Path) -> Result<(), ContextError> {
             "it has no {OWNER_RECORD} (the record of a pgha-image output), so its files may be yours"
         )));
     };
-    for (rel, is_file) in found {
-        if rel == OWNER_RECORD {
-            continue;
-        }
-        if !is_file {
-            return Err(refuse(format!(
-                "{rel} is not a regular file; generate never writes one"
-            )));
-        }
-        let recorded = record
-            .files
-            .get(&rel)
-            .ok_or_else(|| refuse(format!("{rel} is not a file generate wrote")))?;
-        if let Some(expected) = recorded {
-            let path = out.join(&rel);
-            let (actual, _) = Sha256Digest::of_file(&path).map_err(|e| refuse(format!("{rel}: {e}")))?;
-            if actual != *expected {
-                return Err(refuse(format!("{rel} was changed since generate wrote it")));
-            }
-        }
+    match fsutil::unrecorded_file(out, &record.files, OWNER_RECORD, "generate") {
+        Ok(None) => Ok(()),
+        Ok(Some(reason)) => Err(refuse(reason)),
+        Err(e) => Err(refuse(e.to_string())),
     }
-    Ok(())
 }
 
 fn copy_hashing(from: &Path, to: &Path) -> Result<(Sha256Digest, u64), ContextError> {

@@ -9,7 +9,7 @@
 use super::{Engine, EngineError};
 use std::ffi::OsStr;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 impl Engine {
     /// `ENGINE ARGS` with nothing on stdin; its output, whatever its status
@@ -45,6 +45,19 @@ impl Engine {
         let out = child.wait_with_output().map_err(|e| self.spawn_error(e))?;
         let _ = writer.join();
         Ok(out)
+    }
+
+    /// `ENGINE ARGS` started with stdout and stderr piped (stdin too when
+    /// `stdin`), for a caller that bounds how much it reads and how long it
+    /// waits (verify: what runs in an image controls its output).
+    pub fn spawn_piped<S: AsRef<OsStr>>(&self, args: &[S], stdin: bool) -> Result<Child, EngineError> {
+        self.command()
+            .args(args)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(e))
     }
 
     /// `ENGINE ARGS`, which must succeed: its stdout, or

@@ -110,7 +110,7 @@ impl ExportManifest {
 
     /// Read a manifest, refusing one that is not the tool's (unknown shape or version).
     pub fn read(path: &Path) -> Result<Option<ExportManifest>, ExportError> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match crate::fsutil::read_limited(path, crate::fsutil::SMALL_FILE_MAX_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ExportError::io("reading", path)(e)),

@@ -46,8 +46,8 @@ pub enum ManifestsError {
     Engine(#[from] EngineError),
 
     /// The output directory holds files this tool did not write.
-    #[error("{} is not empty (or not a directory) and was not written by `pgha-image manifests`", .path.display())]
-    OutNotOurs { path: PathBuf },
+    #[error("{} is not empty (or not a directory) and was not written by `pgha-image manifests` ({reason})", .path.display())]
+    OutNotOurs { path: PathBuf, reason: String },
 
     #[error("{what}")]
     Io {
@@ -74,9 +74,11 @@ impl Diagnostic for ManifestsError {
                 Some("rebuild the image with `pgha-image build`, or pass --image-manifest FILE".into())
             }
             Self::Engine(e) => e.hint(),
-            Self::OutNotOurs { .. } => {
-                Some("give an empty or new directory to --out, or add --force to replace its contents".into())
-            }
+            Self::OutNotOurs { .. } => Some(
+                "give an empty or new directory to --out, or move your files out of it, or add --force \
+                      to replace its contents (what you added is then deleted); nothing was written"
+                    .into(),
+            ),
             Self::Io { .. } => None,
             Self::Render { .. } => Some("this is a bug in pgha-image's templates: please report it".into()),
         }

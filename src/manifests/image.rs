@@ -16,9 +16,11 @@ use crate::contract::BuildManifest;
 pub use crate::contract::layout::BUILD_MANIFEST as IMAGE_MANIFEST_PATH;
 
 pub fn from_file(path: &Path) -> Result<BuildManifest, ManifestsError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestsError::Read {
-        path: path.to_path_buf(),
-        source,
+    let bytes = crate::fsutil::read_limited(path, crate::fsutil::SMALL_FILE_MAX_BYTES).map_err(|source| {
+        ManifestsError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     BuildManifest::from_json(&bytes).map_err(|detail| ManifestsError::BadImageManifest {
         path: path.to_path_buf(),
@@ -58,10 +60,17 @@ fn copy_out(engine: &Engine, container: &str, image: &str) -> Result<FromImage, 
     };
     let mut archive = tar::Archive::new(&tar[..]);
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
-        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
         if entry.header().entry_type().is_file() {
             let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
+            let limit = crate::fsutil::SMALL_FILE_MAX_BYTES;
+            entry
+                .take(limit + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| bad(e.to_string()))?;
+            if bytes.len() as u64 > limit {
+                return Err(bad(format!("it is larger than {limit} bytes")));
+            }
             return BuildManifest::from_json(&bytes)
                 .map(|m| FromImage::Found(Box::new(m)))
                 .map_err(bad);

@@ -20,9 +20,12 @@
 //! engine holds, or references the spec gives pinned.
 //!
 //! The output is written to a temporary sibling directory and renamed into
-//! place; a previous output of this command is replaced whole, anything
-//! else is refused unless `force`. The rendered files hold no secret: they
-//! name the files `pgha-image secrets` makes (see [`crate::secrets`]).
+//! place; a previous output of this command is replaced whole when every
+//! file in it is one the marker lists, with the digest it was written with
+//! (the rule `generate` follows); a file the user added or edited, or
+//! anything else, is refused unless `force`. The rendered files hold no
+//! secret: they name the files `pgha-image secrets` makes (see
+//! [`crate::secrets`]).
 
 mod error;
 pub mod image;
@@ -37,7 +40,9 @@ pub use spec::Spec;
 
 use crate::contract::BuildManifest;
 use crate::engine::Engine;
+use crate::hash::Sha256Digest;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -133,29 +138,53 @@ pub fn run(req: &Request<'_>) -> Result<Report, ManifestsError> {
     Ok(report)
 }
 
+/// The largest marker file read (it lists the files with their digests).
+const MARKER_MAX_BYTES: u64 = 1024 * 1024;
+
+/// What [`MARKER`] holds: the report, and the digest of every file written,
+/// which is what makes the directory replaceable (the rule `generate`
+/// follows, [`crate::fsutil::unrecorded_file`]).
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    #[serde(flatten)]
+    report: Report,
+    sha256: BTreeMap<String, Option<Sha256Digest>>,
+}
+
 /// Check `--out` before any work (the binary calls it before it looks for
 /// an engine; [`run`] again before writing). `Ok(true)`: a previous output
-/// of ours; `Ok(false)`: absent or empty.
+/// of ours, every file in it as written; `Ok(false)`: absent or empty (or
+/// anything, with `force`). A file added or changed by hand, or a directory
+/// without a readable marker, is refused: replacing it would lose what the
+/// user put there.
 pub fn check_out(out: &Path, force: bool) -> Result<bool, ManifestsError> {
+    let not_ours = |reason: String| ManifestsError::OutNotOurs {
+        path: out.to_path_buf(),
+        reason,
+    };
     match fs::read_dir(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(ManifestsError::OutNotOurs {
-            path: out.to_path_buf(),
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(not_ours("it is a file".into())),
         Err(e) => Err(io(format!("cannot read {}", out.display()), e)),
         Ok(mut entries) => {
             if entries.next().is_none() {
                 return Ok(false);
             }
-            if out.join(MARKER).is_file() {
-                return Ok(true);
-            }
+            let marker = crate::fsutil::read_regular_bounded(&out.join(MARKER), MARKER_MAX_BYTES)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Marker>(&b).ok());
+            let reason = match marker {
+                None => format!("it has no readable {MARKER}"),
+                Some(m) => match crate::fsutil::unrecorded_file(out, &m.sha256, MARKER, "manifests") {
+                    Ok(None) => return Ok(true),
+                    Ok(Some(reason)) => reason,
+                    Err(e) => e.to_string(),
+                },
+            };
             if force {
                 return Ok(false);
             }
-            Err(ManifestsError::OutNotOurs {
-                path: out.to_path_buf(),
-            })
+            Err(not_ours(reason))
         }
     }
 }
@@ -194,7 +223,14 @@ fn write_out(out: &Path, files: &[RenderedFile], report: &Report) -> Result<(), 
         fs::set_permissions(&path, fs::Permissions::from_mode(f.mode))
             .map_err(|e| io(format!("cannot set the mode of {}", path.display()), e))?;
     }
-    let mut marker = serde_json::to_string_pretty(report).expect("report serializes");
+    let marker = Marker {
+        report: report.clone(),
+        sha256: files
+            .iter()
+            .map(|f| (f.path.clone(), Some(Sha256Digest::of(f.contents.as_bytes()))))
+            .collect(),
+    };
+    let mut marker = serde_json::to_string_pretty(&marker).expect("marker serializes");
     marker.push('\n');
     let marker_path = tmp.path().join(MARKER);
     fs::write(&marker_path, marker).map_err(|e| io(format!("cannot write {}", marker_path.display()), e))?;

@@ -90,6 +90,99 @@ struct ClusterCtx<'a> {
     walg_env: Vec<(&'static str, String)>,
     /// The file of WAL-G's S3 credentials on each VM (compose `env_file`).
     walg_credentials: String,
+    /// The postgres-operator's `postgresql` resource, as YAML from the serializer.
+    operator_postgresql: String,
+}
+
+/// The postgres-operator's `postgresql` resource. Serialized, never pasted
+/// together: a value from the spec or the image cannot add YAML structure.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperatorCluster<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: OperatorMeta<'a>,
+    spec: OperatorSpec<'a>,
+}
+
+#[derive(Serialize)]
+struct OperatorMeta<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperatorSpec<'a> {
+    team_id: &'a str,
+    docker_image: &'a str,
+    number_of_instances: usize,
+    volume: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<serde_json::Value>,
+    users: &'a BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    databases: &'a BTreeMap<String, String>,
+    postgresql: serde_json::Value,
+    /// Patroni's REST API login, from the cluster's secret (the image's
+    /// launch wrapper makes it restapi.authentication).
+    env: serde_json::Value,
+    additional_volumes: serde_json::Value,
+}
+
+/// `kubernetes/postgresql.yaml` less its comment header.
+fn operator_postgresql(
+    spec: &Spec,
+    parameters: &BTreeMap<String, String>,
+    pg_version: u32,
+) -> Result<String, ManifestsError> {
+    let k = &spec.kubernetes;
+    let mut resources = serde_json::Map::new();
+    for (key, r) in [("requests", &k.requests), ("limits", &k.limits)] {
+        if let Some(r) = r {
+            resources.insert(
+                key.into(),
+                serde_json::json!({ "cpu": r.cpu, "memory": r.memory }),
+            );
+        }
+    }
+    let secrets = format!("{}-secrets", k.name);
+    let doc = OperatorCluster {
+        api_version: "acid.zalan.do/v1",
+        kind: "postgresql",
+        metadata: OperatorMeta {
+            name: &k.name,
+            namespace: k.namespace.as_deref(),
+        },
+        spec: OperatorSpec {
+            team_id: &k.team,
+            docker_image: &spec.image,
+            number_of_instances: spec.members.len(),
+            volume: serde_json::json!({ "size": k.volume_size }),
+            resources: (!resources.is_empty()).then_some(serde_json::Value::Object(resources)),
+            users: &k.users,
+            databases: &k.databases,
+            postgresql: serde_json::json!({ "version": pg_version.to_string(), "parameters": parameters }),
+            env: serde_json::json!([
+                { "name": "PGHA_RESTAPI_USERNAME",
+                  "valueFrom": { "secretKeyRef": { "name": secrets, "key": "restapi_username" } } },
+                { "name": "PGHA_RESTAPI_PASSWORD",
+                  "valueFrom": { "secretKeyRef": { "name": secrets, "key": "restapi_password" } } },
+            ]),
+            additional_volumes: serde_json::json!([{
+                "name": secrets,
+                "mountPath": SECRETS_MOUNT,
+                "targetContainers": ["postgres"],
+                // 0440: readable by the container's postgres group, not by everyone.
+                "volumeSource": { "secret": { "secretName": secrets, "defaultMode": 0o440 } },
+            }]),
+        },
+    };
+    serde_norway::to_string(&doc).map_err(|e| ManifestsError::Render {
+        template: "kubernetes/postgresql.yaml".into(),
+        detail: e.to_string(),
+    })
 }
 
 #[derive(Serialize)]
@@ -259,10 +352,11 @@ pub fn render(
         standby_user: STANDBY_USER,
         tool_version: crate::TOOL_VERSION,
         image_tool_version: &manifest.tool_version,
+        // Printed in comments: no control character may end the comment.
         spec_file: spec
             .path
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| n.to_string_lossy().replace(|c: char| c.is_control(), "?"))
             .unwrap_or_else(|| "cluster.toml".into()),
         preload: manifest.shared_preload_libraries.join(","),
         parameters: manifest.all_parameters(),
@@ -271,6 +365,7 @@ pub fn render(
         monitoring: spec.monitoring.as_ref(),
         walg_env: walg_env(spec),
         walg_credentials: format!("{}/{WALG_CREDENTIALS}", spec.secrets_dir),
+        operator_postgresql: operator_postgresql(spec, &manifest.all_parameters(), pg_version)?,
     };
 
     let mut files = Vec::new();

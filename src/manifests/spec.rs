@@ -202,25 +202,23 @@ struct RawPorts {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawImages {
-    etcd: Option<String>,
-    consul: Option<String>,
-    haproxy: Option<String>,
-    exporter: Option<String>,
+    etcd: Option<Spanned<String>>,
+    consul: Option<Spanned<String>>,
+    haproxy: Option<Spanned<String>>,
+    exporter: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawKubernetes {
     name: Option<Spanned<String>>,
-    namespace: Option<String>,
+    namespace: Option<Spanned<String>>,
     team: Option<Spanned<String>>,
-    volume_size: Option<String>,
-    requests: Option<Resources>,
-    limits: Option<Resources>,
-    #[serde(default)]
-    users: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    databases: BTreeMap<String, String>,
+    volume_size: Option<Spanned<String>>,
+    requests: Option<Spanned<Resources>>,
+    limits: Option<Spanned<Resources>>,
+    users: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    databases: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -263,12 +261,26 @@ impl Lines<'_> {
 
 /// Read and check a spec file.
 pub fn load(path: &Path) -> Result<Spec, ManifestsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestsError::Read {
+    let bytes =
+        crate::fsutil::read_regular_bounded(path, SPEC_MAX_BYTES).map_err(|e| ManifestsError::Read {
+            path: path.to_path_buf(),
+            source: match e {
+                crate::fsutil::BoundedReadError::Io(e) => e,
+                other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+            },
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| ManifestsError::Read {
         path: path.to_path_buf(),
-        source,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
     })?;
     parse(path, &text)
 }
+
+/// The largest spec file read (a cluster spec is a few hundred bytes).
+pub const SPEC_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Top-level directories of the output that are not a member's.
+pub const RESERVED_NAMES: &[&str] = &["haproxy", "kubernetes"];
 
 /// Check a spec's text (`path` only names it in errors).
 pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
@@ -300,11 +312,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
         ));
     }
     let image = raw.image.get_ref().trim().to_string();
-    if image.is_empty() || image.contains(char::is_whitespace) {
+    if let Err(why) = crate::engine::check_reference(&image) {
         return Err(lines.err(
             &raw.image.span(),
             "image",
-            format!("{image:?} is not an image reference"),
+            format!("{image:?} is not an image reference: {why}"),
             "give the tag `pgha-image build --tag` produced, e.g. supabase-patroni:v1.0",
         ));
     }
@@ -338,6 +350,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
                 "use lowercase letters, digits and '-' (it names the directory and the Patroni member)",
             ));
         }
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(lines.err(
+                &m.name.span(),
+                &field("name"),
+                format!("{name:?} is reserved: the output's {name}/ directory is not a member's"),
+                "name the member otherwise (e.g. pg1); the names haproxy and kubernetes are taken",
+            ));
+        }
         if let Some(first) = seen_names.insert(name.clone(), lines.line(&m.name.span())) {
             return Err(lines.err(
                 &m.name.span(),
@@ -354,11 +374,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
                 "give the VM's own address on the network the members share, e.g. 192.0.2.11",
             )
         })?;
-        if addr.is_loopback() || addr.is_unspecified() {
+        if let Some(why) = not_a_host(&addr) {
             return Err(lines.err(
                 &m.address.span(),
                 &field("address"),
-                format!("{addr} cannot be a member address: the other members could not reach it"),
+                format!("{addr} cannot be a member address: {why}"),
                 "give the VM's own address on the network the members share",
             ));
         }
@@ -478,6 +498,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
                     "use \"members\" (HAProxy on every member) or the address of HAProxy's own host",
                 )
             })?;
+            if let Some(why) = not_a_host(&addr) {
+                return Err(lines.err(
+                    &h.span(),
+                    "haproxy",
+                    format!("{addr} cannot be HAProxy's host: {why}"),
+                    "give the address of HAProxy's own host on the members' network",
+                ));
+            }
             if let Some(line) = seen_addrs.get(&addr) {
                 return Err(lines.err(
                     &h.span(),
@@ -586,6 +614,121 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
         ));
     }
 
+    let k = raw.kubernetes;
+    let namespace = match &k.namespace {
+        Some(ns) if !is_name(ns.get_ref()) => {
+            return Err(lines.err(
+                &ns.span(),
+                "kubernetes.namespace",
+                format!("{:?} is not a Kubernetes namespace name", ns.get_ref()),
+                "use lowercase letters, digits and '-', starting with a letter, at most 63 characters",
+            ));
+        }
+        ns => ns.as_ref().map(|n| n.get_ref().clone()),
+    };
+    let quantity = |q: &Spanned<String>, field: &str, what: &str| -> Result<String, ManifestsError> {
+        if is_quantity(q.get_ref()) {
+            Ok(q.get_ref().clone())
+        } else {
+            Err(lines.err(
+                &q.span(),
+                field,
+                format!("{:?} is not a Kubernetes quantity", q.get_ref()),
+                format!("give {what}, e.g. 20Gi, 500m, 2"),
+            ))
+        }
+    };
+    let volume_size = match &k.volume_size {
+        Some(v) => quantity(v, "kubernetes.volume_size", "a size")?,
+        None => "20Gi".into(),
+    };
+    let mut resources = Vec::new();
+    for (r, field) in [
+        (&k.requests, "kubernetes.requests"),
+        (&k.limits, "kubernetes.limits"),
+    ] {
+        resources.push(match r {
+            None => None,
+            Some(r) => {
+                let res = r.get_ref();
+                for v in [&res.cpu, &res.memory] {
+                    if !is_quantity(v) {
+                        return Err(lines.err(
+                            &r.span(),
+                            field,
+                            format!("{v:?} is not a Kubernetes quantity"),
+                            "give cpu and memory as quantities, e.g. cpu = \"500m\", memory = \"1Gi\"",
+                        ));
+                    }
+                }
+                Some(res.clone())
+            }
+        });
+    }
+    let users = k.users.map(|u| (u.span(), u.into_inner())).unwrap_or_default();
+    for (user, flags) in &users.1 {
+        if !is_role_name(user) {
+            return Err(lines.err(
+                &users.0,
+                "kubernetes.users",
+                format!("{user:?} is not a role name the postgres-operator accepts"),
+                "use lowercase letters, digits and '_', starting with a letter or '_', at most 63 characters",
+            ));
+        }
+        if let Some(f) = flags
+            .iter()
+            .find(|f| !USER_FLAGS.contains(&f.to_ascii_lowercase().as_str()))
+        {
+            return Err(lines.err(
+                &users.0,
+                "kubernetes.users",
+                format!("{f:?} (of {user}) is not a role flag"),
+                format!("use the postgres-operator's flags: {}", USER_FLAGS.join(", ")),
+            ));
+        }
+    }
+    let databases = k
+        .databases
+        .map(|d| (d.span(), d.into_inner()))
+        .unwrap_or_default();
+    for (db, owner) in &databases.1 {
+        if !is_role_name(db) || !is_role_name(owner) {
+            return Err(lines.err(
+                &databases.0,
+                "kubernetes.databases",
+                format!("{db:?} = {owner:?} is not a database name and an owner role name"),
+                "use lowercase letters, digits and '_', starting with a letter or '_', at most 63 characters",
+            ));
+        }
+    }
+    let image_field =
+        |v: Option<Spanned<String>>, field: &str, default: &str| -> Result<String, ManifestsError> {
+            let Some(v) = v else {
+                return Ok(default.to_string());
+            };
+            crate::engine::check_reference(v.get_ref()).map_err(|why| {
+                lines.err(
+                    &v.span(),
+                    field,
+                    format!("{:?} is not an image reference: {why}", v.get_ref()),
+                    format!("give an image reference, e.g. {default}"),
+                )
+            })?;
+            Ok(v.into_inner())
+        };
+    let etcd_image = image_field(raw.images.etcd, "images.etcd", DEFAULT_ETCD_IMAGE)?;
+    let consul_image = image_field(raw.images.consul, "images.consul", DEFAULT_CONSUL_IMAGE)?;
+    let haproxy_image = image_field(raw.images.haproxy, "images.haproxy", DEFAULT_HAPROXY_IMAGE)?;
+    let exporter_image = match raw.images.exporter {
+        Some(v) => Some(image_field(
+            Some(v),
+            "images.exporter",
+            super::operations::DEFAULT_EXPORTER_IMAGE,
+        )?),
+        None => None,
+    };
+    let [requests, limits]: [Option<Resources>; 2] = resources.try_into().expect("two entries");
+
     // Day two: backups, monitoring, WAL-G (each optional).
     let field_err =
         |span: &Range<usize>, field: &str, message: String, hint: &str| lines.err(span, field, message, hint);
@@ -597,7 +740,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
     let monitoring = raw
         .monitoring
         .as_ref()
-        .map(|m| super::operations::monitoring(m, raw.images.exporter.clone(), &field_err))
+        .map(|m| super::operations::monitoring(m, exporter_image.clone(), &field_err))
         .transpose()?;
     let walg = raw
         .walg
@@ -632,19 +775,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, ManifestsError> {
         secrets_dir,
         allow_nossl: raw.allow_nossl,
         ports,
-        etcd_image: raw.images.etcd.unwrap_or_else(|| DEFAULT_ETCD_IMAGE.into()),
-        consul_image: raw.images.consul.unwrap_or_else(|| DEFAULT_CONSUL_IMAGE.into()),
-        haproxy_image: raw.images.haproxy.unwrap_or_else(|| DEFAULT_HAPROXY_IMAGE.into()),
+        etcd_image,
+        consul_image,
+        haproxy_image,
         members,
         kubernetes: Kubernetes {
             name: k8s_name,
-            namespace: raw.kubernetes.namespace,
+            namespace,
             team,
-            volume_size: raw.kubernetes.volume_size.unwrap_or_else(|| "20Gi".into()),
-            requests: raw.kubernetes.requests,
-            limits: raw.kubernetes.limits,
-            users: raw.kubernetes.users,
-            databases: raw.kubernetes.databases,
+            volume_size,
+            requests,
+            limits,
+            users: users.1,
+            databases: databases.1,
         },
         backup,
         monitoring,
@@ -692,6 +835,60 @@ fn is_name(s: &str) -> bool {
         && !s.ends_with('-')
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Why `addr` cannot be a host the members reach (loopback, unspecified,
+/// broadcast, multicast), or `None`.
+fn not_a_host(addr: &IpAddr) -> Option<&'static str> {
+    if addr.is_loopback() || addr.is_unspecified() {
+        return Some("the other members could not reach it");
+    }
+    if addr.is_multicast() {
+        return Some("it is a multicast address, not a host's");
+    }
+    if matches!(addr, IpAddr::V4(v4) if v4.is_broadcast()) {
+        return Some("it is the broadcast address, not a host's");
+    }
+    None
+}
+
+/// The role flags the postgres-operator's `users:` accepts.
+const USER_FLAGS: &[&str] = &[
+    "superuser",
+    "inherit",
+    "login",
+    "nologin",
+    "createrole",
+    "createdb",
+    "replication",
+    "bypassrls",
+];
+
+/// A role or database name the postgres-operator accepts (and that needs
+/// no quoting anywhere): lowercase letters, digits and '_'.
+fn is_role_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional
+/// binary (Ki…Ei) or decimal (m, k, M…E) suffix.
+fn is_quantity(s: &str) -> bool {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &s[digits.len()..];
+    let number_ok = !digits.is_empty()
+        && digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+        && !digits.ends_with('.');
+    number_ok
+        && [
+            "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+        ]
+        .contains(&suffix)
 }
 
 fn is_host_port(s: &str) -> bool {

@@ -29,6 +29,10 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The largest image config read from a delta (a real one is a few KiB;
+/// it must hash to the image id anyway).
+const CONFIG_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The first entry of every delta file.
 pub const DELTA_ENTRY: &str = "pgha-delta.json";
 
@@ -245,6 +249,13 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
         file: file.to_path_buf(),
         why,
     };
+    // The whole file matched its checksum: from here on, content that does
+    // not verify (or does not even parse) was altered and re-sealed: exit 3.
+    let tampered = |why: String| ShipError::DeltaTampered {
+        file: file.to_path_buf(),
+        why,
+    };
+    let malformed = |e: io::Error| tampered(format!("it does not read as a delta archive ({e})"));
     let f = File::open(file).map_err(io_err("opening", file))?;
     let mut ar = tar::Archive::new(BufReader::with_capacity(1 << 20, f));
     let mut entries = ar.entries().map_err(io_err("reading", file))?;
@@ -254,12 +265,19 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
             .ok_or_else(|| bad("it is empty".into()))?
             .map_err(io_err("reading", file))?;
         let mut json = Vec::new();
-        e.read_to_end(&mut json).map_err(io_err("reading", file))?;
+        let limit = crate::fsutil::SMALL_FILE_MAX_BYTES;
+        (&mut e)
+            .take(limit + 1)
+            .read_to_end(&mut json)
+            .map_err(io_err("reading", file))?;
+        if json.len() as u64 > limit {
+            return Err(bad(format!("{DELTA_ENTRY} is larger than {limit} bytes")));
+        }
         serde_json::from_slice(&json).map_err(|e| bad(format!("{DELTA_ENTRY}: {e}")))?
     };
     let top = info.layers.len().saturating_sub(info.base_layers);
     if info.base_layers > info.layers.len() || info.sizes.len() != top {
-        return Err(bad(format!("{DELTA_ENTRY} is inconsistent")));
+        return Err(tampered(format!("{DELTA_ENTRY} is inconsistent")));
     }
     let held = layers::local_inventory(engine)?;
     if layers::held_prefix(&info.layers[..info.base_layers], &held) < info.base_layers {
@@ -303,17 +321,16 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
             let mut config_seen = false;
             let mut next = info_r.base_layers;
             for e in entries {
-                let mut e = e.map_err(io_err("reading", file))?;
-                let path = e
-                    .path()
-                    .map_err(io_err("reading", file))?
-                    .to_string_lossy()
-                    .into_owned();
+                let mut e = e.map_err(malformed)?;
+                let path = e.path().map_err(malformed)?.to_string_lossy().into_owned();
                 if path == format!("{id_hex_r}.json") {
                     let mut c = Vec::new();
-                    e.read_to_end(&mut c).map_err(io_err("reading", file))?;
+                    (&mut e)
+                        .take(CONFIG_MAX_BYTES + 1)
+                        .read_to_end(&mut c)
+                        .map_err(io_err("reading", file))?;
                     if Sha256Digest::of(&c).to_hex() != *id_hex_r {
-                        return Err(bad("its image config does not hash to the image id".into()));
+                        return Err(tampered("its image config does not hash to the image id".into()));
                     }
                     append(&mut b, &path, c.len() as u64, &mut &c[..])
                         .map_err(io_err("streaming to the engine", file))?;
@@ -322,23 +339,32 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
                 }
                 let want = info_r.layers.get(next).copied();
                 let Some(d) = want.filter(|d| path == format!("{}.tar.zst", d.to_hex())) else {
-                    return Err(bad(format!("unexpected entry {path}")));
+                    return Err(tampered(format!("unexpected entry {path}")));
                 };
                 let size = info_r.sizes[next - info_r.base_layers];
                 task_r.inc(e.size());
-                let dec = zstd::stream::read::Decoder::new(&mut e).map_err(io_err("reading", file))?;
-                let mut h = HashingReader::new(dec);
-                append(&mut b, &format!("{}.tar", d.to_hex()), size, &mut h)
-                    .map_err(io_err("streaming to the engine", file))?;
+                let failed = std::cell::Cell::new(false);
+                let dec = zstd::stream::read::Decoder::new(&mut e).map_err(malformed)?;
+                let mut h = HashingReader::new(NoteFailure {
+                    inner: dec,
+                    failed: &failed,
+                });
+                append(&mut b, &format!("{}.tar", d.to_hex()), size, &mut h).map_err(|e| {
+                    if failed.get() {
+                        tampered(format!("layer sha256:{d} does not unpack ({e})"))
+                    } else {
+                        io_err("streaming to the engine", file)(e)
+                    }
+                })?;
                 let (_, got, _) = h.finish();
                 if got != d {
                     // Stop before the archive ends: the engine gets a truncated tar and loads nothing.
-                    return Err(bad(format!("layer sha256:{d} unpacks to sha256:{got}")));
+                    return Err(tampered(format!("layer sha256:{d} unpacks to sha256:{got}")));
                 }
                 next += 1;
             }
             if !config_seen || next != info_r.layers.len() {
-                return Err(bad("it lacks the config or a layer".into()));
+                return Err(tampered("it lacks the config or a layer".into()));
             }
             b.into_inner()
                 .and_then(|mut w| w.flush())
@@ -378,6 +404,19 @@ pub fn load_delta(engine: &Engine, file: &Path, progress: &Progress) -> Result<D
         layers_in_file: top,
         verified,
     })
+}
+
+/// A reader that notes whether its inner reader failed (a corrupt stream),
+/// as opposed to the writer it is copied into.
+struct NoteFailure<'a, R> {
+    inner: R,
+    failed: &'a std::cell::Cell<bool>,
+}
+
+impl<R: Read> Read for NoteFailure<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+    }
 }
 
 /// Set `tag` on the image, then drop the temporary tag.

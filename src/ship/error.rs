@@ -47,6 +47,12 @@ pub enum ShipError {
     #[error("{file} is not a delta written by `pgha-image export --since`: {why}")]
     BadDelta { file: PathBuf, why: String },
 
+    /// The file matches its checksum, but what it holds does not verify.
+    #[error(
+        "{file} matches its checksum but its content does not verify: {why}; nothing was loaded or tagged"
+    )]
+    DeltaTampered { file: PathBuf, why: String },
+
     #[error("the loaded image {reference} has id {actual}, but the delta says {expected}; it was removed")]
     LoadedIdMismatch {
         reference: String,
@@ -63,6 +69,9 @@ pub enum ShipError {
     /// `ship --spec` can only send images it can tag on the hosts.
     #[error("{field} = {reference:?} is pinned without a name: ship needs the name to tag it on the hosts")]
     Unnamed { field: String, reference: String },
+
+    #[error("--ssh-option {option:?} turns host-key checking off: {why}")]
+    WeakHostKeyOption { option: String, why: &'static str },
 }
 
 fn summary(failed: &[(String, String, ExitCode)]) -> String {
@@ -94,6 +103,18 @@ impl Diagnostic for ShipError {
             ShipError::Unnamed { .. } => Some(
                 "name the image in the spec by its tag (manifests pins it to its id), or ship it by tag".into(),
             ),
+            ShipError::DeltaTampered { .. } => Some(
+                "the delta was altered after it was written and its checksum files re-made to match: \
+                 do not use it; export it again on the build machine (`pgha-image export --since`) \
+                 and bring it by a trusted way"
+                    .into(),
+            ),
+            ShipError::WeakHostKeyOption { .. } => Some(
+                "add the host's key to known_hosts (`ssh-keyscan HOST >> ~/.ssh/known_hosts`, then compare \
+                 its fingerprint), or use StrictHostKeyChecking=accept-new for a first contact; \
+                 --insecure-host-keys accepts the option anyway; nothing was sent"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -105,10 +126,12 @@ impl Diagnostic for ShipError {
             ShipError::Io { .. } | ShipError::SaveIncomplete { .. } | ShipError::BadImage { .. } => {
                 ExitCode::Failure
             }
-            ShipError::BadTarget { .. } | ShipError::NoTarget | ShipError::NothingShared { .. } => {
-                ExitCode::Usage
-            }
+            ShipError::BadTarget { .. }
+            | ShipError::NoTarget
+            | ShipError::NothingShared { .. }
+            | ShipError::WeakHostKeyOption { .. } => ExitCode::Usage,
             ShipError::BadDelta { .. } | ShipError::Unnamed { .. } => ExitCode::Usage,
+            ShipError::DeltaTampered { .. } => ExitCode::Verification,
             ShipError::DeltaBaseMissing { .. } => ExitCode::Prerequisite,
             ShipError::LoadedIdMismatch { .. } => ExitCode::Verification,
             // One kind of failure on every failed host: its code; mixed: 1.

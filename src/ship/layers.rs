@@ -167,8 +167,33 @@ impl LayerCache {
         want: &BTreeSet<Sha256Digest>,
         progress: &Progress,
     ) -> Result<(), ShipError> {
-        let missing: BTreeSet<Sha256Digest> = want.iter().filter(|d| !self.has_layer(d)).copied().collect();
+        // Verified on use: an entry that does not decompress to its digest
+        // (a bad disk, an edit, a truncated copy) is evicted and made again
+        // from the save, instead of being sent and blamed on the transfer.
+        for d in want.iter().filter(|d| self.has_layer(d)) {
+            let p = self.layer_path(d);
+            if let Err(why) = verify_layer(&p, d) {
+                progress.println(format!(
+                    "warning: the cached layer {} {why}; removed it, it is made again from the image",
+                    p.display()
+                ));
+                std::fs::remove_file(&p).map_err(io_err("removing the corrupt cached layer", &p))?;
+            }
+        }
         let config_path = self.config_path(image.id_hex());
+        if config_path.is_file() {
+            let ok = crate::fsutil::read_limited(&config_path, CONFIG_MAX_BYTES)
+                .is_ok_and(|b| Sha256Digest::of(&b).to_hex() == image.id_hex());
+            if !ok {
+                progress.println(format!(
+                    "warning: the cached image config {} does not hash to the image id; removed it, it is made again",
+                    config_path.display()
+                ));
+                std::fs::remove_file(&config_path)
+                    .map_err(io_err("removing the corrupt cached config", &config_path))?;
+            }
+        }
+        let missing: BTreeSet<Sha256Digest> = want.iter().filter(|d| !self.has_layer(d)).copied().collect();
         if missing.is_empty() && config_path.is_file() {
             return Ok(());
         }
@@ -275,6 +300,23 @@ impl LayerCache {
         io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(read_err)?;
         Ok(())
     }
+}
+
+/// The largest image config read from the cache.
+const CONFIG_MAX_BYTES: u64 = 16 << 20;
+
+/// Does the cached layer at `p` decompress to bytes whose sha256 is `d`?
+/// Err says what is wrong with it.
+fn verify_layer(p: &std::path::Path, d: &Sha256Digest) -> Result<(), String> {
+    let f = std::fs::File::open(p).map_err(|e| format!("cannot be read ({e})"))?;
+    let dec = zstd::stream::read::Decoder::new(f).map_err(|e| format!("does not decompress ({e})"))?;
+    let mut h = HashingReader::new(dec);
+    io::copy(&mut h, &mut io::sink()).map_err(|e| format!("does not decompress ({e})"))?;
+    let (_, got, _) = h.finish();
+    if got != *d {
+        return Err(format!("decompresses to sha256:{got}, not sha256:{d}"));
+    }
+    Ok(())
 }
 
 struct Counted<'a, R> {

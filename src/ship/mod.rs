@@ -144,6 +144,12 @@ struct Plan {
 /// (the image is not there, the local cache cannot be written).
 pub fn ship(engine: &Engine, req: &ShipRequest, progress: &Progress) -> Result<ShipReport, ShipError> {
     let start = Instant::now();
+    crate::engine::EngineError::check_reference(&req.tag)?;
+    if !req.ssh.insecure_host_keys
+        && let Some((option, why)) = remote::weak_host_key_option(&req.ssh.options)
+    {
+        return Err(ShipError::WeakHostKeyOption { option, why });
+    }
     let image = SourceImage::inspect(engine, &req.tag)?;
     let cache = LayerCache::new(req.cache_dir.join("ship"));
     let parallel = req.parallel.max(1);
@@ -151,6 +157,11 @@ pub fn ship(engine: &Engine, req: &ShipRequest, progress: &Progress) -> Result<S
     // 1. What each host holds.
     let plans: Vec<Result<Plan, remote::HostError>> = run_parallel(&req.targets, parallel, |t| {
         let inv = req.ssh.inventory(t, req.remote_engine)?;
+        for d in &inv.evicted {
+            progress.println(format!(
+                "warning: {t}: the staged layer sha256:{d} was corrupt on the host; removed it, it is sent again"
+            ));
+        }
         let there = inv.images.iter().any(|(id, _)| *id == image.id);
         let held = layers::held_prefix(&image.layers, &inv.images);
         let send = if there {

@@ -3,7 +3,8 @@
 //! installed: sh, tar, sha256sum, zstd or gzip, and docker or podman.
 //!
 //! The user's ssh config, agent, known_hosts and jump hosts apply; host keys
-//! are never disabled. We add `BatchMode=yes` (no prompt can hang a parallel
+//! are never disabled, and an `--ssh-option` that would disable them is
+//! refused ([`weak_host_key_option`]) unless `--insecure-host-keys` says so. We add `BatchMode=yes` (no prompt can hang a parallel
 //! run) and keep-alives, after the user's own `-o` options, which win
 //! (ssh takes the first value it is given for an option).
 
@@ -25,6 +26,51 @@ pub struct Ssh {
     pub program: OsString,
     /// `--ssh-option` values, each passed as `-o VALUE`.
     pub options: Vec<String>,
+    /// `--insecure-host-keys`: accept the options [`weak_host_key_option`] refuses.
+    pub insecure_host_keys: bool,
+}
+
+/// The `--ssh-option` that turns host-key checking off, and why, or
+/// `None`. Refused unless `--insecure-host-keys`: the image would go to
+/// (and run its bootstrap on) whatever host answers.
+/// `StrictHostKeyChecking=accept-new` alone is accepted: it trusts a first
+/// contact but still refuses a changed key; with `UserKnownHostsFile=/dev/null`
+/// every contact is a first one.
+pub fn weak_host_key_option(options: &[String]) -> Option<(String, &'static str)> {
+    let parsed: Vec<(String, String, &String)> = options
+        .iter()
+        .map(|o| {
+            let t = o.trim();
+            let (k, v) = t
+                .split_once(|c: char| c == '=' || c.is_whitespace())
+                .unwrap_or((t, ""));
+            let v = v.trim_matches(|c: char| c == '=' || c.is_whitespace());
+            (k.to_ascii_lowercase(), v.to_ascii_lowercase(), o)
+        })
+        .collect();
+    let find = |key: &str, pred: &dyn Fn(&str) -> bool| {
+        parsed
+            .iter()
+            .find(|(k, v, _)| k == key && pred(v))
+            .map(|(_, _, o)| (*o).clone())
+    };
+    if let Some(o) = find("stricthostkeychecking", &|v| matches!(v, "no" | "off")) {
+        return Some((o, "it accepts any host key, also a changed one"));
+    }
+    if let Some(o) = find("knownhostscommand", &|_| true) {
+        return Some((o, "a command decides which host keys are accepted"));
+    }
+    if find("stricthostkeychecking", &|v| v == "accept-new").is_some()
+        && let Some(o) = find("userknownhostsfile", &|v| {
+            v.split_whitespace().all(|f| f == "/dev/null")
+        })
+    {
+        return Some((
+            o,
+            "with accept-new and no known hosts, every host key is accepted",
+        ));
+    }
+    None
 }
 
 impl Default for Ssh {
@@ -32,6 +78,7 @@ impl Default for Ssh {
         Self {
             program: std::env::var_os("PGHA_SSH").unwrap_or_else(|| "ssh".into()),
             options: Vec::new(),
+            insecure_host_keys: false,
         }
     }
 }
@@ -76,6 +123,9 @@ pub struct Inventory {
     pub images: Vec<(String, Vec<Sha256Digest>)>,
     /// Layers received earlier (verified), not yet loaded.
     pub staged: BTreeSet<Sha256Digest>,
+    /// Staged layers that no longer hashed to their name: removed by the
+    /// host, to be sent again.
+    pub evicted: BTreeSet<Sha256Digest>,
 }
 
 fn quote(s: &str) -> String {
@@ -256,6 +306,7 @@ fn parse_inventory(text: &str) -> Option<Inventory> {
     let mut engine = None;
     let mut wire = None;
     let mut staged = BTreeSet::new();
+    let mut evicted = BTreeSet::new();
     let mut end = false;
     for l in text.lines() {
         let mut w = l.split_whitespace();
@@ -268,6 +319,11 @@ fn parse_inventory(text: &str) -> Option<Inventory> {
                     staged.insert(d);
                 }
             }
+            (Some("evicted"), Some(h)) => {
+                if let Ok(d) = h.parse() {
+                    evicted.insert(d);
+                }
+            }
             (Some("end"), None) => end = true,
             _ => {}
         }
@@ -278,6 +334,7 @@ fn parse_inventory(text: &str) -> Option<Inventory> {
         wire: wire?,
         images: super::layers::parse_images(text),
         staged,
+        evicted,
     })
 }
 
@@ -299,6 +356,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn options_that_turn_host_key_checking_off_are_found() {
+        let v = |o: &[&str]| weak_host_key_option(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        for weak in [
+            &["StrictHostKeyChecking=no"][..],
+            &["stricthostkeychecking OFF"],
+            &[" StrictHostKeyChecking = no"],
+            &["KnownHostsCommand=/bin/echo"],
+            &["StrictHostKeyChecking=accept-new", "UserKnownHostsFile=/dev/null"],
+        ] {
+            assert!(v(weak).is_some(), "{weak:?}");
+        }
+        for fine in [
+            &["StrictHostKeyChecking=yes"][..],
+            &["StrictHostKeyChecking=accept-new"],
+            &["UserKnownHostsFile=/tmp/kh", "GlobalKnownHostsFile=/dev/null"],
+            &["UserKnownHostsFile=/dev/null"],
+            &["IdentityFile=/root/.ssh/vm", "ProxyJump=bastion"],
+        ] {
+            assert!(v(fine).is_none(), "{fine:?}");
+        }
+    }
+
+    #[test]
     fn quoting_survives_the_remote_shell() {
         let s = "a 'b' $c \"d\"";
         let out = Command::new("sh")
@@ -318,10 +398,13 @@ mod tests {
     #[test]
     fn inventory_needs_its_end_line() {
         let h = Sha256Digest::from_bytes([1; 32]).to_hex();
-        let full = format!("engine docker\ndecompress gzip\nimage sha256:aa sha256:{h}\nstaged {h}\nend\n");
+        let e = Sha256Digest::from_bytes([2; 32]).to_hex();
+        let full = format!(
+            "engine docker\ndecompress gzip\nimage sha256:aa sha256:{h}\nstaged {h}\nevicted {e}\nend\n"
+        );
         let inv = parse_inventory(&full).unwrap();
         assert_eq!((inv.engine.as_str(), inv.wire), ("docker", Wire::Gzip));
-        assert_eq!((inv.images.len(), inv.staged.len()), (1, 1));
+        assert_eq!((inv.images.len(), inv.staged.len(), inv.evicted.len()), (1, 1, 1));
         assert!(parse_inventory(full.trim_end_matches("end\n")).is_none());
     }
 }

@@ -49,8 +49,16 @@ case "$cmd" in
       # Left by killed runs, or staged for an image never loaded: not forever.
       find "$layers" -name '.*.partial' -mmin +120 -exec rm -f {} + 2>/dev/null
       find "$layers" -name '*.tar' -mtime +7 -exec rm -f {} + 2>/dev/null
+      # Verified before use: a staged file that does not hash to its name
+      # (a crash mid-write, a bad disk) is removed, and sent again.
       for f in "$layers"/*.tar; do
-        [ -f "$f" ] && echo "staged $(basename "$f" .tar)"
+        [ -f "$f" ] || continue
+        hex=$(basename "$f" .tar)
+        if [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$hex" ]; then
+          echo "staged $hex"
+        else
+          rm -f "$f" && echo "evicted $hex"
+        fi
       done
     fi
     echo "end"
@@ -59,15 +67,26 @@ case "$cmd" in
     # stdin: one layer, compressed. Kept only when its sha256 is the diff id.
     hex=$1
     how=$2
-    mkdir -p "$layers" || fail 1 "cannot create $layers"
+    mkdir -p "$layers" || fail 1 "cannot create $layers on this host: make it writable or free its disk"
     tmp="$layers/.$hex.$$.partial"
-    trap 'rm -f "$tmp"' EXIT
+    errf="$layers/.$hex.$$.err"
+    trap 'rm -f "$tmp" "$errf"' EXIT
     trap 'exit 1' HUP INT TERM PIPE
+    # A place we cannot write is the host's problem (exit 1), not corruption.
+    nowrite() { fail 1 "cannot write in $layers on this host ($*): make it writable or free its disk, then ship again"; }
+    # (In a subshell: a failed redirection of `:` would end this shell.)
+    why=$( (: > "$tmp") 2>&1 ) || nowrite "${why:-not writable}"
     case "$how" in
-      zstd) zstd -q -d -c > "$tmp" || fail 92 "layer sha256:$hex arrived corrupt or truncated (zstd could not decode it)" ;;
-      gzip) gzip -d -c > "$tmp" || fail 92 "layer sha256:$hex arrived corrupt or truncated (gzip could not decode it)" ;;
+      zstd|gzip) ;;
       *) fail 2 "unknown compression $how" ;;
     esac
+    if ! "$how" -q -d -c > "$tmp" 2> "$errf"; then
+      why=$(tail -n 1 "$errf" 2>/dev/null)
+      case "$why" in
+        *[Ww]rite*|*"No space"*|*"Read-only"*|*"Disk quota"*) nowrite "$why" ;;
+      esac
+      fail 92 "layer sha256:$hex arrived corrupt or truncated ($how could not decode it: $why)"
+    fi
     got=$(sha256sum "$tmp" | cut -d' ' -f1)
     [ "$got" = "$hex" ] || fail 93 "layer sha256:$hex arrived as sha256:$got"
     mv -f "$tmp" "$layers/$hex.tar" || fail 1 "cannot store the layer in $layers"
@@ -98,7 +117,19 @@ case "$cmd" in
         : > "$work/$hex.tar"
       fi
     done
-    out=$(tar -c -f - -C "$work" . | $engine load 2>&1) || fail 95 "$engine load failed: $out"
+    if ! out=$(tar -c -f - -C "$work" . | $engine load 2>&1); then
+      # A staged layer spoilt since it was checked: remove it, so that the
+      # next run sends it again.
+      bad=""
+      for hex in "$@"; do
+        f="$layers/$hex.tar"
+        if [ -s "$f" ] && [ "$(sha256sum "$f" | cut -d' ' -f1)" != "$hex" ]; then
+          rm -f "$f"; bad="$bad sha256:$hex"
+        fi
+      done
+      [ -n "$bad" ] && fail 93 "staged layer(s)$bad were corrupt on this host; removed them: ship again to send them anew"
+      fail 95 "$engine load failed: $out"
+    fi
     loaded=$($engine image inspect --format '{{.Id}}' "$tmptag" 2>&1) || fail 95 "$engine load did not make $tmptag: $out"
     case "$loaded" in sha256:*) ;; *) loaded="sha256:$loaded" ;; esac
     if [ "$loaded" != "sha256:$id" ]; then

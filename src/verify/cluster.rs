@@ -16,6 +16,12 @@ use super::secrets::Secrets;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// The `statement_timeout` of every SQL check of a verify run.
+pub const SQL_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest one psql call of a verify run may take (a smoke script may
+/// hold several statements, or lift its statement_timeout).
+pub const SQL_CALL_TIME_LIMIT: Duration = Duration::from_secs(120);
+
 #[derive(Debug, Clone)]
 pub struct Member {
     pub name: String,
@@ -206,9 +212,18 @@ impl<'r> Cluster<'r> {
     /// `args` (e.g. [`crate::catalog::SMOKE_PSQL_ARGS`]); Ok(stdout), Err(stdout and stderr).
     pub fn psql_script(&self, member: &str, db: &str, args: &[&str], script: &str) -> Result<String, String> {
         let port = self.port.to_string();
+        // Every statement is bounded by the server (statement_timeout), and
+        // the whole call by the clock: a smoke test of an image's manifest
+        // may SET statement_timeout = 0 itself.
+        let pgoptions = format!(
+            "PGOPTIONS=-c statement_timeout={}s",
+            SQL_STATEMENT_TIMEOUT.as_secs()
+        );
         let mut a: Vec<String> = [
             "exec",
             "-i",
+            "-e",
+            &pgoptions,
             member,
             "psql",
             "-h",
@@ -226,7 +241,7 @@ impl<'r> Cluster<'r> {
         a.extend(args.iter().map(|s| s.to_string()));
         let out = self
             .res
-            .output_with_input(&a, script.as_bytes())
+            .output_with_input(&a, script.as_bytes(), SQL_CALL_TIME_LIMIT)
             .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())

@@ -11,6 +11,10 @@ use crate::contract::BuildManifest;
 use std::collections::BTreeMap;
 
 pub use crate::contract::layout::{BOOTSTRAP_BIN, BUILD_MANIFEST as MANIFEST_PATH, LAUNCH_WRAPPER_MARK};
+/// The largest build manifest read from an image (a real one is a few KiB).
+pub const MANIFEST_MAX_BYTES: u64 = 1024 * 1024;
+/// The largest bootstrap configuration read from an image.
+pub const CONFIG_MAX_BYTES: u64 = 256 * 1024;
 
 /// The manifest and bootstrap configuration.
 pub struct ImageConfig {
@@ -85,11 +89,16 @@ fn sections(out: &str) -> BTreeMap<String, String> {
 }
 
 pub fn read_config(res: &Resources, image: &str) -> Result<ImageConfig, VerifyError> {
+    // Only regular files, and at most one byte past each limit, are read:
+    // a link to /dev/zero must not fill the memory.
     let script = format!(
-        "echo @@manifest; cat {MANIFEST_PATH} || echo '@@manifest-error'; \
-         echo @@bootstrap; cat {} 2>/dev/null; \
+        "echo @@manifest; if [ -f {MANIFEST_PATH} ]; then head -c {} {MANIFEST_PATH}; echo; \
+         else echo '@@manifest-error'; fi; \
+         echo @@bootstrap; [ -f {cfg} ] && head -c {} {cfg}; echo; \
          echo @@launch; grep -c '{LAUNCH_WRAPPER_MARK}' /launch.sh 2>/dev/null; true",
-        crate::bootstrap::config::DEFAULT_PATH
+        MANIFEST_MAX_BYTES + 2,
+        CONFIG_MAX_BYTES + 2,
+        cfg = crate::bootstrap::config::DEFAULT_PATH
     );
     let out = probe(res, image, "probe-config", &script, &[])?;
     parse_config(image, &out)
@@ -105,7 +114,19 @@ pub fn parse_config(image: &str, out: &str) -> Result<ImageConfig, VerifyError> 
         detail,
     };
     if s.contains_key("manifest-error") {
-        return Err(not_ours("the file is missing".into()));
+        return Err(not_ours("the file is missing or not a regular file".into()));
+    }
+    // Each section has one newline of its own and one the script adds.
+    let len = |name: &str| s.get(name).map_or(0, |t| t.len().saturating_sub(2)) as u64;
+    if len("manifest") > MANIFEST_MAX_BYTES {
+        return Err(not_ours(format!("it is larger than {MANIFEST_MAX_BYTES} bytes")));
+    }
+    if len("bootstrap") > CONFIG_MAX_BYTES {
+        return Err(VerifyError::NotOurImage {
+            image: image.to_string(),
+            path: crate::bootstrap::config::DEFAULT_PATH.into(),
+            detail: format!("it is larger than {CONFIG_MAX_BYTES} bytes"),
+        });
     }
     let manifest = BuildManifest::from_json(s.get("manifest").map(String::as_str).unwrap_or("").as_bytes())
         .map_err(|e| not_ours(format!("not a build manifest: {e}")))?;

@@ -95,6 +95,8 @@ pub fn run(req: Request, progress: Progress) -> Result<Report, VerifyError> {
             req.members
         )));
     }
+    // A malformed name (or an option: `verify -- --rm`) never reaches the engine.
+    crate::engine::EngineError::check_reference(&req.image)?;
     let engine = Engine::detect(req.engine)?;
     if !engine.exists(&req.image)? {
         return Err(crate::engine::EngineError::ImageNotFound {

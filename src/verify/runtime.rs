@@ -27,6 +27,11 @@ use crate::engine::Engine;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
+
+/// The most an engine command of a verify run may print on stdout or on
+/// stderr (a member's whole log fits many times over).
+pub const OUTPUT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 pub const RUN_LABEL: &str = "io.pgha.verify.run";
 
@@ -188,12 +193,54 @@ impl Resources {
 
     /// Run an engine command that creates nothing (exec, inspect, logs, stop, start).
     pub fn output(&self, args: &[String]) -> Result<Output, VerifyError> {
-        Ok(self.engine.run_raw(args)?)
+        let child = self.engine.spawn_piped(args, false)?;
+        self.bounded(args, child, None)
+    }
+
+    /// What an engine command printed, at most [`OUTPUT_MAX_BYTES`] on each
+    /// stream: what runs in the image controls it.
+    fn bounded(
+        &self,
+        args: &[String],
+        child: Child,
+        time_limit: Option<Duration>,
+    ) -> Result<Output, VerifyError> {
+        use crate::fsutil::{BoundedReadError, output_bounded};
+        output_bounded(child, OUTPUT_MAX_BYTES, time_limit).map_err(|e| match e {
+            BoundedReadError::Io(source) => VerifyError::Io {
+                what: format!("running {}", self.engine.program().display()),
+                source,
+            },
+            BoundedReadError::TimedOut { seconds } => VerifyError::Command {
+                command: format!("{} {}", self.engine.kind(), args.join(" ")),
+                detail: format!("stopped: not finished after {seconds} s"),
+            },
+            other => VerifyError::Command {
+                command: format!("{} {}", self.engine.kind(), args.join(" ")),
+                detail: format!("its output is {other} (the image writes without end?)"),
+            },
+        })
     }
 
     /// Like [`Self::output`], with `input` on the command's stdin (`exec -i`).
-    pub fn output_with_input(&self, args: &[String], input: &[u8]) -> Result<Output, VerifyError> {
-        Ok(self.engine.run_raw_with_input(args, input)?)
+    /// It is stopped after `time_limit`.
+    pub fn output_with_input(
+        &self,
+        args: &[String],
+        input: &[u8],
+        time_limit: Duration,
+    ) -> Result<Output, VerifyError> {
+        use std::io::Write;
+        let mut child = self.engine.spawn_piped(args, true)?;
+        let mut stdin = child.stdin.take().expect("piped");
+        // A script larger than the pipe is written while the output is read.
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = self.bounded(args, child, Some(time_limit));
+        let _ = writer.join();
+        out
     }
 
     /// Stop creating; remove everything unless --keep. Called on a signal.

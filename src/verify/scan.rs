@@ -15,8 +15,13 @@ use regex::bytes::{Regex, RegexSet};
 use std::io::Read;
 use std::sync::LazyLock;
 
-/// Files bigger than this are only judged by their name.
+/// Files up to this size are read whole; bigger ones are scanned as a
+/// stream of windows of this size.
 const MAX_SCANNED_FILE: u64 = 16 * 1024 * 1024;
+/// How much each window of a big file repeats of the previous one: more
+/// than any secret the patterns match (a 16384-bit RSA key in PEM is ~13 KiB),
+/// so one that straddles a boundary is seen whole in the next window.
+const WINDOW_OVERLAP: usize = 64 * 1024;
 
 /// Known, deliberate key material that is not a leak of the build: Debian's
 /// ssl-cert package makes this self-signed "snakeoil" key at install time.
@@ -128,17 +133,59 @@ pub fn scan_file(place: &str, path: &str, content: Option<&[u8]>) -> Vec<Finding
     }
     // Executables and libraries are judged by name only: they hold key
     // *formats* and test vectors (libgnutls has a PEM key), not a build's secrets.
-    if let Some(bytes) = content.filter(|b| !b.starts_with(b"\x7fELF") && PREFILTER.is_match(b)) {
-        for i in CONTENT.matches(bytes).iter() {
-            if !is_example(bytes, &CONTENT_EACH[i]) {
-                out.push(Finding {
-                    place: format!("{place} /{path}"),
-                    kind: CONTENT_KINDS[i].0.to_string(),
-                });
-            }
+    if let Some(bytes) = content.filter(|b| !b.starts_with(b"\x7fELF")) {
+        for i in content_kinds(bytes) {
+            out.push(Finding {
+                place: format!("{place} /{path}"),
+                kind: CONTENT_KINDS[i].0.to_string(),
+            });
         }
     }
     out
+}
+
+/// The [`CONTENT_KINDS`] (by index) found in `bytes`.
+fn content_kinds(bytes: &[u8]) -> Vec<usize> {
+    if !PREFILTER.is_match(bytes) {
+        return Vec::new();
+    }
+    CONTENT
+        .matches(bytes)
+        .iter()
+        .filter(|&i| !is_example(bytes, &CONTENT_EACH[i]))
+        .collect()
+}
+
+/// Secrets in a file too big to read whole: its name, then its content in
+/// windows of [`MAX_SCANNED_FILE`] bytes that overlap by [`WINDOW_OVERLAP`]
+/// (memory stays at one window). An executable is judged by name only.
+fn scan_big_file(place: &str, path: &str, mut r: impl Read) -> std::io::Result<Vec<Finding>> {
+    let mut out = scan_file(place, path, None);
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut window: Vec<u8> = Vec::with_capacity(MAX_SCANNED_FILE as usize);
+    let mut first = true;
+    loop {
+        let keep = window.len();
+        (&mut r)
+            .take(MAX_SCANNED_FILE - keep as u64)
+            .read_to_end(&mut window)?;
+        if first && window.starts_with(b"\x7fELF") {
+            return Ok(out);
+        }
+        first = false;
+        let ended = window.len() < MAX_SCANNED_FILE as usize;
+        kinds.extend(content_kinds(&window));
+        if ended {
+            break;
+        }
+        window.drain(..window.len() - WINDOW_OVERLAP);
+    }
+    let path = path.trim_start_matches("./").trim_start_matches('/');
+    out.extend(kinds.into_iter().map(|i| Finding {
+        place: format!("{place} /{path}"),
+        kind: CONTENT_KINDS[i].0.to_string(),
+    }));
+    Ok(out)
 }
 
 /// Scan every layer of a `save` archive (docker-archive: `<id>.tar` or
@@ -187,18 +234,17 @@ pub fn scan_archive(archive: impl Read) -> std::io::Result<(usize, Vec<Finding>)
                 continue;
             }
             let size = e.header().size().unwrap_or(0);
-            let content = if size <= MAX_SCANNED_FILE {
-                let mut buf = Vec::with_capacity(size as usize);
-                // ELF files are judged by name only: read their magic, skip the rest.
-                (&mut e).take(4).read_to_end(&mut buf)?;
-                if buf.as_slice() != b"\x7fELF" {
-                    e.read_to_end(&mut buf)?;
-                }
-                Some(buf)
-            } else {
-                None
-            };
-            findings.extend(scan_file(&place, &path, content.as_deref()));
+            if size > MAX_SCANNED_FILE {
+                findings.extend(scan_big_file(&place, &path, &mut e)?);
+                continue;
+            }
+            let mut buf = Vec::with_capacity(size as usize);
+            // ELF files are judged by name only: read their magic, skip the rest.
+            (&mut e).take(4).read_to_end(&mut buf)?;
+            if buf.as_slice() != b"\x7fELF" {
+                e.read_to_end(&mut buf)?;
+            }
+            findings.extend(scan_file(&place, &path, Some(&buf)));
         }
     }
     Ok((layers, findings))
@@ -207,6 +253,31 @@ pub fn scan_archive(archive: impl Read) -> std::io::Result<(usize, Vec<Finding>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn big_files_are_scanned_in_overlapping_windows() {
+        // A key straddling the first window's end, in a 17.5 MB file.
+        let mut big = vec![b'.'; MAX_SCANNED_FILE as usize - 100];
+        big.extend_from_slice(PEM.as_bytes());
+        big.resize(17_500_000, b'.');
+        let f = scan_big_file("layer 1", "opt/big.bin", &big[..]).unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].kind, "a private key (PEM)");
+        assert_eq!(f[0].place, "layer 1 /opt/big.bin");
+        let clean = vec![b'.'; 40_000_000];
+        assert!(
+            scan_big_file("layer 1", "opt/clean.bin", &clean[..])
+                .unwrap()
+                .is_empty()
+        );
+        let mut elf = b"\x7fELF".to_vec();
+        elf.extend_from_slice(&big);
+        assert!(
+            scan_big_file("layer 1", "usr/lib/x.so", &elf[..])
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n\
         b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\

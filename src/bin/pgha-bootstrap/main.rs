@@ -27,9 +27,10 @@ use std::time::Duration;
         pgha-bootstrap hook ARGS... DSN|postgres (Spilo's post_init wrapper: hook \"$@\")\n  \
         pgha-bootstrap on_role_change ROLE SCOPE (Patroni callback; applies pending work on promotion)",
     after_help = "Exit codes: 0 success or nothing to do, 1 failure (also a connect/statement/lock/run \
-        timeout), 2 bad input (configuration, DSN, secret file, a missing --secrets-dir, an unknown --extensions \
-        name), 3 drift (a migration or a contract function changed) or contract check failed, 4 missing \
-        prerequisite (a required extension, an unreadable secret)."
+        timeout), 2 bad input (configuration, DSN, an empty or non-UTF-8 secret, a missing --secrets-dir, an \
+        unknown --extensions name), 3 drift (a migration or a contract function changed) or contract check \
+        failed, 4 missing prerequisite (a required extension; a secret file that is unreadable, a dangling link, \
+        or not a regular file of at most 64 KiB)."
 )]
 struct Cli {
     /// The configuration file [default: /etc/pgha/bootstrap.toml; missing = built-in defaults]
@@ -249,7 +250,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let mut s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             if let Some(list) = extensions {
-                s.extensions = s.extensions.with_list(list);
+                s.extensions = s.extensions.with_list(list)?;
             }
             s.accept_function_changes = *accept_function_changes;
             apply_and_report(&s, cli.quiet, *json).await
@@ -284,7 +285,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let mut s = settings(&cli, &cfg, dsn.as_deref(), secrets_dir.as_deref())?;
             if let Some(list) = extensions {
-                s.extensions = s.extensions.with_list(list);
+                s.extensions = s.extensions.with_list(list)?;
             }
             let report = runner::bounded(&s, "pgha-bootstrap check", check::check(&s)).await?;
             print_report(&report, || report.lines(), *json, false);

@@ -10,7 +10,10 @@ use pgha_image::ship::{self, ShipRequest, Ssh, Target};
 #[command(
     after_help = "Goes through the system `ssh` (your ~/.ssh/config, agent, known_hosts and \
     jump hosts apply; host keys are always checked; BatchMode=yes, so keys, not passwords). \
-    The client is `ssh` on PATH, or $PGHA_SSH.\n\n\
+    The client is `ssh` on PATH, or $PGHA_SSH. --ssh-option values go to ssh as they are, \
+    ProxyCommand and the like included: they run commands on this machine. An option that turns \
+    host-key checking off (StrictHostKeyChecking=no or off, KnownHostsCommand, accept-new with \
+    UserKnownHostsFile=/dev/null) is refused unless --insecure-host-keys.\n\n\
     Each host needs sh, tar, sha256sum, zstd or gzip, and Docker or Podman; pgha-image itself \
     need not be installed there. Only the layers a host lacks are sent; they are checked against \
     their digests on arrival, the image is loaded under a temporary tag, its id checked, and only \
@@ -47,6 +50,11 @@ pub struct ShipArgs {
     /// An ssh option, passed as `-o OPT` (repeatable), e.g. --ssh-option IdentityFile=~/.ssh/vm
     #[arg(long = "ssh-option", value_name = "OPT")]
     pub ssh_option: Vec<String>,
+
+    /// Accept --ssh-option values that turn host-key checking off (a host that answers with any
+    /// key gets the image); without it they are refused
+    #[arg(long)]
+    pub insecure_host_keys: bool,
 
     /// The engine on the hosts: auto (a Docker that answers, else Podman), docker, podman
     #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Auto)]
@@ -88,6 +96,7 @@ pub fn run(args: ShipArgs, global: &Global) -> Result<(), pgha_image::Error> {
         targets,
         ssh: Ssh {
             options: args.ssh_option,
+            insecure_host_keys: args.insecure_host_keys,
             ..Ssh::default()
         },
         remote_engine: args.remote_engine,

@@ -4,9 +4,10 @@
 use crate::Global;
 use clap::Args;
 use pgha_image::engine::EngineChoice;
+use pgha_image::fsutil::AtomicFile;
 use pgha_image::verify::{self, Request, VerifyError};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args)]
@@ -50,9 +51,12 @@ pub struct VerifyArgs {
 }
 
 pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::Error> {
-    if let Some(path) = &args.junit {
-        verify::check_output(path)?;
-    }
+    // The JUnit file's place is checked (its temporary file created) before
+    // the run, not after it: a bad path must not lose the report.
+    let junit = match &args.junit {
+        Some(path) => Some(junit_file(path)?),
+        None => None,
+    };
     let req = Request {
         image: args.image.clone(),
         engine: args.engine,
@@ -63,14 +67,6 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
     };
     // Progress (a line per check) goes to stderr; the result to stdout.
     let report = verify::run(req, global.progress())?;
-    if let Some(path) = &args.junit {
-        pgha_image::fsutil::write_atomic(path, report.junit().as_bytes()).map_err(|source| {
-            VerifyError::Io {
-                what: format!("writing the JUnit report {}", path.display()),
-                source,
-            }
-        })?;
-    }
     if args.json {
         println!("{}", report.to_json());
     } else if std::io::stdout().is_terminal() {
@@ -87,12 +83,38 @@ pub fn run_verify(args: VerifyArgs, global: &Global) -> Result<(), pgha_image::E
         }
     }
     let failed = report.failed().count();
+    let written = junit.map(|mut f| {
+        use std::io::Write;
+        let path = f.dest().to_path_buf();
+        f.write_all(report.junit().as_bytes())
+            .and_then(|()| f.commit())
+            .map_err(|source| VerifyError::Io {
+                what: format!("writing the JUnit report {}", path.display()),
+                source,
+            })
+    });
     if failed > 0 {
+        // A failed check is the verdict, whatever happened to the file.
+        if let Some(Err(e)) = written {
+            eprintln!("error: {e}");
+        }
         return Err(VerifyError::ChecksFailed {
             failed,
             total: report.checks.len(),
         }
         .into());
     }
+    written.transpose()?;
     Ok(())
+}
+
+/// The temporary file the JUnit report goes to, next to `path`, renamed
+/// over it when written: a directory, a missing directory or a place that
+/// cannot be written is refused before the run (exit 2).
+fn junit_file(path: &Path) -> Result<AtomicFile, VerifyError> {
+    verify::check_output(path)?;
+    AtomicFile::create(path).map_err(|e| VerifyError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
