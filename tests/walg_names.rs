@@ -55,14 +55,18 @@ const MANIFEST: &str = r#"{
   "dcs_parameters": {"wal_level": "logical"}
 }"#;
 
+/// Offline rendering (--image-manifest) takes only pinned images.
+const PINNED: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
 fn render(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let spec = tmp.path().join("cluster.toml");
     std::fs::write(
         &spec,
         format!(
-            "scope = \"walg\"\nimage = \"supabase-patroni:v1\"\n\
-             [[member]]\nname = \"pg1\"\naddress = \"192.0.2.11\"\n{extra}"
+            "scope = \"walg\"\nimage = \"localhost/supabase-patroni@{PINNED}\"\n\
+             [[member]]\nname = \"pg1\"\naddress = \"192.0.2.11\"\n\
+             [images]\netcd = \"localhost/etcd@{PINNED}\"\nhaproxy = \"localhost/haproxy@{PINNED}\"\n{extra}"
         ),
     )
     .unwrap();
