@@ -132,9 +132,17 @@ fn plan_reads_the_base_says_where_facts_came_from_and_builds_old_pg_cron_from_so
 
     // Cached by the image's id, as one JSON file.
     let id = images::image_id(&standin);
-    let cached = cache
-        .join("base-facts")
-        .join(format!("{}.json", id.trim_start_matches("sha256:")));
+    let cached = pgha_image::context::probe::BaseFacts::cache_path(&cache, &id);
+    assert!(
+        cached.starts_with(cache.join("base-facts"))
+            && cached
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(id.trim_start_matches("sha256:")),
+        "{}",
+        cached.display()
+    );
     let facts: serde_json::Value = serde_json::from_slice(&std::fs::read(&cached).unwrap()).unwrap();
     assert_eq!(facts["glibc"], "2.36");
 

@@ -122,9 +122,14 @@ impl BaseFacts {
     }
 
     /// Where the facts of `image_id` are cached.
+    /// The cached facts of `image_id` as this version of the probe reads
+    /// them (a changed probe script reads the base again).
     pub fn cache_path(cache_dir: &Path, image_id: &str) -> PathBuf {
         let hex = image_id.trim_start_matches("sha256:");
-        cache_dir.join(CACHE_SUBDIR).join(format!("{hex}.json"))
+        let probe = crate::hash::Sha256Digest::of(PROBE_SCRIPT.as_bytes()).to_hex();
+        cache_dir
+            .join(CACHE_SUBDIR)
+            .join(format!("{hex}-probe-{}.json", &probe[..12]))
     }
 
     /// The base's facts: make sure the image is there (pull it when it is

@@ -60,6 +60,18 @@ for bin in /usr/lib/postgresql/*/bin; do
         v=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\{0,1\}\([^']*\)'\{0,1\}.*/\1/p" "$ctl" | head -n 1)
         [ -n "$v" ] && echo "ext.$m.$name=$v"
     done
+    # Libraries without a control file (output plugins such as wal2json):
+    # the version of the package that installed them, when it is not the
+    # server's own package.
+    for so in /usr/lib/postgresql/"$m"/lib/*.so; do
+        [ -f "$so" ] || continue
+        name=$(basename "$so" .so)
+        [ -f "/usr/share/postgresql/$m/extension/$name.control" ] && continue
+        pkg=$(dpkg-query -S "$so" 2>/dev/null | head -n 1 | cut -d: -f1)
+        case "$pkg" in "" | "postgresql-$m" | "postgresql-$m,"*) continue ;; esac
+        v=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null | sed 's/^[0-9]*://; s/[-+~].*//')
+        [ -n "$v" ] && echo "ext.$m.$name=$v"
+    done
 done
 
 # The preload list the base uses by itself, computed as Spilo computes it:
