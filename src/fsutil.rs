@@ -330,6 +330,43 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Put the directory `tmp` where `out` is (both in `out`'s parent, one file
+/// system): an earlier `out` is moved aside first, put back when the new one
+/// cannot be moved in, and removed last; `tmp` is removed on any failure.
+/// The error names the path whose rename failed. Nobody ever sees a
+/// half-written `out`.
+pub fn replace_dir(tmp: &Path, out: &Path) -> Result<(), (PathBuf, io::Error)> {
+    let parent = parent_dir(out);
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let had_old = fs::symlink_metadata(out).is_ok();
+    if had_old {
+        if fs::symlink_metadata(&old).is_ok() {
+            // Left by an earlier run of this pid that died between the renames.
+            let _ = fs::remove_dir_all(&old);
+        }
+        if let Err(e) = fs::rename(out, &old) {
+            let _ = fs::remove_dir_all(tmp);
+            return Err((out.to_path_buf(), e));
+        }
+    }
+    if let Err(e) = fs::rename(tmp, out) {
+        if had_old {
+            let _ = fs::rename(&old, out);
+        }
+        let _ = fs::remove_dir_all(tmp);
+        return Err((out.to_path_buf(), e));
+    }
+    if had_old {
+        let _ = fs::remove_dir_all(&old);
+    }
+    let _ = sync_dir(parent);
+    Ok(())
+}
+
 /// fsync a directory, so that a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -379,23 +379,7 @@ pub fn pack(
     // it is still provably ours (a long fetch gave the user time to add files).
     check_out_dir(out)?;
     let tmp_path = tmp.keep();
-    if fs::symlink_metadata(out).is_ok() {
-        let old = parent.join(format!(".{stem}.pgha-old-{}", std::process::id()));
-        if old.exists() {
-            // Left by an earlier run that died between the two renames.
-            fs::remove_dir_all(&old).map_err(io_err(&old))?;
-        }
-        fs::rename(out, &old).map_err(io_err(out))?;
-        if let Err(e) = fs::rename(&tmp_path, out) {
-            let _ = fs::rename(&old, out);
-            let _ = fs::remove_dir_all(&tmp_path);
-            return Err(io_err(out)(e));
-        }
-        fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    } else if let Err(e) = fs::rename(&tmp_path, out) {
-        let _ = fs::remove_dir_all(&tmp_path);
-        return Err(io_err(out)(e));
-    }
+    crate::fsutil::replace_dir(&tmp_path, out).map_err(|(path, e)| io_err(&path)(e))?;
     Ok(Generated {
         out_dir: out.to_path_buf(),
         context_dir: out.join(CONTEXT_DIR),

@@ -238,25 +238,6 @@ fn write_out(out: &Path, files: &[RenderedFile], report: &Report) -> Result<(), 
         .map_err(|e| io(format!("cannot set the mode of {}", tmp.path().display()), e))?;
 
     let tmp = tmp.keep();
-    let old = if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        fs::rename(out, &old).map_err(|e| {
-            let _ = fs::remove_dir_all(&tmp);
-            io(format!("cannot move {} aside", out.display()), e)
-        })?;
-        Some(old)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(&tmp, out) {
-        if let Some(old) = &old {
-            let _ = fs::rename(old, out);
-        }
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(io(format!("cannot move the output into {}", out.display()), e));
-    }
-    if let Some(old) = old {
-        let _ = fs::remove_dir_all(old);
-    }
-    Ok(())
+    crate::fsutil::replace_dir(&tmp, out)
+        .map_err(|(path, e)| io(format!("cannot move the output into {}", path.display()), e))
 }

@@ -392,28 +392,8 @@ fn write_out(out: &Path, files: &[File], gid: u32) -> Result<(), SecretsError> {
     set_mode(tmp.path(), 0o750)?;
 
     let tmp = tmp.keep();
-    let old = if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        fs::rename(out, &old).map_err(|e| {
-            let _ = fs::remove_dir_all(&tmp);
-            io(format!("cannot move {} aside", out.display()), e)
-        })?;
-        Some(old)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(&tmp, out) {
-        if let Some(old) = &old {
-            let _ = fs::rename(old, out);
-        }
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(io(format!("cannot move the secrets into {}", out.display()), e));
-    }
-    if let Some(old) = old {
-        let _ = fs::remove_dir_all(old);
-    }
-    let _ = crate::fsutil::sync_dir(&parent);
-    Ok(())
+    crate::fsutil::replace_dir(&tmp, out)
+        .map_err(|(path, e)| io(format!("cannot move the secrets into {}", path.display()), e))
 }
 
 /// Where the members see a file of the secrets directory.
