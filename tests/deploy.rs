@@ -553,24 +553,31 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
             .map(|_| served_by(via, port, &password).unwrap_or_else(|e| panic!("{via}:{port}: {e}")))
             .collect()
     };
-    // HAProxy checks each backend on its own (inter 3s, rise 2): a member
-    // up in one backend may still be rising in another, so wait for each
-    // backend to count its members before sampling what it routes to.
-    let backend_up = |what: &str, port: u16, members: usize| {
+    // HAProxy checks each backend on its own (inter 3s, rise 2, fall 3): a
+    // member up in one backend may still be rising in another, and after the
+    // switchover above the old replica stays up on ro until its checks fail.
+    // Wait until a backend routes to exactly the members it should before
+    // sampling what it routes to (a wait on the count alone passed on a
+    // stale set).
+    let backend_up = |what: &str, port: u16, expected: &std::collections::BTreeSet<String>| {
         wait_until(
             what,
             Duration::from_secs(60),
             Duration::from_secs(1),
             || {
-                let got: Result<std::collections::BTreeSet<String>, String> = (0..2 * members)
+                let got: Result<std::collections::BTreeSet<String>, String> = (0..3 * expected.len())
                     .map(|_| served_by(via, port, &password))
                     .collect();
-                got.ok().filter(|g| g.len() == members).map(|_| ())
+                got.ok().filter(|g| g == expected).map(|_| ())
             },
             || format!("{:?}", served_by(via, port, &password)),
         )
     };
-    backend_up("HAProxy marks both replicas up on ro", RO, 2);
+    backend_up(
+        "HAProxy routes ro to the two replicas",
+        RO,
+        &replicas.iter().cloned().collect(),
+    );
     let ro = seen(RO, 6);
     assert_eq!(
         ro,
@@ -582,7 +589,11 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
         "t"
     );
     assert!(psql(via, RO, "postgres", &password, "CREATE TABLE h6_nope (x int)").is_err());
-    backend_up("HAProxy marks all three members up on any", ANY, 3);
+    backend_up(
+        "HAProxy routes any to all three members",
+        ANY,
+        &addrs.iter().cloned().collect(),
+    );
     let any = seen(ANY, 9);
     assert_eq!(
         any,

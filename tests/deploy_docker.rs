@@ -219,7 +219,15 @@ fn the_rendered_member_runs_under_dockerd_with_docker_compose() {
         "t",
         "the bootstrap ran"
     );
+    // The stats page asks for its login (haproxy.env from `pgha-image secrets`).
     let (status, _) = cluster::http_get(&addr, 7000, "/").expect("stats page");
+    assert_eq!(status, 401, "the stats page must ask for a login");
+    let haproxy_env = cluster::read_env_file(&secrets.join("haproxy.env"));
+    let login = (
+        haproxy_env["PGHA_STATS_USER"].as_str(),
+        haproxy_env["PGHA_STATS_PASSWORD"].as_str(),
+    );
+    let (status, _) = cluster::http_request(&addr, 7000, "GET", "/", Some(login), "").expect("stats page");
     assert_eq!(status, 200);
     compose(&host, &member, &["down"]);
     eprintln!(
