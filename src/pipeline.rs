@@ -16,6 +16,7 @@ use crate::error::{Error, UsageError};
 use crate::fetch::{self, FetchOptions};
 use crate::hash::Sha256Digest;
 use crate::progress::Progress;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// How the base's facts are learnt.
@@ -377,14 +378,18 @@ pub fn build(catalog: &Catalog, req: &BuildRequest, progress: &Progress) -> Resu
             tag: req.tag.clone(),
             platform: req.platform.clone(),
             build_args: g.manifest.build_args.clone(),
-            labels: {
-                let mut l = g.manifest.labels.clone();
-                l.insert(
-                    crate::buildfile::INPUTS_LABEL.into(),
-                    serde_json::to_string(&req.recorded).expect("serializes"),
-                );
-                l
-            },
+            // The image's labels are the Dockerfile's LABEL (the context
+            // digest from a build argument); only the build's inputs, which
+            // are not part of the context, go as `--label`, a key every
+            // build sets. Podman 4.3 writes `--label` values into the config
+            // of every stage it commits, and reuses such a cached stage (the
+            // run-time packages' `pgha-runtime`) for a build of another
+            // extension set: the image then carried the other set's
+            // `io.pgha.extension.*` labels, and verify failed it.
+            labels: BTreeMap::from([(
+                crate::buildfile::INPUTS_LABEL.to_string(),
+                serde_json::to_string(&req.recorded).expect("serializes"),
+            )]),
             log_path: log_path.clone(),
             no_cache: req.no_cache,
             push: req.push,
