@@ -330,6 +330,21 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// A temporary directory beside `out` (`.NAME.tmp-XXXXXX` in its parent),
+/// to be filled and then put in place by [`replace_dir`]: the rename stays
+/// on one file system. On error, the path that could not be used.
+pub fn sibling_tempdir(out: &Path) -> Result<tempfile::TempDir, (PathBuf, io::Error)> {
+    let parent = parent_dir(out);
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempdir_in(parent)
+        .map_err(|e| (parent.to_path_buf(), e))
+}
+
 /// Put the directory `tmp` where `out` is (both in `out`'s parent, one file
 /// system): an earlier `out` is moved aside first, put back when the new one
 /// cannot be moved in, and removed last; `tmp` is removed on any failure.

@@ -196,24 +196,14 @@ fn io(what: String, source: std::io::Error) -> ManifestsError {
 /// Write everything into a temporary sibling, then swap it into place: an
 /// interrupted run leaves `out` as it was.
 fn write_out(out: &Path, files: &[RenderedFile], report: &Report) -> Result<(), ManifestsError> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent).map_err(|e| io(format!("cannot create {}", parent.display()), e))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "manifests".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempdir_in(&parent)
-        .map_err(|e| {
-            io(
-                format!("cannot create a temporary directory in {}", parent.display()),
-                e,
-            )
-        })?;
+    let parent = crate::fsutil::parent_dir(out);
+    fs::create_dir_all(parent).map_err(|e| io(format!("cannot create {}", parent.display()), e))?;
+    let tmp = crate::fsutil::sibling_tempdir(out).map_err(|(parent, e)| {
+        io(
+            format!("cannot create a temporary directory in {}", parent.display()),
+            e,
+        )
+    })?;
     for f in files {
         let path = tmp.path().join(&f.path);
         if let Some(dir) = path.parent() {

@@ -348,20 +348,12 @@ fn chown(path: &Path, gid: u32) -> Result<(), SecretsError> {
 /// it fills), then rename it into place; a replaced `out` is removed only
 /// after the new one is there.
 fn write_out(out: &Path, files: &[File], gid: u32) -> Result<(), SecretsError> {
-    let parent = crate::fsutil::parent_dir(out).to_path_buf();
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "secrets".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempdir_in(&parent)
-        .map_err(|e| {
-            io(
-                format!("cannot create a temporary directory in {}", parent.display()),
-                e,
-            )
-        })?;
+    let tmp = crate::fsutil::sibling_tempdir(out).map_err(|(parent, e)| {
+        io(
+            format!("cannot create a temporary directory in {}", parent.display()),
+            e,
+        )
+    })?;
     let set_mode = |path: &Path, mode: u32| {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(|e| io(format!("cannot set the mode of {}", path.display()), e))
