@@ -24,9 +24,10 @@ set -euo pipefail
 runs=${1:-3}
 cold=${2:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/benches/lib.sh"
 sources=${PGHA_TEST_SOURCES:-$root/../shared/sources}
 major=${MAJOR:-15}
-case $major in 15) facts=(2.36 7.88) ;; 17) facts=(2.41 8.14) ;; *) echo "MAJOR must be 15 or 17" >&2; exit 2 ;; esac
+case $major in 15|17) ;; *) echo "MAJOR must be 15 or 17" >&2; exit 2 ;; esac
 base=$(podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=localhost/pgha-test/spilo-standin:$major-*" | head -1)
 rust_tag=$(podman images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=localhost/pgha-test/rust:*-*' | head -1)
 tag=localhost/pgha-bench/pgrx:$$
@@ -59,13 +60,9 @@ ln -s "$sources"/*.tar.gz "$work/mirror/"
 ln -s "$sources/partial/pg_graphql-1.5.11.tar.gz" "$work/mirror/"
 
 ours=("$bin" --progress quiet --catalog "$work/catalog" --cache-dir "$work/cache" build --engine podman
-      --tag "$tag" -e default --base-image "$base" --pg "$major" --base-glibc "${facts[0]}" --base-lib "libcurl=${facts[1]}"
-      --base-preload pg_stat_statements,pg_cron --rust-image "$rust" --mirror "$work/mirror"
+      --tag "$tag" -e default --base-image "$base" --rust-image "$rust" --mirror "$work/mirror"
       --crates-mirror https://static.crates.io --out "$work/out"
       --bootstrap-bin "$root/target/debug/pgha-bootstrap")
-
-timed() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
-min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 
 echo "warm-up build (fills the source and crate cache and the engine's layer cache; long when cold)..." >&2
 t_first=$(timed "${ours[@]}")
@@ -77,23 +74,18 @@ if [ "$cold" = --cold ]; then
     printf '| cold stage (`podman build --no-cache --target`) | wall | ratio |\n|---|---|---|\n'
     printf '| ext-pg_net (C, baseline) | %.1f s | 1.00x |\n' "$t_c"
     printf '| ext-pg_graphql (toolchain copy + cargo-pgrx + pg_graphql) | %.1f s | %sx |\n' \
-        "$t_rust" "$(echo "scale=1; $t_rust / $t_c" | bc)"
+        "$t_rust" "$(ratio "$t_rust" "$t_c")"
 fi
 
-# The engine command our build runs, with the same build argument and labels.
-engine=(podman build --tag "$tag" --iidfile "$work/iid")
-while IFS= read -r kv; do engine+=(--build-arg "$kv"); done \
-    < <(jq -r '.build_args | to_entries[] | "\(.key)=\(.value)"' "$work/out/manifest.json")
-while IFS= read -r kv; do engine+=(--label "$kv"); done \
-    < <(jq -r '.labels | to_entries[] | "\(.key)=\(.value)"' "$work/out/manifest.json")
-engine+=(--layers "$work/out/context")
+# The engine command our build runs, with the same build arguments and label.
+engine_args "$work/out" "$tag"
 
 t_engine="" t_ours=""
 for _ in $(seq "$runs"); do
     t_engine=$(min "$t_engine" "$(timed "${engine[@]}")")
     t_ours=$(min "$t_ours" "$(timed "${ours[@]}")")
 done
-ratio=$(echo "scale=2; $t_ours / $t_engine" | bc | sed "s/^\./0./")
+ratio=$(ratio "$t_ours" "$t_engine")
 printf '| no-change rebuild, default set with pg_graphql, PostgreSQL %s | best of %s | ratio |\n|---|---|---|\n' "$major" "$runs"
 printf '| `podman build --layers` of the same context, same args (baseline) | %.3f s | 1.00x |\n' "$t_engine"
 printf '| `pgha-image build` (sources and crates from the cache, generate, podman build) | %.3f s | %sx |\n' \

@@ -11,6 +11,7 @@ set -euo pipefail
 
 runs=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/benches/lib.sh"
 # The newest stand-in (its tag is 15-<digest of tests/support/spilo-standin>).
 base=$(podman images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=localhost/pgha-test/spilo-standin:15-*' | head -1)
 tag=localhost/pgha-bench/rebuild:$$
@@ -36,23 +37,16 @@ ours=("$bin" --progress quiet --cache-dir "$work/cache" build --engine podman --
 echo "warm-up build (fills the source cache and the engine's layer cache)..." >&2
 "${ours[@]}" >/dev/null
 
-# The engine command our build runs, with the same build argument and labels.
-engine=(podman build --tag "$tag" --iidfile "$work/iid")
-while IFS= read -r kv; do engine+=(--build-arg "$kv"); done \
-    < <(jq -r '.build_args | to_entries[] | "\(.key)=\(.value)"' "$work/out/manifest.json")
-while IFS= read -r kv; do engine+=(--label "$kv"); done \
-    < <(jq -r '.labels | to_entries[] | "\(.key)=\(.value)"' "$work/out/manifest.json")
-engine+=(--layers "$work/out/context")
+# The engine command our build runs, with the same build arguments and label.
+engine_args "$work/out" "$tag"
 
 # Interleaved, so that both see the same machine load; best of $runs each.
-timed() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
-min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 t_engine="" t_ours=""
 for _ in $(seq "$runs"); do
     t_engine=$(min "$t_engine" "$(timed "${engine[@]}")")
     t_ours=$(min "$t_ours" "$(timed "${ours[@]}")")
 done
-ratio=$(echo "scale=2; $t_ours / $t_engine" | bc | sed "s/^\./0./")
+ratio=$(ratio "$t_ours" "$t_engine")
 printf '| path | best of %s | ratio |\n|---|---|---|\n' "$runs"
 printf '| `podman build --layers` of the same context, same args (baseline) | %.3f s | 1.00x |\n' "$t_engine"
 printf '| `pgha-image build` (fetch from cache + generate + podman build) | %.3f s | %sx |\n' "$t_ours" "$ratio"

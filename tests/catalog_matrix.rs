@@ -108,7 +108,7 @@ fn standin_libraries(major: u32) -> BTreeSet<String> {
 }
 
 /// Whether the archive of `e`'s `version` can be had, and if not, why.
-fn archive(e: &Extension, version: &pgha_image::catalog::Version, major: u32) -> Result<(), String> {
+fn archive(e: &Extension, version: &pgha_image::catalog::Version) -> Result<(), String> {
     let file = pgha_image::fetch::file_name(&e.name, &version.version, &version.source);
     let dir = match sources::sources() {
         Sources::Mirror(m) if Path::new(&m).is_dir() => PathBuf::from(m),
@@ -120,21 +120,11 @@ fn archive(e: &Extension, version: &pgha_image::catalog::Version, major: u32) ->
     }
     if dir.join("partial").join(&file).is_file() {
         return Err(format!(
-            "only an incomplete copy of {file} is here (partial/: not the pinned digest); {}",
-            partial_note(major)
+            "only an incomplete copy of {file} is here (partial/: not the pinned digest); \
+             tests/pgrx_offline.rs builds that copy air-gapped under a test catalog pinning its digest"
         ));
     }
     Err(format!("its source archive ({file}) is not available here"))
-}
-
-/// What is done here with an incomplete archive (pg_graphql's), per major.
-fn partial_note(major: u32) -> &'static str {
-    if major == 15 {
-        "tests/pgrx_offline.rs builds that copy air-gapped under a test catalog pinning its digest"
-    } else {
-        "tests/pgrx_offline.rs builds that copy air-gapped on PostgreSQL 15 only: a second cold pgrx \
-         build would take CI past its time budget"
-    }
 }
 
 fn plan(catalog: &Catalog, major: u32, libs: &BTreeSet<String>) -> Plan {
@@ -162,7 +152,7 @@ fn plan(catalog: &Catalog, major: u32, libs: &BTreeSet<String>) -> Plan {
             } else if base_kind && from_source.is_none() {
                 cell.why = "provided by the base image only".into();
             } else {
-                match archive(e, v, major) {
+                match archive(e, v) {
                     Ok(()) => {
                         let spec = format!("{}@{}", e.name, v.version);
                         if rounds.len() <= built {

@@ -164,6 +164,12 @@ fn pg_graphql_builds_air_gapped_from_a_mirror_and_works_on_15() {
     air_gapped_pg_graphql(15);
 }
 
+#[test]
+#[ignore = "slow tier: needs root, Podman, the trixie stand-in, the host's rustup toolchain and crates.io"]
+fn pg_graphql_builds_air_gapped_from_a_mirror_and_works_on_17() {
+    air_gapped_pg_graphql(17);
+}
+
 fn air_gapped_pg_graphql(major: u32) {
     let start = Instant::now();
     let sources = sources_dir();

@@ -1,0 +1,31 @@
+# Shared by the build benches (sourced, not run).
+
+# timed CMD...: run CMD with its output discarded; print its wall time in seconds.
+timed() {
+    local s e
+    s=$(date +%s.%N)
+    "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
+    e=$(date +%s.%N)
+    echo "$e - $s" | bc
+}
+
+# min A B: the smaller of two times (A may be empty).
+min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+
+# ratio A B: A / B with two decimals.
+ratio() { echo "scale=2; $1 / $2" | bc | sed "s/^\./0./"; }
+
+# engine_args OUT TAG: sets the array `engine` to the engine command that
+# `pgha-image build --out OUT --tag TAG` ran (src/pipeline.rs): the manifest's
+# build arguments and one `--label`, the build's inputs, read back from the
+# image TAG. Not the manifest's other labels: those come from the
+# Dockerfile, and Podman writes `--label` values into every cached stage.
+engine_args() {
+    local out=$1 tag=$2 kv inputs
+    engine=(podman build --tag "$tag" --iidfile "$out/iid.bench")
+    while IFS= read -r kv; do engine+=(--build-arg "$kv"); done \
+        < <(jq -r '.build_args | to_entries[] | "\(.key)=\(.value)"' "$out/manifest.json")
+    inputs=$(podman image inspect --format '{{index .Config.Labels "io.pgha.build-inputs"}}' "$tag")
+    [ -n "$inputs" ] && [ "$inputs" != "<no value>" ] || { echo "$tag has no io.pgha.build-inputs label" >&2; return 1; }
+    engine+=(--label "io.pgha.build-inputs=$inputs" --layers "$out/context")
+}
