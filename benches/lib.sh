@@ -17,9 +17,11 @@ ratio() { echo "scale=2; $1 / $2" | bc | sed "s/^\./0./"; }
 
 # engine_args OUT TAG: sets the array `engine` to the engine command that
 # `pgha-image build --out OUT --tag TAG` ran (src/pipeline.rs): the manifest's
-# build arguments and one `--label`, the build's inputs, read back from the
-# image TAG. Not the manifest's other labels: those come from the
-# Dockerfile, and Podman writes `--label` values into every cached stage.
+# build arguments, one `--label` (the build's inputs, read back from the
+# image TAG) and `--jobs` (stages built in parallel, one per core, as
+# src/engine/build.rs asks Podman for). Not the manifest's other labels: those
+# come from the Dockerfile, and Podman writes `--label` values into every
+# cached stage.
 engine_args() {
     local out=$1 tag=$2 kv inputs
     engine=(podman build --tag "$tag" --iidfile "$out/iid.bench")
@@ -27,5 +29,5 @@ engine_args() {
         < <(jq -r '.build_args | to_entries[] | "\(.key)=\(.value)"' "$out/manifest.json")
     inputs=$(podman image inspect --format '{{index .Config.Labels "io.pgha.build-inputs"}}' "$tag")
     [ -n "$inputs" ] && [ "$inputs" != "<no value>" ] || { echo "$tag has no io.pgha.build-inputs label" >&2; return 1; }
-    engine+=(--label "io.pgha.build-inputs=$inputs" --layers "$out/context")
+    engine+=(--label "io.pgha.build-inputs=$inputs" --jobs "$(nproc)" --layers "$out/context")
 }
