@@ -1,11 +1,18 @@
 # Shared by the build benches (sourced, not run).
 
-# timed CMD...: run CMD with its output discarded; print its wall time in seconds.
+# timed CMD...: run CMD, its output kept aside; print its wall time in
+# seconds, or on failure the command and the end of its output, and fail.
 timed() {
-    local s e
+    local s e log
+    log=$(mktemp)
     s=$(date +%s.%N)
-    "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
+    if ! "$@" >"$log" 2>&1; then
+        { echo "failed: $*"; tail -25 "$log"; } >&2
+        rm -f "$log"
+        return 1
+    fi
     e=$(date +%s.%N)
+    rm -f "$log"
     echo "$e - $s" | bc
 }
 

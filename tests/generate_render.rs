@@ -412,13 +412,15 @@ fn pgrx_features_and_prebuilt_packages_render() {
         ),
         "{df}"
     );
+    // The toolchain is copied from the pinned reference itself: no stage is
+    // a bare FROM of it (Podman 4.3's --layers=false deletes such an image).
+    let rust = pgha_image::context::plan::DEFAULT_RUST_IMAGE;
     assert!(
-        df.contains(&format!(
-            "FROM {} AS pgha-rust",
-            pgha_image::context::plan::DEFAULT_RUST_IMAGE
-        )),
+        df.contains(&format!("COPY --from={rust} /usr/local/rustup /usr/local/rustup"))
+            && df.contains(&format!("COPY --from={rust} /usr/local/cargo /usr/local/cargo")),
         "{df}"
     );
+    assert!(!df.contains(&format!("FROM {rust}")), "{df}");
     assert!(df.contains("COPY crates/wrappers-0.5.7/ /pgha/crates/"), "{df}");
     assert!(
         !df.contains("curl -") && !df.contains("| sh") && !df.contains("rustup.rs"),

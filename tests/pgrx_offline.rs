@@ -170,6 +170,88 @@ fn pg_graphql_builds_air_gapped_from_a_mirror_and_works_on_17() {
     air_gapped_pg_graphql(17);
 }
 
+/// A generated context keeps the user's Rust image when Podman builds it with
+/// `--layers=false` (buildah's default): Podman 4.3 then deletes the image
+/// of any stage that is nothing but `FROM`, so the toolchain is copied from
+/// the pinned reference itself. The Rust image here is a small one of its own
+/// (a `cargo` that builds nothing, so that the cargo-pgrx stage takes
+/// seconds); the engine and the generated Dockerfile are the real ones.
+#[test]
+#[ignore = "slow tier: needs root, Podman and the bookworm stand-in"]
+fn a_build_with_layers_false_keeps_the_rust_image() {
+    let sources = sources_dir();
+    let work = tempfile::Builder::new()
+        .prefix("pgha-pgrx-layers")
+        .tempdir()
+        .unwrap();
+    let w = work.path();
+    let catalog = test_catalog(&sources, w);
+    let src_mirror = source_mirror(&sources, w);
+    let engine = images::engine_lock();
+    let standin = images::spilo_standin_of(15);
+
+    // The Rust image: the official layout, a cargo whose `install --root DIR`
+    // leaves a cargo-pgrx script, and a nonce so that no other tag shares it.
+    let dir = w.join("rust-image");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("cargo"),
+        "#!/bin/sh\nset -eu\n[ \"$1\" = install ]\nroot=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --root ] && root=$2; shift; done\n\
+         mkdir -p \"$root/bin\"\nprintf '#!/bin/sh\\necho cargo-pgrx-stand-in\\n' > \"$root/bin/cargo-pgrx\"\nchmod +x \"$root/bin/cargo-pgrx\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Containerfile"),
+        format!(
+            "FROM {}\nCOPY cargo /usr/local/cargo/bin/cargo\nRUN chmod +x /usr/local/cargo/bin/cargo && mkdir -p /usr/local/rustup \
+             && echo '{} {:?}' > /usr/local/rustup/nonce\n",
+            images::debian_base(),
+            std::process::id(),
+            Instant::now()
+        ),
+    )
+    .unwrap();
+    let rust_image = images::TestImage {
+        reference: format!("localhost/pgha-test/rust-layers-false:{}", std::process::id()),
+    };
+    run(podman_cmd()
+        .args(["build", "-q", "-t", &rust_image.reference])
+        .arg(&dir));
+    let digest = run(podman_cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Digest}}",
+        &rust_image.reference,
+    ]));
+    let pinned = format!("localhost/pgha-test/rust-layers-false@{}", digest.trim());
+
+    let bootstrap = PathBuf::from(env!("CARGO_BIN_EXE_pgha-bootstrap"));
+    let gen_dir = w.join("generated");
+    ok(
+        tool(&catalog, &w.join("cache"))
+            .arg("generate")
+            .args(selection(15, &standin, &pinned, &bootstrap, &src_mirror))
+            .args(["--crates-mirror", "https://static.crates.io", "--out"])
+            .arg(&gen_dir),
+        "pgha-image generate",
+    );
+    let context = gen_dir.join("context");
+    let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
+    let target = stages(&dockerfile)
+        .into_iter()
+        .find(|s| s.starts_with("pgha-cargo-pgrx-") && !s.ends_with("-deps"))
+        .expect("a cargo-pgrx stage");
+    run(podman_cmd()
+        .args(["build", "-q", "--layers=false", "--no-cache", "--target", &target])
+        .arg(&context));
+    assert!(
+        images::image_exists(&pinned) && images::image_exists(&rust_image.reference),
+        "`podman build --layers=false` of the generated context deleted the Rust image {pinned}"
+    );
+    drop(engine);
+}
+
 fn air_gapped_pg_graphql(major: u32) {
     let start = Instant::now();
     let sources = sources_dir();
