@@ -32,6 +32,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+bootstrap=$(bootstrap_bin "$root" "$work")
 # The tests' engine lock: flock(1) on the tests' lock file, held until this script exits.
 exec 9>/tmp/pgha-test-engine.flock
 flock 9
@@ -44,7 +45,7 @@ for major in $majors; do
     rm -rf "$work/cache" "$work/out"
     ours=("$bin" --progress quiet build --cache-dir "$work/cache" --no-cache --engine podman
           --tag "$tag" --out "$work/out" --base-image "$base" -e default,-pg_graphql
-          --mirror "$sources" --bootstrap-bin "$root/target/debug/pgha-bootstrap")
+          --mirror "$sources" --bootstrap-bin "$bootstrap")
     t_ours=$(timed "${ours[@]}")
     built=$(jq -r '[.extensions[] | select(.stage != null) | .name] | join(" ")' "$work/out/manifest.json")
     engine_args "$work/out" "$tag"

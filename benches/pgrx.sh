@@ -62,7 +62,7 @@ ln -s "$sources/partial/pg_graphql-1.5.11.tar.gz" "$work/mirror/"
 ours=("$bin" --progress quiet --catalog "$work/catalog" --cache-dir "$work/cache" build --engine podman
       --tag "$tag" -e default --base-image "$base" --rust-image "$rust" --mirror "$work/mirror"
       --crates-mirror https://static.crates.io --out "$work/out"
-      --bootstrap-bin "$root/target/debug/pgha-bootstrap")
+      --bootstrap-bin "$(bootstrap_bin "$root" "$work")")
 
 echo "warm-up build (fills the source and crate cache and the engine's layer cache; long when cold)..." >&2
 t_first=$(timed "${ours[@]}")
