@@ -54,23 +54,7 @@ fn untouched(vms: &Vms, tag: &str) {
 #[test]
 #[ignore = "slow tier: needs root, Podman, sshd and network namespaces"]
 fn weak_host_key_options_and_bad_names_are_refused_before_any_host_is_contacted() {
-    let image = {
-        let _lock = engine_lock();
-        let reference = format!("localhost/pgha-i19-ship/hostkey:{}", std::process::id());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("Containerfile"),
-            format!(
-                "FROM {}\nRUN head -c 65536 /dev/urandom > /i19.bin\n",
-                debian_base()
-            ),
-        )
-        .unwrap();
-        run(podman_cmd()
-            .args(["build", "-q", "-t", &reference])
-            .arg(dir.path()));
-        TestImage { reference }
-    };
+    let image = small_image("hostkey");
     let vms = Vms::start(&[VmEngine::Podman]);
     let cache = tempfile::tempdir().unwrap();
     let tag = image.reference.as_str();
