@@ -48,8 +48,7 @@ for major in $majors; do
           --mirror "$sources" --bootstrap-bin "$bootstrap")
     t_ours=$(timed "${ours[@]}")
     built=$(jq -r '[.extensions[] | select(.stage != null) | .name] | join(" ")' "$work/out/manifest.json")
-    engine_args "$work/out" "$tag"
-    engine=("${engine[@]/--layers/--no-cache}")
+    engine_args "$work/out" "$tag" --no-cache
     t_engine=$(timed "${engine[@]}")
     printf '| %s | %s | %.1f s | %.1f s | %sx |\n' "$major" "$built" "$t_engine" "$t_ours" "$(ratio "$t_ours" "$t_engine")"
 done

@@ -22,21 +22,23 @@ min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc)" = 1 ]; then echo "$2"; else
 # ratio A B: A / B with two decimals.
 ratio() { echo "scale=2; $1 / $2" | bc | sed "s/^\./0./"; }
 
-# engine_args OUT TAG: sets the array `engine` to the engine command that
+# engine_args OUT TAG [--no-cache]: sets the array `engine` to the engine command that
 # `pgha-image build --out OUT --tag TAG` ran (src/pipeline.rs): the manifest's
 # build arguments, one `--label` (the build's inputs, read back from the
 # image TAG) and `--jobs` (stages built in parallel, one per core, as
 # src/engine/build.rs asks Podman for). Not the manifest's other labels: those
 # come from the Dockerfile, and Podman writes `--label` values into every
-# cached stage.
+# cached stage. `--no-cache`: what `build --no-cache` adds.
 engine_args() {
-    local out=$1 tag=$2 kv inputs
+    local out=$1 tag=$2 no_cache=${3:-} kv inputs
     engine=(podman build --tag "$tag" --iidfile "$(mktemp)")
     while IFS= read -r kv; do engine+=(--build-arg "$kv"); done \
         < <(jq -r '.build_args | to_entries[] | "\(.key)=\(.value)"' "$out/manifest.json")
     inputs=$(podman image inspect --format '{{index .Config.Labels "io.pgha.build-inputs"}}' "$tag")
     [ -n "$inputs" ] && [ "$inputs" != "<no value>" ] || { echo "$tag has no io.pgha.build-inputs label" >&2; return 1; }
-    engine+=(--label "io.pgha.build-inputs=$inputs" --jobs "$(nproc)" --layers "$out/context")
+    engine+=(--label "io.pgha.build-inputs=$inputs" --jobs "$(nproc)")
+    [ -z "$no_cache" ] || engine+=("$no_cache")
+    engine+=(--layers "$out/context")
 }
 
 # bootstrap_bin ROOT DIR: the debug pgha-bootstrap without its debug info,
