@@ -17,7 +17,8 @@
 
 mod common;
 
-use common::cluster::{self, ComposeService, Network, Pod, compose_services};
+use common::cli::pgha_ok;
+use common::cluster::{self, Network, Vm};
 use common::images;
 use common::wait::wait_until;
 use std::io::Write;
@@ -33,21 +34,6 @@ const EXPORTER: u16 = 9187;
 const BACKUP: u16 = 9188;
 /// The backup schedule of the test's spec.
 const EVERY: u64 = 20;
-
-struct Vm {
-    name: String,
-    pod: Pod,
-    services: Vec<ComposeService>,
-}
-
-impl Vm {
-    fn service(&self, name: &str) -> &ComposeService {
-        self.services
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("{}: no service {name} in compose.yaml", self.name))
-    }
-}
 
 fn describe(vms: &[Vm]) -> String {
     let mut s = String::new();
@@ -89,25 +75,11 @@ fn status(spec: &Path) -> (i32, serde_json::Value, String) {
     )
 }
 
-fn pgha_image(args: &[&str]) {
-    let o = assert_cmd::Command::cargo_bin("pgha-image")
-        .unwrap()
-        .args(args)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "pgha-image {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// `pgha-image secrets` then `pgha-image manifests` for `spec`, as the
 /// README's first steps.
 fn secrets_and_manifests(spec: &Path, secrets: &Path, out: &Path) {
     let spec = spec.to_str().unwrap();
-    pgha_image(&[
+    pgha_ok(&[
         "secrets",
         "--engine",
         "podman",
@@ -116,7 +88,7 @@ fn secrets_and_manifests(spec: &Path, secrets: &Path, out: &Path) {
         "--out",
         secrets.to_str().unwrap(),
     ]);
-    pgha_image(&[
+    pgha_ok(&[
         "manifests",
         "--engine",
         "podman",
@@ -222,11 +194,7 @@ fn status_metrics_and_backups_on_three_vms() {
     let vms: Vec<Vm> = names
         .iter()
         .zip(&addrs)
-        .map(|(n, a)| Vm {
-            name: n.to_string(),
-            pod: Pod::create(&net, "i17-day2", n, a),
-            services: compose_services(&out.join(n)),
-        })
+        .map(|(n, a)| Vm::create(&net, "i17-day2", n, a, &out))
         .collect();
     for vm in &vms {
         let names: Vec<&str> = vm.services.iter().map(|s| s.name.as_str()).collect();
@@ -560,11 +528,7 @@ fn status_metrics_and_backups_on_three_vms() {
     for f in ["password", "jwt_secret", "pgsodium_root_key"] {
         std::fs::copy(secrets.join(f), fresh_secrets.join(f)).unwrap();
     }
-    let fresh = Vm {
-        name: "pg9".into(),
-        pod: Pod::create(&net, "i17-day2", "pg9", &fresh_addr),
-        services: compose_services(&fresh_out.join("pg9")),
-    };
+    let fresh = Vm::create(&net, "i17-day2", "pg9", &fresh_addr, &fresh_out);
     let fresh_password =
         cluster::read_env_file(&fresh_secrets.join("patroni.env"))["PGPASSWORD_SUPERUSER"].clone();
     let fresh_tls = format!(

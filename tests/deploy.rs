@@ -35,7 +35,8 @@
 mod common;
 
 use base64::Engine as _;
-use common::cluster::{self, ComposeService, Network, Pod, compose_services};
+use common::cli::pgha_ok;
+use common::cluster::{self, Network, Vm, compose_services};
 use common::images::{self, TestImage};
 use common::wait::wait_until;
 use hmac::{Hmac, KeyInit, Mac};
@@ -61,20 +62,6 @@ fn verified_claims(token: &str, secret: &str) -> serde_json::Value {
     mac.verify_slice(&b64.decode(sig).unwrap())
         .unwrap_or_else(|_| panic!("the key does not verify with jwt_secret"));
     serde_json::from_slice(&b64.decode(input.split_once('.').unwrap().1).unwrap()).unwrap()
-}
-
-fn pgha_image(args: &[&str]) {
-    let o = assert_cmd::Command::cargo_bin("pgha-image")
-        .unwrap()
-        .args(args)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "pgha-image {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 const SCOPE: &str = "h6deploy";
@@ -164,21 +151,6 @@ fn render(spec: &Path, out: &Path) {
     );
 }
 
-struct Vm {
-    name: String,
-    pod: Pod,
-    services: Vec<ComposeService>,
-}
-
-impl Vm {
-    fn service(&self, name: &str) -> &ComposeService {
-        self.services
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("{}: no service {name} in compose.yaml", self.name))
-    }
-}
-
 fn addr_of<'a>(vms: &'a [Vm], name: &str) -> &'a str {
     &vms.iter().find(|v| v.name == name).unwrap().pod.address
 }
@@ -253,7 +225,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     let out = dir.join("deploy");
     std::fs::write(&spec, spec_text(&v1)).unwrap();
     // The group of the files: asked of the image through the engine.
-    pgha_image(&[
+    pgha_ok(&[
         "secrets",
         "--engine",
         "podman",
@@ -278,11 +250,7 @@ fn three_vms_form_route_fail_over_rejoin_and_upgrade() {
     let vms: Vec<Vm> = names
         .iter()
         .zip(&addrs)
-        .map(|(n, a)| Vm {
-            name: n.to_string(),
-            pod: Pod::create(&net, "h6-deploy", n, a),
-            services: compose_services(&out.join(n)),
-        })
+        .map(|(n, a)| Vm::create(&net, "h6-deploy", n, a, &out))
         .collect();
     for vm in &vms {
         let names: Vec<&str> = vm.services.iter().map(|s| s.name.as_str()).collect();

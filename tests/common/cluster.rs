@@ -275,6 +275,33 @@ pub fn interpolate(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// One VM of a rendered deployment: a pod at its address, and the services
+/// of the compose.yaml `pgha-image manifests` rendered for it.
+pub struct Vm {
+    pub name: String,
+    pub pod: Pod,
+    pub services: Vec<ComposeService>,
+}
+
+impl Vm {
+    /// The pod of member `name` at `address` on `network` (labelled
+    /// `label`), with the services of `rendered/<name>/compose.yaml`.
+    pub fn create(network: &Network, label: &str, name: &str, address: &str, rendered: &Path) -> Self {
+        Vm {
+            name: name.to_string(),
+            pod: Pod::create(network, label, name, address),
+            services: compose_services(&rendered.join(name)),
+        }
+    }
+
+    pub fn service(&self, name: &str) -> &ComposeService {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{}: no service {name} in compose.yaml", self.name))
+    }
+}
+
 /// The services of `dir/compose.yaml`, with `dir/.env` interpolated, in
 /// file order.
 pub fn compose_services(dir: &Path) -> Vec<ComposeService> {
@@ -401,25 +428,8 @@ pub fn compose_services(dir: &Path) -> Vec<ComposeService> {
 /// A plain HTTP/1.0 GET with short timeouts: (status, body), or None when
 /// nothing answers.
 pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
-    let ip: IpAddr = host.parse().ok()?;
-    let addr = SocketAddr::new(ip, port);
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.take(4 << 20).read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    http_exchange(host, port, &request, Duration::from_secs(5))
 }
 
 /// An HTTP/1.0 request with an optional basic-auth login and JSON body:
@@ -433,10 +443,6 @@ pub fn http_request(
     body: &str,
 ) -> Option<(u16, String)> {
     use base64::Engine as _;
-    let ip: IpAddr = host.parse().ok()?;
-    let mut s = TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
     let auth = login
         .map(|(u, p)| {
             format!(
@@ -445,13 +451,22 @@ pub fn http_request(
             )
         })
         .unwrap_or_default();
-    write!(
-        s,
+    let request = format!(
         "{method} {path} HTTP/1.0\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .ok()?;
+    );
+    http_exchange(host, port, &request, Duration::from_secs(30))
+}
+
+/// Sends `request` to `host:port` and reads the whole answer (at most 4 MiB):
+/// (status, body), or None when nothing answers in time.
+fn http_exchange(host: &str, port: u16, request: &str, read_timeout: Duration) -> Option<(u16, String)> {
+    let ip: IpAddr = host.parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(read_timeout)).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
     let mut buf = Vec::new();
     s.take(4 << 20).read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
